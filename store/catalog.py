@@ -1,0 +1,237 @@
+"""SQLite access: one serialized writer, a read connection per thread.
+
+WAL mode lets readers run while the writer commits. Writes go through
+``Catalog.write()``, which holds a lock so namespace operations (from mount
+handler threads) and the persistence worker's batch commits never interleave.
+Commits use ``synchronous=NORMAL`` (no fsync: safe against a process crash,
+and the periodic checkpoint bounds what a power loss can take); a durable
+commit (fsync) switches to FULL for that one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import FormatError
+from .rewrite import Extent
+from .schema import FORMAT_VERSION, ROOT_INO, create_tables, read_format_version
+
+
+@dataclass(slots=True)
+class InodeRow:
+    id: int
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    rdev: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+    content_seq: int
+    target: bytes | None
+
+
+INODE_COLUMNS = "id, mode, nlink, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns, content_seq, target"
+
+
+@dataclass(slots=True, frozen=True)
+class ChunkLocation:
+    off: int          # offset of the chunk in the file
+    length: int
+    chunk_id: int
+    hash: bytes
+    block_id: int
+    block_off: int
+
+
+@dataclass(slots=True, frozen=True)
+class BlockRow:
+    id: int
+    pack_id: int
+    offset: int
+    length: int
+    raw_length: int
+    codec: int
+    dict_id: int
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    uri = f"file:{path}?mode={'ro' if readonly else 'rw'}"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=60)
+    db.execute("PRAGMA busy_timeout = 60000")
+    db.execute("PRAGMA cache_size = -16000")
+    db.execute("PRAGMA temp_store = MEMORY")
+    return db
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class Catalog:
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self._local = threading.local()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._writer: sqlite3.Connection | None = None
+        if not readonly:
+            self._writer = _connect(self.path, readonly=False)
+            mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise FormatError(f"{self.path}: cannot switch the catalog to WAL mode (got {mode})")
+            self._writer.execute("PRAGMA synchronous = NORMAL")
+            self._writer.execute("PRAGMA wal_autocheckpoint = 4000")
+        version = read_format_version(self.reader())
+        if version is None:
+            raise FormatError(f"{self.path} is not a sessionfs catalog (no format version)")
+        if version != FORMAT_VERSION:
+            raise FormatError(
+                f"{self.path} has catalog format {version}; this sessionfs reads format {FORMAT_VERSION}")
+
+    @staticmethod
+    def initialize(path: Path, store_id: str) -> None:
+        db = _connect_create(path)
+        try:
+            create_tables(db)
+            db.execute("BEGIN")
+            now = now_ns()
+            db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                           [("format_version", FORMAT_VERSION), ("created", now), ("store_id", store_id)])
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # -- connections -------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = _connect(self.path, readonly=True)
+            self._local.db = db
+            with self._readers_lock:
+                self._all_readers.append(db)
+        return db
+
+    @contextlib.contextmanager
+    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """A write transaction; commits on success, rolls back on any exception."""
+        if self._writer is None:
+            raise FormatError(f"{self.path} is open read-only")
+        with self._write_lock:
+            db = self._writer
+            if durable:
+                db.execute("PRAGMA synchronous = FULL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
+            finally:
+                if durable:
+                    db.execute("PRAGMA synchronous = NORMAL")
+
+    def checkpoint(self) -> None:
+        """Sync the WAL and copy it into the database (bounds the power-loss window)."""
+        if self._writer is not None:
+            with self._write_lock:
+                self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for db in self._all_readers:
+                db.close()
+            self._all_readers.clear()
+        self._local = threading.local()
+        if self._writer is not None:
+            with self._write_lock:
+                try:
+                    self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass
+                self._writer.close()
+                self._writer = None
+
+    # -- reads (any thread; pass ``db`` to read inside a write transaction) --
+    def _db(self, db: sqlite3.Connection | None) -> sqlite3.Connection:
+        return db if db is not None else self.reader()
+
+    def meta(self, key: str, db=None):
+        row = self._db(db).execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def inode(self, ino: int, db=None) -> InodeRow | None:
+        row = self._db(db).execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
+        return InodeRow(*row) if row else None
+
+    def lookup(self, parent: int, name: bytes, db=None) -> int | None:
+        row = self._db(db).execute("SELECT ino FROM dentries WHERE parent = ? AND name = ?",
+                                   (parent, name)).fetchone()
+        return row[0] if row else None
+
+    def readdir(self, parent: int, after: int, limit: int, db=None) -> list[tuple[int, bytes, InodeRow]]:
+        """Entries with rowid > ``after``, in rowid order, with their inodes."""
+        rows = self._db(db).execute(
+            f"SELECT d.rowid, d.name, {', '.join('i.' + c.strip() for c in INODE_COLUMNS.split(','))} "
+            "FROM dentries d JOIN inodes i ON i.id = d.ino "
+            "WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid LIMIT ?", (parent, after, limit)).fetchall()
+        return [(r[0], bytes(r[1]), InodeRow(*r[2:])) for r in rows]
+
+    def children_count(self, parent: int, db=None) -> int:
+        return self._db(db).execute("SELECT count(*) FROM dentries WHERE parent = ?", (parent,)).fetchone()[0]
+
+    def extents(self, ino: int, db=None) -> list[Extent]:
+        rows = self._db(db).execute(
+            "SELECT f.off, c.length, f.chunk_id FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+            "WHERE f.ino = ? ORDER BY f.off", (ino,)).fetchall()
+        return [Extent(*r) for r in rows]
+
+    def locations(self, ino: int, start: int, end: int, max_chunk: int, db=None) -> list[ChunkLocation]:
+        """Chunks of ``ino`` overlapping [start, end), in file order."""
+        rows = self._db(db).execute(
+            "SELECT f.off, c.length, c.id, c.hash, c.block_id, c.block_off "
+            "FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+            "WHERE f.ino = ? AND f.off > ? AND f.off < ? ORDER BY f.off",
+            (ino, start - max_chunk, end)).fetchall()
+        return [ChunkLocation(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows if r[0] + r[1] > start]
+
+    def block(self, block_id: int, db=None) -> BlockRow | None:
+        row = self._db(db).execute(
+            "SELECT id, pack_id, offset, length, raw_length, codec, dict_id FROM blocks WHERE id = ?",
+            (block_id,)).fetchone()
+        return BlockRow(*row) if row else None
+
+    def names_of(self, ino: int, db=None) -> list[tuple[int, bytes]]:
+        return [(p, bytes(n)) for p, n in self._db(db).execute(
+            "SELECT parent, name FROM dentries WHERE ino = ? ORDER BY rowid", (ino,))]
+
+    def path_of(self, ino: int, db=None) -> str | None:
+        """One path of ``ino`` relative to the root ("sessions/x/metadata.json"), or None."""
+        parts = []
+        seen = set()
+        while ino != ROOT_INO:
+            if ino in seen:
+                return None
+            seen.add(ino)
+            names = self.names_of(ino, db)
+            if not names:
+                return None
+            ino, name = names[0]
+            parts.append(name.decode("utf-8", "surrogateescape"))
+        return "/".join(reversed(parts))
+
+
+def _connect_create(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), isolation_level=None)

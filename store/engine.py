@@ -1,0 +1,981 @@
+"""The store: one directory holding a catalog, packs and staged writes.
+
+Layout of a store directory (created private, 0700)::
+
+    catalog.db      the SQLite catalog (schema.create_tables documents it)
+    packs/          append-only pack files of framed blocks
+    staging/        overlays: sparse data files and sealed markers of writes
+                    not yet committed (replayed after a crash)
+    lock            flock'ed exclusively by the one process that writes
+    owner.json      who holds the lock (pid, mountpoint), for error messages
+
+``Store`` offers two faces over the same tree: inode-level POSIX operations
+(used by the mount) and path-level whole-file operations (used by the session
+API and the CLI). Both read the same catalog and the same overlays, so they
+agree on every byte. It never blocks on the persistence worker except in
+``fsync``/``flush``/``settle``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import secrets
+import stat
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+
+from . import codec, namespace, session_index
+from .cache import ByteLRU
+from .catalog import Catalog, ChunkLocation, InodeRow, now_ns
+from .chunker import MAX_CHUNK
+from .errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
+from .ingest import BatchBuilder, Counters
+from .intervals import split_by
+from .overlay import MARKER_SUFFIX, DATA_SUFFIX, Overlay, boot_id
+from .packs import PackFiles
+from .persist import Barrier, PathGroup, Persister
+from .rewrite import Extent, plan_commit
+from .schema import ROOT_INO
+
+log = logging.getLogger("sessionfs.store")
+
+DEFAULT_CACHE_BYTES = 100 * 1024 * 1024
+MAX_FILE_SIZE = 1 << 44          # 16 TiB, ext4's own limit with 4 KiB blocks
+READ_WINDOW = 4 * 1024 * 1024    # bytes assembled at once when rebuilding a range
+PENDING_API_BYTES = 256 * 1024 * 1024
+SESSIONS_DIR = b"sessions"
+
+
+@dataclass
+class DecodedBlock:
+    """A decoded block in the cache, with the chunks in it that failed their hash."""
+    raw: bytes
+    bad: frozenset
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+@dataclass(frozen=True)
+class StoreStatistics:
+    """Sizes are bytes. ``logical``: sum of file sizes; ``referenced``: file bytes that are
+    not holes; ``unique``: distinct chunk bytes still referenced; ``stored``: pack bytes
+    on disk (committed); ``dedup_ratio`` = referenced / unique; ``compression_ratio`` =
+    decoded / encoded block bytes."""
+    files: int
+    sessions: int
+    logical_bytes: int
+    referenced_bytes: int
+    unique_bytes: int
+    unreferenced_bytes: int
+    raw_block_bytes: int
+    stored_bytes: int
+    block_bytes: int
+    packs: int
+    dedup_ratio: float
+    compression_ratio: float
+    space_saving: float
+    cache: object
+    queue: object
+
+    def as_dict(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+class Store:
+    """An open store. ``Store.open`` for use; ``Store.init`` to create one."""
+
+    # -- life cycle --------------------------------------------------------
+    @staticmethod
+    def init(path: str | os.PathLike, *, exist_ok: bool = False) -> Path:
+        root = Path(path)
+        if (root / "catalog.db").exists():
+            if exist_ok:
+                return root
+            raise FormatError(f"{root} already holds a sessionfs store")
+        if root.exists() and any(root.iterdir()):
+            raise FormatError(f"{root} exists and is not empty; choose an empty or new directory")
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        for sub in ("packs", "staging"):
+            (root / sub).mkdir(mode=0o700, exist_ok=True)
+        tmp = root / "catalog.db.new"
+        Catalog.initialize(tmp, secrets.token_hex(16))
+        import sqlite3
+        db = sqlite3.connect(tmp, isolation_level=None)
+        now = now_ns()
+        uid, gid = os.getuid(), os.getgid()
+        db.execute("BEGIN")
+        db.execute("INSERT INTO inodes (id, mode, nlink, uid, gid, atime_ns, mtime_ns, ctime_ns) "
+                   "VALUES (?, ?, 2, ?, ?, ?, ?, ?)", (ROOT_INO, stat.S_IFDIR | 0o755, uid, gid, now, now, now))
+        node = namespace.make_node(db, ROOT_INO, SESSIONS_DIR, stat.S_IFDIR | 0o755, uid, gid, now)
+        db.execute("INSERT INTO meta (key, value) VALUES ('sessions_ino', ?)", (node.id,))
+        db.execute("COMMIT")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.close()
+        os.replace(tmp, root / "catalog.db")
+        return root
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, cache_bytes: int = DEFAULT_CACHE_BYTES, readonly: bool = False,
+             create: bool = False, owner: dict | None = None, sync_interval: float = 5.0,
+             compress_level: int = 3, packs: PackFiles | None = None) -> "Store":
+        root = Path(path)
+        if create and not (root / "catalog.db").exists():
+            cls.init(root)
+        if not (root / "catalog.db").exists():
+            raise FormatError(f"{root} is not a sessionfs store (no catalog.db); create one with 'sessionfs init'")
+        return cls(root, cache_bytes=cache_bytes, readonly=readonly, owner=owner, sync_interval=sync_interval,
+                   compress_level=compress_level, packs=packs)
+
+    def __init__(self, root: Path, *, cache_bytes: int, readonly: bool, owner: dict | None,
+                 sync_interval: float, compress_level: int, packs: PackFiles | None):
+        self.root = root
+        self.readonly = readonly
+        self.compress_level = compress_level
+        self._lock_fd = None if readonly else self._take_lock(owner)
+        try:
+            self.catalog = Catalog(root / "catalog.db", readonly=readonly)
+            self.packs = packs or PackFiles(root / "packs")
+            self.cache = ByteLRU(cache_bytes)
+            self.staging = root / "staging"
+            self.sessions_ino = int(self.catalog.meta("sessions_ino"))
+            root_row = self.catalog.inode(ROOT_INO)
+            self.owner_uid, self.owner_gid = root_row.uid, root_row.gid
+            self._ov_lock = threading.Lock()
+            self._overlays: dict[int, list[Overlay]] = {}
+            self._pins: Counter[int] = Counter()
+            self._pending_paths: dict[str, tuple[int, bytes | None]] = {}
+            self._pending_trees: dict[str, int] = {}
+            self._gen = 0
+            self._boot = boot_id()
+            self._commit_listeners: list[Callable[[list[int]], None]] = []
+            self.persister: Persister | None = None
+            if not readonly:
+                self._recover()
+                self.persister = Persister(self._commit_batch, self.catalog.checkpoint, sync_interval)
+                self.persister.start()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self, owner: dict | None) -> int:
+        path = self.root / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                info = orjson.loads((self.root / "owner.json").read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                info = {}
+            where = f" (mounted at {info['mountpoint']})" if info.get("mountpoint") else ""
+            raise LockedError(f"store {self.root} is in use by process {info.get('pid', '?')}{where}; "
+                              "unmount it or stop that process first") from None
+        tmp = self.root / "owner.json.tmp"
+        tmp.write_bytes(orjson.dumps({"pid": os.getpid(), **(owner or {})}))
+        os.replace(tmp, self.root / "owner.json")
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                (self.root / "owner.json").unlink()
+            except FileNotFoundError:
+                pass
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def close(self) -> None:
+        """Commit everything queued and release the store."""
+        if self.persister is not None:
+            self.persister.stop()
+            self.persister = None
+        with self._ov_lock:
+            for layers in self._overlays.values():
+                for ov in layers:
+                    if ov.fd >= 0:
+                        os.close(ov.fd)
+                        ov.fd = -1
+            self._overlays.clear()
+        self.packs.close()
+        self.catalog.close()
+        self._release_lock()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- recovery ----------------------------------------------------------
+    def _recover(self) -> None:
+        """Bring the store to a consistent state after whatever happened before."""
+        reader = self.catalog.reader()
+        known = {pid: size for pid, size in reader.execute("SELECT id, size FROM packs")}
+        for pack_id in self.packs.list_ids():
+            if pack_id not in known:
+                log.warning("removing pack %08d: written by a batch that never committed", pack_id)
+                self.packs.delete(pack_id)
+            elif (self.packs.file_size(pack_id) or 0) > known[pack_id]:
+                log.info("truncating pack %08d to its committed size %d", pack_id, known[pack_id])
+                self.packs.truncate(pack_id, known[pack_id])
+        row = reader.execute("SELECT id, size FROM packs WHERE sealed = 0 ORDER BY id DESC LIMIT 1").fetchone()
+        if row and self.packs.file_size(row[0]) is not None:
+            self.packs.resume(row[0], row[1])
+        with self.catalog.write() as db:
+            now = now_ns()
+            for (ino,) in db.execute("SELECT id FROM inodes WHERE nlink = 0 AND id != ?", (ROOT_INO,)).fetchall():
+                namespace.delete_inode(db, ino, now)
+        self._ids = self._load_counters()
+        self._seq = max(int(self.catalog.meta("last_seq") or 0), self._max_staged_seq())
+        self._replay_staged()
+
+    def _load_counters(self) -> Counters:
+        r = self.catalog.reader()
+        block = r.execute("SELECT coalesce(max(id), 0) FROM blocks").fetchone()[0]
+        chunk = r.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
+        pack = max([r.execute("SELECT coalesce(max(id), 0) FROM packs").fetchone()[0], *self.packs.list_ids()])
+        return Counters(block + 1, chunk + 1, pack + 1)
+
+    def _max_staged_seq(self) -> int:
+        seqs = [int(n.split(".")[0]) for n in os.listdir(self.staging) if n.split(".")[0].isdigit()]
+        return max(seqs, default=0)
+
+    def _replay_staged(self) -> None:
+        """Commit overlays sealed before a crash; drop unsealed ones (files never closed)."""
+        markers = sorted(n for n in os.listdir(self.staging) if n.endswith(MARKER_SUFFIX))
+        sealed = set()
+        replay = []
+        for name in markers:
+            seq = name[: -len(MARKER_SUFFIX)]
+            try:
+                marker = orjson.loads((self.staging / name).read_bytes())
+            except (OSError, orjson.JSONDecodeError) as exc:
+                log.warning("ignoring unreadable staged marker %s: %s", name, exc)
+                continue
+            if marker.get("boot_id") != self._boot:
+                log.warning("dropping staged write %s from an earlier boot (un-fsynced, may be torn)", seq)
+                continue
+            sealed.add(seq)
+            replay.append(Overlay.load(self.staging, marker))
+        for name in os.listdir(self.staging):
+            if name.split(".")[0] not in sealed:
+                os.unlink(self.staging / name)
+        replay = [ov for ov in replay if self._replay_wanted(ov)]
+        if replay:
+            log.info("replaying %d closed files staged before the last stop", len(replay))
+            for ov in replay:
+                self._overlays.setdefault(ov.ino, []).append(ov)
+            for ov in replay:
+                self._commit_batch([ov], durable=True)
+        for name in os.listdir(self.staging):
+            os.unlink(self.staging / name)
+
+    def _replay_wanted(self, ov: Overlay) -> bool:
+        row = self.catalog.inode(ov.ino)
+        if row is None or row.content_seq >= ov.seq or not stat.S_ISREG(row.mode):
+            os.close(ov.fd)
+            return False
+        return True
+
+    # -- reading -------------------------------------------------------------
+    def _layers(self, ino: int) -> list[Overlay]:
+        with self._ov_lock:
+            return list(self._overlays.get(ino, ()))
+
+    def getattr(self, ino: int) -> InodeRow:
+        layers = self._layers(ino)
+        row = self.catalog.inode(ino)
+        if row is None:
+            raise FsError(errno.ENOENT, f"inode {ino} does not exist")
+        if layers:
+            top = layers[-1]
+            row.size = top.size
+            if top.mtime_ns:
+                row.mtime_ns, row.ctime_ns = top.mtime_ns, max(row.ctime_ns, top.ctime_ns)
+        return row
+
+    def read(self, ino: int, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of a file as it is now, overlays included."""
+        layers = self._layers(ino)
+        if layers:
+            return self._read_layer(ino, layers, len(layers) - 1, offset, length)
+        row = self.catalog.inode(ino)
+        if row is None:
+            raise FsError(errno.ENOENT, f"inode {ino} does not exist")
+        end = min(row.size, offset + length)
+        return self.read_committed(ino, offset, end - offset) if end > offset else b""
+
+    def read_all(self, ino: int) -> bytes:
+        return self.read(ino, 0, self.getattr(ino).size)
+
+    def _read_layer(self, ino: int, layers: list[Overlay], idx: int, offset: int, length: int) -> bytes:
+        if idx < 0:
+            return self.read_committed(ino, offset, length)
+        ov = layers[idx]
+        end = min(offset + length, ov.size)
+        parts = []
+        for start, stop, staged in split_by(offset, end, ov.dirty):
+            if staged:
+                parts.append(ov.read_staged(start, stop - start))
+                continue
+            low_end = min(stop, ov.floor)
+            if start < low_end:
+                got = self._read_layer(ino, layers, idx - 1, start, low_end - start)
+                parts.append(got + bytes(low_end - start - len(got)))
+            if max(start, low_end) < stop:
+                parts.append(bytes(stop - max(start, low_end)))
+        return b"".join(parts)
+
+    def read_committed(self, ino: int, offset: int, length: int, db=None) -> bytes:
+        """Committed bytes [offset, offset+length); holes are zeros. Verifies every chunk."""
+        if length <= 0:
+            return b""
+        end = offset + length
+        out = bytearray(length)
+        for loc in self.catalog.locations(ino, offset, end, MAX_CHUNK, db):
+            data = self._chunk_bytes(loc, ino, db)
+            lo, hi = max(offset, loc.off), min(end, loc.off + loc.length)
+            out[lo - offset:hi - offset] = data[lo - loc.off:hi - loc.off]
+        return bytes(out)
+
+    def _chunk_bytes(self, loc: ChunkLocation, ino: int | None, db=None) -> bytes:
+        block = self.cache.get(loc.block_id)
+        if block is None:
+            block = self._load_block(loc.block_id, db)
+            self.cache.put(loc.block_id, block)
+        if loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw):
+            where = self.catalog.path_of(ino, db) if ino is not None else None
+            raise IntegrityError(
+                f"chunk {loc.hash.hex()} (block {loc.block_id}) is corrupt"
+                + (f"; file {where!r} cannot be read there" if where else ""),
+                chunk=loc.hash.hex(), path=where)
+        return block.raw[loc.block_off:loc.block_off + loc.length]
+
+    def _load_block(self, block_id: int, db=None) -> DecodedBlock:
+        """Read, decode and verify one block; chunks failing their hash are marked bad."""
+        b = self.catalog.block(block_id, db)
+        if b is None:
+            raise IntegrityError(f"block {block_id} is missing from the catalog")
+        where = f"pack {b.pack_id:08d} offset {b.offset} (block {block_id})"
+        from .chunker import chunk_hash
+        reader = db or self.catalog.reader()
+        chunk_rows = reader.execute("SELECT id, hash, block_off, length FROM chunks WHERE block_id = ?",
+                                    (block_id,)).fetchall()
+        try:
+            raw = codec.decode_block(self.packs.read(b.pack_id, b.offset, b.length), where)
+        except IntegrityError as exc:
+            log.error("%s", exc)
+            return DecodedBlock(b"", frozenset(r[0] for r in chunk_rows))
+        if len(raw) != b.raw_length:
+            log.error("%s: decodes to %d bytes, catalog says %d", where, len(raw), b.raw_length)
+            return DecodedBlock(b"", frozenset(r[0] for r in chunk_rows))
+        bad = frozenset(cid for cid, digest, off, n in chunk_rows
+                        if chunk_hash(memoryview(raw)[off:off + n]) != bytes(digest))
+        if bad:
+            log.error("%s: %d chunk(s) fail their SHA-256", where, len(bad))
+        return DecodedBlock(raw, bad)
+
+    def lookup(self, parent: int, name: bytes) -> InodeRow:
+        ino = self.catalog.lookup(parent, name)
+        if ino is None:
+            raise FsError(errno.ENOENT, f"{name.decode(errors='replace')} does not exist")
+        return self.getattr(ino)
+
+    def readdir(self, ino: int, after: int, limit: int = 1000) -> list[tuple[int, bytes, InodeRow]]:
+        entries = self.catalog.readdir(ino, after, limit)
+        out = []
+        for rowid, name, row in entries:
+            layers = self._layers(row.id)
+            if layers:
+                row.size = layers[-1].size
+            out.append((rowid, name, row))
+        return out
+
+    def readlink(self, ino: int) -> bytes:
+        row = self.getattr(ino)
+        if not stat.S_ISLNK(row.mode):
+            raise FsError(errno.EINVAL, "not a symbolic link")
+        return bytes(row.target or b"")
+
+    # -- namespace ------------------------------------------------------------
+    def _namespace(self, op, *args, parents: Iterable[int] = (), moved: Iterable[int] = ()):
+        """Run a namespace op in a write transaction and keep the session index in step."""
+        self._check_writable()
+        with self.catalog.write() as db:
+            now = now_ns()
+            result = op(db, *args, now)
+            self._refresh_sessions(db, parents, moved)
+        return result
+
+    def _refresh_sessions(self, db, parents: Iterable[int], moved: Iterable[int]) -> None:
+        dirs = set()
+        for p in parents:
+            if p == self.sessions_ino:
+                dirs.update(moved)
+            elif db.execute("SELECT 1 FROM dentries WHERE ino = ? AND parent = ?", (p, self.sessions_ino)).fetchone():
+                dirs.add(p)
+        for d in dirs:
+            session_index.refresh(db, d, self.sessions_ino, lambda i: self._read_file_in(db, i))
+
+    def _read_file_in(self, db, ino: int) -> bytes:
+        row = namespace.get(db, ino)
+        return self.read_committed(ino, 0, row.size, db)
+
+    def make_node(self, parent: int, name: bytes, mode: int, uid: int, gid: int, rdev: int = 0,
+                  target: bytes | None = None) -> InodeRow:
+        return self._namespace(lambda db, now: namespace.make_node(db, parent, name, mode, uid, gid, now, rdev,
+                                                                    target), parents=[parent])
+
+    def link(self, ino: int, parent: int, name: bytes) -> InodeRow:
+        return self._namespace(lambda db, now: namespace.link(db, ino, parent, name, now), parents=[parent],
+                               moved=[ino])
+
+    def unlink(self, parent: int, name: bytes) -> None:
+        row = self._namespace(lambda db, now: namespace.unlink(db, parent, name, now), parents=[parent])
+        self._maybe_delete(row)
+
+    def rmdir(self, parent: int, name: bytes) -> None:
+        ino = self.catalog.lookup(parent, name)
+        row = self._namespace(lambda db, now: namespace.rmdir(db, parent, name, now), parents=[parent],
+                              moved=[ino] if ino else [])
+        self._maybe_delete(row)
+
+    def rename(self, old_parent: int, old_name: bytes, new_parent: int, new_name: bytes, flags: int = 0) -> None:
+        moved = [i for i in (self.catalog.lookup(old_parent, old_name), self.catalog.lookup(new_parent, new_name))
+                 if i]
+        replaced = self._namespace(
+            lambda db, now: namespace.rename(db, old_parent, old_name, new_parent, new_name, flags, now),
+            parents=[old_parent, new_parent], moved=moved)
+        if replaced is not None:
+            self._maybe_delete(replaced)
+
+    def setattr(self, ino: int, *, mode=None, uid=None, gid=None, atime_ns=None, mtime_ns=None,
+                size: int | None = None) -> InodeRow:
+        self._check_writable()
+        if size is not None:
+            self.truncate(ino, size)
+            self.seal(ino)
+        if any(v is not None for v in (mode, uid, gid, atime_ns, mtime_ns)) or size is not None:
+            with self.catalog.write() as db:
+                namespace.set_attrs(db, ino, now_ns(), mode=mode, uid=uid, gid=gid, atime_ns=atime_ns,
+                                    mtime_ns=mtime_ns)
+            if mtime_ns is not None:
+                with self._ov_lock:
+                    for ov in self._overlays.get(ino, ()):
+                        ov.mtime_ns = mtime_ns
+        return self.getattr(ino)
+
+    def pin(self, ino: int, n: int = 1) -> None:
+        """The kernel (or another user) holds ``n`` more references to ``ino``."""
+        with self._ov_lock:
+            self._pins[ino] += n
+
+    def unpin(self, ino: int, n: int = 1) -> None:
+        with self._ov_lock:
+            self._pins[ino] -= n
+            if self._pins[ino] > 0:
+                return
+            del self._pins[ino]
+        row = self.catalog.inode(ino)
+        if row is not None and row.nlink == 0:
+            self._maybe_delete(row)
+
+    def _maybe_delete(self, row: InodeRow) -> None:
+        """Remove an inode that lost its last name once nobody holds it."""
+        if row.nlink > 0 or row.id == ROOT_INO:
+            return
+        with self._ov_lock:
+            if self._pins.get(row.id):
+                return
+            layers = self._overlays.pop(row.id, [])
+        for ov in layers:
+            if not ov.sealed:
+                ov.discard()
+        with self.catalog.write() as db:
+            current = db.execute("SELECT nlink FROM inodes WHERE id = ?", (row.id,)).fetchone()
+            if current is not None and current[0] == 0:
+                namespace.delete_inode(db, row.id, now_ns())
+
+    # -- xattrs ---------------------------------------------------------------
+    def getxattr(self, ino: int, name: bytes) -> bytes:
+        row = self.catalog.reader().execute("SELECT value FROM xattrs WHERE ino = ? AND name = ?",
+                                            (ino, name)).fetchone()
+        if row is None:
+            raise FsError(errno.ENODATA, "no such attribute")
+        return bytes(row[0])
+
+    def listxattr(self, ino: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self.catalog.reader().execute(
+            "SELECT name FROM xattrs WHERE ino = ? ORDER BY name", (ino,))]
+
+    def setxattr(self, ino: int, name: bytes, value: bytes, *, create: bool = False, replace: bool = False) -> None:
+        self._check_writable()
+        with self.catalog.write() as db:
+            namespace.get(db, ino)
+            exists = db.execute("SELECT 1 FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).fetchone()
+            if create and exists:
+                raise FsError(errno.EEXIST, "attribute exists")
+            if replace and not exists:
+                raise FsError(errno.ENODATA, "no such attribute")
+            db.execute("INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)", (ino, name, value))
+            db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now_ns(), ino))
+
+    def removexattr(self, ino: int, name: bytes) -> None:
+        self._check_writable()
+        with self.catalog.write() as db:
+            if db.execute("DELETE FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).rowcount == 0:
+                raise FsError(errno.ENODATA, "no such attribute")
+            db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now_ns(), ino))
+
+    def content_hash(self, ino: int) -> str:
+        """SHA-256 of the file's current bytes (an identity users can compare)."""
+        import hashlib
+        h = hashlib.sha256()
+        size = self.getattr(ino).size
+        for off in range(0, size, READ_WINDOW):
+            h.update(self.read(ino, off, min(READ_WINDOW, size - off)))
+        return h.hexdigest()
+
+    # -- writing file content ----------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise FsError(errno.EROFS, f"store {self.root} is open read-only")
+
+    def _active_overlay(self, ino: int) -> Overlay:
+        """The unsealed overlay of ``ino``, started on top of its current state if needed."""
+        with self._ov_lock:
+            layers = self._overlays.get(ino)
+            if layers and not layers[-1].sealed:
+                return layers[-1]
+        row = self.getattr(ino)
+        if not stat.S_ISREG(row.mode):
+            raise FsError(errno.EISDIR if stat.S_ISDIR(row.mode) else errno.EINVAL, "not a regular file")
+        with self._ov_lock:
+            layers = self._overlays.setdefault(ino, [])
+            if layers and not layers[-1].sealed:
+                return layers[-1]
+            self._seq += 1
+            base = layers[-1].size if layers else row.size
+            ov = Overlay(self.staging, self._seq, ino, base)
+            layers.append(ov)
+            return ov
+
+    def write(self, ino: int, offset: int, data: bytes) -> int:
+        self._check_writable()
+        if offset < 0:
+            raise FsError(errno.EINVAL, "negative offset")
+        if offset + len(data) > MAX_FILE_SIZE:
+            raise FsError(errno.EFBIG, f"files are limited to {MAX_FILE_SIZE} bytes")
+        if not data:
+            return 0
+        while True:
+            ov = self._active_overlay(ino)
+            with self._ov_lock:
+                if ov.sealed:
+                    continue
+                return ov.write(offset, data, now_ns())
+
+    def truncate(self, ino: int, size: int) -> None:
+        self._check_writable()
+        if size < 0:
+            raise FsError(errno.EINVAL, "negative size")
+        if size > MAX_FILE_SIZE:
+            raise FsError(errno.EFBIG, f"files are limited to {MAX_FILE_SIZE} bytes")
+        while True:
+            ov = self._active_overlay(ino)
+            with self._ov_lock:
+                if ov.sealed:
+                    continue
+                ov.truncate(size, now_ns())
+                return
+
+    def seal(self, ino: int) -> bool:
+        """Queue the file's unsealed writes for commit (close(2)); True when there were any."""
+        with self._ov_lock:
+            layers = self._overlays.get(ino)
+            if not layers or layers[-1].sealed:
+                return False
+            ov = layers[-1]
+            ov.seal(self._boot)
+        self.persister.submit(ov)
+        return True
+
+    def fsync(self, ino: int | None = None) -> None:
+        """Return once the file (or, with None, everything) is durable."""
+        if self.readonly:
+            return
+        if ino is not None:
+            self.seal(ino)
+        self.persister.barrier(durable=True).wait()
+
+    def has_pending(self, ino: int) -> bool:
+        with self._ov_lock:
+            return bool(self._overlays.get(ino))
+
+    def add_commit_listener(self, fn: Callable[[list[int]], None]) -> None:
+        """``fn(inos)`` is called (in the worker thread) after a batch changed those files."""
+        self._commit_listeners.append(fn)
+
+    # -- path level (session API, CLI) -------------------------------------------
+    @staticmethod
+    def split_path(path: str) -> list[bytes]:
+        if not isinstance(path, str) or "\0" in path:
+            raise BadInputError(f"invalid path {path!r}")
+        parts = [p for p in path.strip("/").split("/") if p]
+        for p in parts:
+            if p in (".", ".."):
+                raise BadInputError(f"path {path!r} may not contain '.' or '..'")
+            if len(p.encode()) > namespace.NAME_MAX:
+                raise BadInputError(f"path {path!r} has a component longer than {namespace.NAME_MAX} bytes")
+        return [p.encode("utf-8", "surrogateescape") for p in parts]
+
+    def resolve(self, path: str, db=None) -> int | None:
+        ino = ROOT_INO
+        for part in self.split_path(path):
+            ino = self.catalog.lookup(ino, part, db)
+            if ino is None:
+                return None
+        return ino
+
+    def _pending_state(self, path: str):
+        """(found, bytes or None) for a path changed by a queued group."""
+        norm = "/".join(p.decode("utf-8", "surrogateescape") for p in self.split_path(path))
+        with self._ov_lock:
+            gen_w, data = self._pending_paths.get(norm, (0, None))
+            gen_t = max((g for t, g in self._pending_trees.items() if norm == t or norm.startswith(t + "/")),
+                        default=0)
+        if gen_w and gen_w > gen_t:
+            return True, data
+        if gen_t:
+            return True, None
+        return False, None
+
+    def read_path(self, path: str) -> bytes:
+        found, data = self._pending_state(path)
+        if found:
+            if data is None:
+                raise FsError(errno.ENOENT, f"{path} does not exist")
+            return data
+        ino = self.resolve(path)
+        if ino is None:
+            raise FsError(errno.ENOENT, f"{path} does not exist")
+        row = self.getattr(ino)
+        if stat.S_ISDIR(row.mode):
+            raise FsError(errno.EISDIR, f"{path} is a directory")
+        try:
+            return self.read_all(ino)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{path}: {exc}", chunk=exc.chunk, path=path) from None
+
+    def exists(self, path: str) -> bool:
+        found, data = self._pending_state(path)
+        if found:
+            return data is not None
+        return self.resolve(path) is not None
+
+    def list_dir(self, path: str) -> list[str]:
+        """Names in a directory, committed state after queued groups land."""
+        self.settle()
+        ino = self.resolve(path)
+        if ino is None:
+            raise FsError(errno.ENOENT, f"{path} does not exist")
+        names, after = [], 0
+        while True:
+            batch = self.catalog.readdir(ino, after, 1000)
+            if not batch:
+                return names
+            names.extend(n.decode("utf-8", "surrogateescape") for _, n, _ in batch)
+            after = batch[-1][0]
+
+    def write_files(self, writes: dict[str, bytes | None] | Iterable[tuple[str, bytes | None]],
+                    delete_trees: Iterable[str] = ()) -> PathGroup:
+        """Queue whole-file writes (None deletes) and tree deletions as one atomic group."""
+        self._check_writable()
+        items = list(writes.items() if isinstance(writes, dict) else writes)
+        norm = []
+        for path, data in items:
+            parts = self.split_path(path)
+            if not parts:
+                raise BadInputError("cannot write the root directory")
+            if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+                raise BadInputError(f"{path}: content must be bytes, not {type(data).__name__}")
+            norm.append(("/".join(p.decode("utf-8", "surrogateescape") for p in parts),
+                         bytes(data) if data is not None else None))
+        trees = []
+        for t in delete_trees:
+            parts = self.split_path(t)
+            if not parts:
+                raise BadInputError("cannot delete the root directory")
+            trees.append("/".join(p.decode("utf-8", "surrogateescape") for p in parts))
+        self.persister.wait_for_room(PENDING_API_BYTES)
+        with self._ov_lock:
+            self._gen += 1
+            gen = self._gen
+            group = PathGroup(gen, norm, trees)
+            for t in trees:
+                self._pending_trees[t] = gen
+            for path, data in norm:
+                self._pending_paths[path] = (gen, data)
+        self.persister.submit(group)
+        return group
+
+    def settle(self) -> None:
+        """Wait until every write queued so far is committed (not necessarily durable)."""
+        if self.persister is not None and not self.persister.idle:
+            self.persister.barrier(durable=False).wait()
+
+    def flush(self) -> None:
+        """Make everything queued so far durable."""
+        if self.persister is not None:
+            self.persister.barrier(durable=True).wait()
+
+    # -- statistics --------------------------------------------------------------
+    def statistics(self) -> "StoreStatistics":
+        """A snapshot of sizes, ratios, cache and queue counters."""
+        r = self.catalog.reader()
+        files, logical = r.execute("SELECT count(*), coalesce(sum(size), 0) FROM inodes "
+                                   "WHERE mode & 61440 = 32768").fetchone()
+        referenced = r.execute("SELECT coalesce(sum(c.length), 0) FROM file_chunks f "
+                               "JOIN chunks c ON c.id = f.chunk_id").fetchone()[0]
+        unique, unreferenced = r.execute(
+            "SELECT coalesce(sum(CASE WHEN refcount > 0 THEN length END), 0), "
+            "coalesce(sum(CASE WHEN refcount <= 0 THEN length END), 0) FROM chunks").fetchone()
+        raw, stored = r.execute("SELECT coalesce(sum(raw_length), 0), coalesce(sum(length), 0) FROM blocks").fetchone()
+        packs, pack_bytes = r.execute("SELECT count(*), coalesce(sum(size), 0) FROM packs").fetchone()
+        sessions = r.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        queue = self.persister.statistics() if self.persister else None
+        return StoreStatistics(
+            files=files, sessions=sessions, logical_bytes=logical, referenced_bytes=referenced,
+            unique_bytes=unique, unreferenced_bytes=unreferenced, raw_block_bytes=raw, stored_bytes=pack_bytes,
+            block_bytes=stored, packs=packs,
+            dedup_ratio=referenced / unique if unique else 1.0,
+            compression_ratio=raw / stored if stored else 1.0,
+            space_saving=1 - pack_bytes / logical if logical else 0.0,
+            cache=self.cache.statistics(), queue=queue)
+
+    # -- the persistence worker's commit ----------------------------------------
+    def _known_chunk(self, digest: bytes):
+        row = self.catalog.reader().execute("SELECT id, length FROM chunks WHERE hash = ?", (digest,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def _commit_batch(self, items: list, durable: bool) -> None:
+        """Build, write and commit one batch (runs in the persistence worker)."""
+        ids_before = Counters(self._ids.block, self._ids.chunk, self._ids.pack)
+        pack_before = self.packs.write_position
+        builder = BatchBuilder(self.packs, self._ids, self._known_chunk, self.compress_level)
+        try:
+            prepared = [self._prepare(item, builder) for item in items]
+            self.packs.sync()
+            changed = self._apply(items, prepared, builder, durable)
+        except BaseException:
+            self._ids = ids_before
+            self._undo_appends(pack_before, builder.new_packs)
+            raise
+        self._after_commit(items, changed)
+
+    def _undo_appends(self, before: tuple[int | None, int], new_packs: list[int]) -> None:
+        """Cut away what a failed batch appended to packs (the catalog never saw it)."""
+        try:
+            for pack_id in new_packs:
+                self.packs.delete(pack_id)
+            if before[0] is not None:
+                self.packs.resume(*before)
+        except OSError as exc:
+            log.warning("could not trim packs after a failed batch (next open will): %s", exc)
+
+    def _prepare(self, item, builder: BatchBuilder):
+        if isinstance(item, Overlay):
+            base = self.catalog.extents(item.ino)
+            keep, ranges = plan_commit(base, item.size, item.floor, item.dirty)
+            new = []
+            for start, end in ranges:
+                new.extend(builder.add_stream(self._range_pieces(item, start, end), start))
+            return keep, new
+        writes = []
+        for path, data in item.writes:
+            extents = builder.add_stream([data], 0) if data else []
+            writes.append((path, data, extents))
+        return writes
+
+    def _range_pieces(self, ov: Overlay, start: int, end: int):
+        """The overlay's new bytes of [start, end) in windows: staged, lower committed, or zeros."""
+        for w in range(start, end, READ_WINDOW):
+            w_end = min(end, w + READ_WINDOW)
+            parts = []
+            for s, e, staged in split_by(w, w_end, ov.dirty):
+                if staged:
+                    parts.append(ov.read_staged(s, e - s))
+                else:
+                    low_end = min(e, ov.floor)
+                    if s < low_end:
+                        parts.append(self.read_committed(ov.ino, s, low_end - s))
+                    if max(s, low_end) < e:
+                        parts.append(bytes(e - max(s, low_end)))
+            yield b"".join(parts)
+
+    def _apply(self, items: list, prepared: list, builder: BatchBuilder, durable: bool) -> list[int]:
+        now = now_ns()
+        changed: list[int] = []
+        with self.catalog.write(durable=durable) as db:
+            for pack_id in builder.new_packs:
+                db.execute("INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, 0, ?)", (pack_id, now))
+            db.executemany("INSERT INTO blocks (id, pack_id, offset, length, raw_length, codec, dict_id, created) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", builder.new_blocks)
+            db.executemany("INSERT INTO chunks (id, hash, length, block_id, block_off, refcount, unref_since) "
+                           "VALUES (?, ?, ?, ?, ?, 0, ?)", [(*c, now) for c in builder.new_chunks])
+            db.executemany("UPDATE packs SET size = ? WHERE id = ?",
+                           [(end, pid) for pid, end in builder.pack_ends.items()])
+            current, _ = self.packs.write_position
+            db.execute("UPDATE packs SET sealed = 1 WHERE id < ? AND sealed = 0", (current or 0,))
+            for item, prep in zip(items, prepared):
+                if isinstance(item, Overlay):
+                    if self._apply_overlay(db, item, prep, now):
+                        changed.append(item.ino)
+                else:
+                    db.execute("SAVEPOINT grp")
+                    try:
+                        changed.extend(self._apply_group(db, item, prep, now))
+                        db.execute("RELEASE grp")
+                    except (FsError, BadInputError) as exc:
+                        db.execute("ROLLBACK TO grp")
+                        db.execute("RELEASE grp")
+                        item.error = exc
+                        log.error("write group failed and was dropped: %s", exc)
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (self._seq,))
+        return changed
+
+    def _set_content(self, db, ino: int, extents: list[tuple[int, int, int]], now: int) -> None:
+        namespace.release_content(db, ino, now)
+        db.executemany("INSERT INTO file_chunks (ino, off, chunk_id) VALUES (?, ?, ?)",
+                       [(ino, off, cid) for off, _, cid in extents])
+        counts = Counter(cid for _, _, cid in extents)
+        db.executemany("UPDATE chunks SET refcount = refcount + ?, unref_since = NULL WHERE id = ?",
+                       [(n, cid) for cid, n in counts.items()])
+
+    def _apply_overlay(self, db, ov: Overlay, prep, now: int) -> bool:
+        keep, new = prep
+        row = db.execute("SELECT mode FROM inodes WHERE id = ?", (ov.ino,)).fetchone()
+        if row is None:
+            return False
+        extents = sorted([(e.off, e.length, e.chunk_id) for e in keep] + new)
+        self._set_content(db, ov.ino, extents, now)
+        db.execute("UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = max(ctime_ns, ?), content_seq = ? "
+                   "WHERE id = ?", (ov.size, ov.mtime_ns or now, ov.ctime_ns or now, ov.seq, ov.ino))
+        self._refresh_for_file(db, ov.ino)
+        return True
+
+    def _refresh_for_file(self, db, ino: int) -> None:
+        for parent, name in self.catalog.names_of(ino, db):
+            if name == session_index.METADATA_NAME:
+                self._refresh_sessions(db, [parent], [])
+
+    def _apply_group(self, db, group: PathGroup, prep, now: int) -> list[int]:
+        changed = []
+        for tree in group.trees:
+            ino = self.resolve(tree, db)
+            if ino is not None:
+                changed.extend(self._delete_tree(db, ino, now))
+        for path, data, extents in prep:
+            parts = self.split_path(path)
+            parent = self._mkdirs(db, parts[:-1], now)
+            ino = namespace.lookup(db, parent, parts[-1])
+            if data is None:
+                if ino is not None:
+                    row = namespace.unlink(db, parent, parts[-1], now)
+                    self._delete_if_unused(db, row, now)
+                    self._refresh_sessions(db, [parent], [])
+                    changed.append(ino)
+                continue
+            if ino is None:
+                ino = namespace.make_node(db, parent, parts[-1], stat.S_IFREG | 0o644, self.owner_uid,
+                                          self.owner_gid, now).id
+            elif not stat.S_ISREG(namespace.get(db, ino).mode):
+                raise FsError(errno.EISDIR, f"{path} exists and is not a regular file")
+            self._set_content(db, ino, extents, now)
+            db.execute("UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
+                       (len(data), now, now, ino))
+            changed.append(ino)
+            if parts[-1] == session_index.METADATA_NAME:
+                self._refresh_sessions(db, [parent], [])
+        return changed
+
+    def _mkdirs(self, db, parts: list[bytes], now: int) -> int:
+        ino = ROOT_INO
+        for part in parts:
+            child = namespace.lookup(db, ino, part)
+            if child is None:
+                child = namespace.make_node(db, ino, part, stat.S_IFDIR | 0o755, self.owner_uid, self.owner_gid,
+                                            now).id
+                self._refresh_sessions(db, [ino], [child])
+            elif not stat.S_ISDIR(namespace.get(db, child).mode):
+                raise FsError(errno.ENOTDIR, f"{part.decode(errors='replace')} is not a directory")
+            ino = child
+        return ino
+
+    def _delete_tree(self, db, ino: int, now: int) -> list[int]:
+        """Remove a directory tree (or one file) inside a transaction; returns removed inodes."""
+        removed = []
+        names = self.catalog.names_of(ino, db)
+        row = namespace.get(db, ino)
+        if stat.S_ISDIR(row.mode):
+            for _, name, child in self.catalog.readdir(ino, 0, 1 << 62, db):
+                removed.extend(self._delete_tree(db, child.id, now))
+        for parent, name in names[:1]:
+            if stat.S_ISDIR(row.mode):
+                row = namespace.rmdir(db, parent, name, now)
+            else:
+                row = namespace.unlink(db, parent, name, now)
+            self._refresh_sessions(db, [parent], [ino])
+        self._delete_if_unused(db, row, now)
+        removed.append(ino)
+        return removed
+
+    def _delete_if_unused(self, db, row: InodeRow, now: int) -> None:
+        if row.nlink > 0:
+            return
+        with self._ov_lock:
+            pinned = bool(self._pins.get(row.id))
+            if not pinned:
+                for ov in self._overlays.pop(row.id, []):
+                    if not ov.sealed:
+                        ov.discard()
+        if not pinned:
+            namespace.delete_inode(db, row.id, now)
+
+    def _after_commit(self, items: list, changed: list[int]) -> None:
+        for item in items:
+            if isinstance(item, Overlay):
+                with self._ov_lock:
+                    layers = self._overlays.get(item.ino)
+                    if layers and layers[0] is item:
+                        layers.pop(0)
+                        if not layers:
+                            del self._overlays[item.ino]
+                item.discard()
+            else:
+                with self._ov_lock:
+                    for path, _ in item.writes:
+                        if self._pending_paths.get(path, (None,))[0] == item.gen:
+                            del self._pending_paths[path]
+                    for t in item.trees:
+                        if self._pending_trees.get(t) == item.gen:
+                            del self._pending_trees[t]
+                item.done.set()
+        if changed:
+            for fn in self._commit_listeners:
+                try:
+                    fn(changed)
+                except Exception:  # noqa: BLE001 - a listener must not break persistence
+                    log.exception("commit listener failed")

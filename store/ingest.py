@@ -1,0 +1,98 @@
+"""Turning byte streams into chunk references for one persistence batch.
+
+``BatchBuilder`` cuts streams with content-defined chunking, looks every
+chunk up by hash (in the catalog, then among the batch's own new chunks),
+and packs the new ones, in file order, into blocks of up to BLOCK_TARGET raw
+bytes that are compressed as one frame and appended to the current pack.
+Nothing here touches the catalog: the worker inserts ``new_blocks`` and
+``new_chunks`` in the transaction that commits the batch. Ids come from
+counters the worker owns (it is the only writer of blocks and chunks).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from . import chunker, codec
+from .packs import PackFiles
+
+BLOCK_TARGET = 1024 * 1024
+
+
+@dataclass
+class Counters:
+    block: int
+    chunk: int
+    pack: int
+
+
+@dataclass
+class BatchBuilder:
+    packs: PackFiles
+    ids: Counters
+    known_chunk: Callable[[bytes], "tuple[int, int] | None"]   # hash -> (chunk id, length)
+    level: int = 3
+    new_blocks: list[tuple] = field(default_factory=list)       # rows for ``blocks``
+    new_chunks: list[tuple] = field(default_factory=list)       # rows for ``chunks`` (refcount set later)
+    new_packs: list[int] = field(default_factory=list)
+    pack_ends: dict = field(default_factory=dict)               # pack id -> size after this batch
+    logical_bytes: int = 0
+    new_raw_bytes: int = 0
+    stored_bytes: int = 0
+    _batch_chunks: dict = field(default_factory=dict)           # hash -> (chunk id, length)
+    _buf: list = field(default_factory=list)
+    _buf_len: int = 0
+    _buf_block: int = 0
+
+    def add_stream(self, pieces: Iterable[bytes], start: int) -> list[tuple[int, int, int]]:
+        """Chunk the bytes of [start, ...) given as pieces; returns (off, length, chunk id).
+
+        All-zero chunks are left out: they are holes and read back as zeros.
+        """
+        out = []
+        pos = start
+        for data in chunker.cut_stream(pieces):
+            length = len(data)
+            self.logical_bytes += length
+            if not chunker.is_zero(data):
+                out.append((pos, length, self._chunk_id(data)))
+            pos += length
+        self._flush_block()
+        return out
+
+    def _chunk_id(self, data: bytes) -> int:
+        digest = chunker.chunk_hash(data)
+        hit = self._batch_chunks.get(digest) or self.known_chunk(digest)
+        if hit is not None:
+            return hit[0]
+        if self._buf_len + len(data) > BLOCK_TARGET:
+            self._flush_block()
+        if not self._buf:
+            self._buf_block = self.ids.block
+            self.ids.block += 1
+        chunk_id = self.ids.chunk
+        self.ids.chunk += 1
+        self.new_chunks.append((chunk_id, digest, len(data), self._buf_block, self._buf_len))
+        self._batch_chunks[digest] = (chunk_id, len(data))
+        self._buf.append(data)
+        self._buf_len += len(data)
+        return chunk_id
+
+    def _flush_block(self) -> None:
+        if not self._buf:
+            return
+        raw = b"".join(self._buf)
+        framed, used = codec.encode_block(raw, self.level)
+        pack_id, offset, created = self.packs.append(framed, self.ids.pack)
+        if created:
+            self.new_packs.append(pack_id)
+            self.ids.pack = pack_id + 1
+        self.pack_ends[pack_id] = offset + len(framed)
+        self.new_blocks.append((self._buf_block, pack_id, offset, len(framed), len(raw), used, 0,
+                                time.time_ns()))
+        self.new_raw_bytes += len(raw)
+        self.stored_bytes += len(framed)
+        self._buf = []
+        self._buf_len = 0

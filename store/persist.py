@@ -1,0 +1,226 @@
+"""The persistence worker: commits sealed overlays and API write groups in batches.
+
+One thread. It takes queued items in order, builds their new chunk lists
+(chunking, hashing, compression, pack appends: all the slow work, outside
+any lock), fsyncs the packs, then commits the whole batch in one catalog
+transaction. Callers never wait for it, except ``Barrier.wait`` (fsync,
+flush). A batch that fails (disk full, I/O error) is rolled back, its pack
+bytes truncated away, and retried after a pause with the same items in the
+same order, so nothing queued is lost; barriers waiting on it get the error.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .errors import FsError, StoreError
+from .overlay import Overlay
+
+log = logging.getLogger("sessionfs.persist")
+
+BATCH_MAX_ITEMS = 256
+BATCH_MAX_BYTES = 64 * 1024 * 1024
+RETRY_DELAY = 1.0
+
+
+@dataclass
+class PathGroup:
+    """Whole-file writes and deletions by path that commit together or not at all."""
+    gen: int
+    writes: list[tuple[str, bytes | None]]
+    trees: list[str] = field(default_factory=list)
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(d) for _, d in self.writes if d is not None)
+
+
+class Barrier:
+    """Done when every item queued before it is committed (durably, if asked)."""
+
+    def __init__(self, durable: bool):
+        self.durable = durable
+        self.error: BaseException | None = None
+        self._event = threading.Event()
+
+    def set(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        if not self._event.wait(timeout):
+            raise FsError(errno.ETIMEDOUT, "timed out waiting for the persistence queue")
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class PersistStatistics:
+    queued_items: int
+    queued_bytes: int
+    batches: int
+    items_committed: int
+    bytes_committed: int
+    failures: int
+    last_error: str | None
+
+
+class Persister:
+    def __init__(self, commit_batch, checkpoint, sync_interval: float = 5.0):
+        self._commit_batch = commit_batch      # (list of items, durable) -> None, raises on failure
+        self._checkpoint = checkpoint
+        self._sync_interval = sync_interval
+        self._queue: deque = deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._busy = False
+        self._queued_bytes = 0
+        self.batches = self.items_committed = self.bytes_committed = self.failures = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="sessionfs-persist", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, item) -> None:
+        with self._cond:
+            if self._stop:
+                raise StoreError("the store is closing")
+            self._queue.append(item)
+            self._queued_bytes += _item_bytes(item)
+            self._cond.notify_all()
+
+    def barrier(self, durable: bool) -> Barrier:
+        b = Barrier(durable)
+        self.submit(b)
+        return b
+
+    def wait_for_room(self, limit_bytes: int) -> None:
+        """Back-pressure: block while more than ``limit_bytes`` wait in the queue."""
+        with self._cond:
+            while self._queued_bytes > limit_bytes and not self._stop:
+                self._cond.wait(0.5)
+
+    def statistics(self) -> PersistStatistics:
+        with self._cond:
+            return PersistStatistics(len(self._queue), self._queued_bytes, self.batches, self.items_committed,
+                                     self.bytes_committed, self.failures, self.last_error)
+
+    @property
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._queue and not self._busy
+
+    def stop(self) -> None:
+        """Commit everything queued, then end the thread."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    # -- the thread --------------------------------------------------------
+    def _take_batch(self) -> list:
+        """Items of one kind, each overlay inode at most once, within the size bounds."""
+        batch: list = []
+        nbytes = 0
+        inos: set[int] = set()
+        kind = None
+        while self._queue and len(batch) < BATCH_MAX_ITEMS and nbytes < BATCH_MAX_BYTES:
+            item = self._queue[0]
+            if isinstance(item, Barrier):
+                batch.append(self._queue.popleft())
+                continue
+            this = type(item)
+            if kind is not None and this is not kind:
+                break
+            if isinstance(item, Overlay):
+                if item.ino in inos:
+                    break
+                inos.add(item.ino)
+            kind = this
+            batch.append(self._queue.popleft())
+            nbytes += _item_bytes(item)
+        return batch
+
+    def _run(self) -> None:
+        last_commit = time.monotonic()
+        dirty_since_checkpoint = False
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    timeout = None
+                    if dirty_since_checkpoint:
+                        timeout = max(0.0, self._sync_interval - (time.monotonic() - last_commit))
+                    if not self._cond.wait(timeout) and dirty_since_checkpoint:
+                        break
+                if not self._queue and self._stop:
+                    break
+                batch = self._take_batch()
+                self._busy = bool(batch)
+            if not batch:
+                self._safe_checkpoint()
+                dirty_since_checkpoint = False
+                continue
+            work = [i for i in batch if not isinstance(i, Barrier)]
+            barriers = [i for i in batch if isinstance(i, Barrier)]
+            durable = any(b.durable for b in barriers)
+            try:
+                if work or durable:
+                    self._commit_batch(work, durable)
+            except BaseException as exc:  # noqa: BLE001 - any failure must keep the queue
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("persistence batch of %d items failed, will retry: %s", len(work), self.last_error)
+                for b in barriers:
+                    b.set(exc if isinstance(exc, StoreError) else FsError(_errno_of(exc), str(exc)))
+                with self._cond:
+                    self._queue.extendleft(reversed(work))
+                    self._busy = False
+                    if self._stop:
+                        # Closing with a failing disk: stop retrying; staged overlays replay next open.
+                        self._queue.clear()
+                        self._queued_bytes = 0
+                        break
+                    self._cond.wait(RETRY_DELAY)
+                continue
+            nbytes = sum(_item_bytes(i) for i in work)
+            with self._cond:
+                self.batches += 1
+                self.items_committed += len(work)
+                self.bytes_committed += nbytes
+                self._queued_bytes -= nbytes
+                self._busy = False
+                self._cond.notify_all()
+            for b in barriers:
+                b.set()
+            dirty_since_checkpoint = dirty_since_checkpoint or bool(work)
+            last_commit = time.monotonic()
+        self._safe_checkpoint()
+
+    def _safe_checkpoint(self) -> None:
+        try:
+            self._checkpoint()
+        except Exception as exc:  # noqa: BLE001 - a failed checkpoint is retried next time
+            log.warning("catalog checkpoint failed: %s", exc)
+
+
+def _item_bytes(item) -> int:
+    if isinstance(item, Overlay):
+        return item.dirty.total()
+    if isinstance(item, PathGroup):
+        return item.nbytes
+    return 0
+
+
+def _errno_of(exc: BaseException) -> int:
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
