@@ -85,7 +85,16 @@ class Catalog:
         self._readers_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._writer: sqlite3.Connection | None = None
-        if not readonly:
+        try:
+            self._open_checked()
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise FormatError(f"{self.path} is not a sessionfs catalog: {exc}") from None
+            raise
+
+    def _open_checked(self) -> None:
+        if not self.readonly:
             self._writer = _connect(self.path, readonly=False)
             mode = self._writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":

@@ -96,6 +96,11 @@ def decode_block(framed: bytes, where: str, dicts: DictLookup | None = None) -> 
             raise IntegrityError(f"{where}: block needs zstd dictionary {dict_id}, none available")
         zdict = dicts(dict_id)
     try:
+        # zstandard sizes its output by the frame's own content size when the frame
+        # declares one and ignores max_output_size: check it first (decompression bomb).
+        declared = zstandard.frame_content_size(payload)
+        if declared not in (-1, raw_len):
+            raise IntegrityError(f"{where}: zstd frame declares {declared} bytes, header says {raw_len}")
         dctx = zstandard.ZstdDecompressor(dict_data=zdict) if zdict else zstandard.ZstdDecompressor()
         raw = dctx.decompress(payload, max_output_size=raw_len)
     except zstandard.ZstdError as exc:

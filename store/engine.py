@@ -159,6 +159,7 @@ class Store:
             self._gen = 0
             self._boot = boot_id()
             self._commit_listeners: list[Callable[[list[int]], None]] = []
+            self._write_errors: dict[int, BaseException] = {}   # ino -> why a write was dropped
             self.persister: Persister | None = None
             if not readonly:
                 self._recover()
@@ -308,9 +309,21 @@ class Store:
 
     def read(self, ino: int, offset: int, length: int) -> bytes:
         """Bytes [offset, offset+length) of a file as it is now, overlays included."""
-        layers = self._layers(ino)
-        if layers:
-            return self._read_layer(ino, layers, len(layers) - 1, offset, length)
+        while True:
+            layers = self._layers(ino)
+            if not layers:
+                break
+            # The worker may commit and discard a layer while we read it: its fd is then
+            # closed (EBADF) or already reused by another file (wrong bytes). Discard sets
+            # fd to -1 before closing, so check afterwards and retry on fresh layers.
+            try:
+                data = self._read_layer(ino, layers, len(layers) - 1, offset, length)
+            except OSError as exc:
+                if exc.errno != errno.EBADF or all(ov.fd >= 0 for ov in layers):
+                    raise
+                continue
+            if all(ov.fd >= 0 for ov in layers):
+                return data
         row = self.catalog.inode(ino)
         if row is None:
             raise FsError(errno.ENOENT, f"inode {ino} does not exist")
@@ -431,7 +444,13 @@ class Store:
 
     def _read_file_in(self, db, ino: int) -> bytes:
         row = namespace.get(db, ino)
-        return self.read_committed(ino, 0, row.size, db)
+        try:
+            return self.read_committed(ino, 0, row.size, db)
+        except IntegrityError as exc:
+            # A damaged metadata.json indexes like an invalid one; it must not make every
+            # change in its session directory fail.
+            log.error("%s; the session is left out of the index until it is rewritten", exc)
+            return b""
 
     def make_node(self, parent: int, name: bytes, mode: int, uid: int, gid: int, rdev: int = 0,
                   target: bytes | None = None) -> InodeRow:
@@ -500,9 +519,9 @@ class Store:
             if self._pins.get(row.id):
                 return
             layers = self._overlays.pop(row.id, [])
-        for ov in layers:
-            if not ov.sealed:
-                ov.discard()
+            for ov in layers:       # under the lock: write() pwrites under it, never to a closed fd
+                if not ov.sealed:
+                    ov.discard()
         with self.catalog.write() as db:
             current = db.execute("SELECT nlink FROM inodes WHERE id = ?", (row.id,)).fetchone()
             if current is not None and current[0] == 0:
@@ -619,6 +638,11 @@ class Store:
         if ino is not None:
             self.seal(ino)
         self.persister.barrier(durable=True).wait()
+        if ino is not None:
+            with self._ov_lock:
+                error = self._write_errors.pop(ino, None)
+            if error is not None:
+                raise error
 
     def has_pending(self, ino: int) -> bool:
         with self._ov_lock:
@@ -656,7 +680,7 @@ class Store:
             gen_w, data = self._pending_paths.get(norm, (0, None))
             gen_t = max((g for t, g in self._pending_trees.items() if norm == t or norm.startswith(t + "/")),
                         default=0)
-        if gen_w and gen_w > gen_t:
+        if gen_w and gen_w >= gen_t:
             return True, data
         if gen_t:
             return True, None
@@ -776,10 +800,12 @@ class Store:
         pack_before = self.packs.write_position
         builder = BatchBuilder(self.packs, self._ids, self._known_chunk, self.compress_level)
         try:
-            prepared = [self._prepare(item, builder) for item in items]
+            prepared = [self._prepare_or_drop(item, builder) for item in items]
             self.packs.sync()
             changed = self._apply(items, prepared, builder, durable)
         except BaseException:
+            for block_id in range(ids_before.block, self._ids.block):
+                self.cache.discard(block_id)        # the retry reuses these ids for other bytes
             self._ids = ids_before
             self._undo_appends(pack_before, builder.new_packs)
             raise
@@ -795,19 +821,45 @@ class Store:
         except OSError as exc:
             log.warning("could not trim packs after a failed batch (next open will): %s", exc)
 
+    def _prepare_or_drop(self, item, builder: BatchBuilder):
+        try:
+            return self._prepare(item, builder)
+        except IntegrityError as exc:
+            if not isinstance(item, Overlay):
+                raise
+            # The write needs bytes of a damaged chunk that it did not overwrite, so it can
+            # never commit. Drop it, like a failed writeback, rather than block the queue
+            # (and, replayed, every later open); fsync of the file reports the error.
+            where = self.catalog.path_of(item.ino) or f"inode {item.ino}"
+            log.error("dropping a write to %s (staged as %d) that cannot be committed: %s", where, item.seq, exc)
+            with self._ov_lock:
+                self._write_errors[item.ino] = exc
+            return None
+
     def _prepare(self, item, builder: BatchBuilder):
         if isinstance(item, Overlay):
             base = self.catalog.extents(item.ino)
             keep, ranges = plan_commit(base, item.size, item.floor, item.dirty)
-            new = []
-            for start, end in ranges:
-                new.extend(builder.add_stream(self._range_pieces(item, start, end), start))
+            try:
+                new = self._build_ranges(item, ranges, builder)
+            except IntegrityError as exc:
+                # A corrupt neighbour chunk pulled in only to resynchronise the cuts must not
+                # stop the commit (and the queue behind it): keep it as it is and retry.
+                log.error("rebuilding around damaged data without widening: %s", exc)
+                keep, ranges = plan_commit(base, item.size, item.floor, item.dirty, widen=False)
+                new = self._build_ranges(item, ranges, builder)
             return keep, new
         writes = []
         for path, data in item.writes:
             extents = builder.add_stream([data], 0) if data else []
             writes.append((path, data, extents))
         return writes
+
+    def _build_ranges(self, ov: Overlay, ranges: list[tuple[int, int]], builder: BatchBuilder) -> list:
+        new = []
+        for start, end in ranges:
+            new.extend(builder.add_stream(self._range_pieces(ov, start, end), start))
+        return new
 
     def _range_pieces(self, ov: Overlay, start: int, end: int):
         """The overlay's new bytes of [start, end) in windows: staged, lower committed, or zeros."""
@@ -841,7 +893,9 @@ class Store:
             db.execute("UPDATE packs SET sealed = 1 WHERE id < ? AND sealed = 0", (current or 0,))
             for item, prep in zip(items, prepared):
                 if isinstance(item, Overlay):
-                    if self._apply_overlay(db, item, prep, now):
+                    if prep is None:                # dropped: readers fall back to the lower layers
+                        changed.append(item.ino)
+                    elif self._apply_overlay(db, item, prep, now):
                         changed.append(item.ino)
                 else:
                     db.execute("SAVEPOINT grp")

@@ -53,13 +53,17 @@ class BatchBuilder:
         """
         out = []
         pos = start
-        for data in chunker.cut_stream(pieces):
-            length = len(data)
-            self.logical_bytes += length
-            if not chunker.is_zero(data):
-                out.append((pos, length, self._chunk_id(data)))
-            pos += length
-        self._flush_block()
+        try:
+            for data in chunker.cut_stream(pieces):
+                length = len(data)
+                self.logical_bytes += length
+                if not chunker.is_zero(data):
+                    out.append((pos, length, self._chunk_id(data)))
+                pos += length
+        finally:
+            # Also when ``pieces`` fails part way (the caller may go on with the batch):
+            # every chunk in ``new_chunks`` must have its block written.
+            self._flush_block()
         return out
 
     def _chunk_id(self, data: bytes) -> int:

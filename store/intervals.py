@@ -66,6 +66,8 @@ class IntervalSet:
     def overlapping(self, start: int, end: int) -> list[tuple[int, int]]:
         """The parts of the set inside [start, end), in order."""
         out = []
+        if end <= start:
+            return out
         i = bisect.bisect_right(self._ends, start)
         while i < len(self._starts) and self._starts[i] < end:
             out.append((max(start, self._starts[i]), min(end, self._ends[i])))
@@ -74,7 +76,7 @@ class IntervalSet:
 
     def intersects(self, start: int, end: int) -> bool:
         i = bisect.bisect_right(self._ends, start)
-        return i < len(self._starts) and self._starts[i] < end
+        return start < end and i < len(self._starts) and self._starts[i] < end
 
 
 def split_by(start: int, end: int, spans: IntervalSet) -> list[tuple[int, int, bool]]:

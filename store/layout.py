@@ -51,6 +51,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from .errors import BadInputError
+
 SCREENSHOTS_PER_CHUNK = 20
 AUDIO_SEGMENTS_PER_CHUNK = 100
 VIDEO_CHUNKS_PER_CHUNK = 100
@@ -59,8 +61,10 @@ METADATA_FILE = "metadata.json"
 LEGACY_KEY = "_legacy"
 
 
-class LayoutError(ValueError):
-    """A session document or session file set is invalid; the message names the culprit."""
+class LayoutError(BadInputError):
+    """A session document or session file set is invalid; the message names the culprit.
+
+    A BadInputError, hence also a ValueError."""
 
 
 @dataclass(frozen=True)

@@ -98,9 +98,9 @@ class Overlay:
 
     def discard(self) -> None:
         """Close and delete the staging files (after commit, or when abandoned)."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        fd, self.fd = self.fd, -1        # -1 first: a concurrent reader sees it was discarded
+        if fd >= 0:
+            os.close(fd)
         for path in (self.marker_path, self.data_path):
             try:
                 os.unlink(path)

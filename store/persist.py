@@ -179,10 +179,16 @@ class Persister:
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("persistence batch of %d items failed, will retry: %s", len(work), self.last_error)
-                for b in barriers:
-                    b.set(exc if isinstance(exc, StoreError) else FsError(_errno_of(exc), str(exc)))
+                error = exc if isinstance(exc, StoreError) else FsError(_errno_of(exc), str(exc))
                 with self._cond:
                     self._queue.extendleft(reversed(work))
+                    # Barriers queued behind the failed items wait on them too: they get the
+                    # error now instead of hanging until a retry succeeds (it may never).
+                    behind = [i for i in self._queue if isinstance(i, Barrier)]
+                    for b in behind:
+                        self._queue.remove(b)
+                    for b in barriers + behind:
+                        b.set(error)
                     self._busy = False
                     if self._stop:
                         # Closing with a failing disk: stop retrying; staged overlays replay next open.

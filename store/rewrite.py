@@ -26,9 +26,13 @@ class Extent:
         return self.off + self.length
 
 
-def plan_commit(base: list[Extent], size: int, floor: int,
-                dirty: IntervalSet) -> tuple[list[Extent], list[tuple[int, int]]]:
-    """Return (kept extents, sorted disjoint ranges to rebuild) for the new version."""
+def plan_commit(base: list[Extent], size: int, floor: int, dirty: IntervalSet,
+                widen: bool = True) -> tuple[list[Extent], list[tuple[int, int]]]:
+    """Return (kept extents, sorted disjoint ranges to rebuild) for the new version.
+
+    ``widen=False`` skips pulling in the untouched neighbour chunks (used when one of
+    them cannot be read back).
+    """
     keep: list[Extent] = []
     rebuild = IntervalSet()
     for start, end in dirty:
@@ -39,8 +43,8 @@ def plan_commit(base: list[Extent], size: int, floor: int,
         else:
             if ext.off < floor:
                 rebuild.add(ext.off, min(ext.end, floor))
-    if not len(rebuild):
-        return keep, []
+    if not len(rebuild) or not widen:
+        return keep, list(rebuild)
     # Widen each rebuilt range by the adjacent kept chunk on either side
     # (adjacent to the ranges as first planned, so widening does not cascade).
     planned = IntervalSet(rebuild)

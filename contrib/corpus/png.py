@@ -49,14 +49,16 @@ def _glyphs(theme: str) -> tuple[tuple[bytes, ...], ...]:
     return tuple(table)
 
 
-_TO_ASCII = bytes(b if b < 128 else 63 for b in range(256))
-
-
 def _text_rows(line: str, table, cols: int, pad: bytes) -> list[bytes]:
-    codes = line.encode("ascii", "replace")[:cols].translate(_TO_ASCII)
+    codes = line.encode("ascii", "replace")[:cols]
     cells = [table[c] for c in codes]
     fill = pad * (cols - len(codes))
     return [b"".join([cell[r] for cell in cells]) + fill for r in range(CELL_H)]
+
+
+@functools.lru_cache(maxsize=None)
+def _noise_table(level: int) -> bytes:
+    return bytes(level + (b & 0x1F) for b in range(256))
 
 
 def _noise_rows(seed: int, width: int, count: int, base: tuple[int, int, int]) -> list[bytes]:
@@ -68,8 +70,7 @@ def _noise_rows(seed: int, width: int, count: int, base: tuple[int, int, int]) -
         row = bytearray(width * 3)
         for ch in range(3):
             level = min(223, tint[ch] + y // 2 + base[ch] // 8)
-            table = bytes(level + (b & 0x1F) for b in range(256))
-            row[ch::3] = rng.randbytes(width).translate(table)
+            row[ch::3] = rng.randbytes(width).translate(_noise_table(level))
         rows.append(bytes(row))
     return rows
 

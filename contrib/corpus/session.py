@@ -223,7 +223,9 @@ def _video(c: _Ctx, n: int, shots: list[dict]) -> dict:
 def _summary(c: _Ctx, shots: list[dict]) -> dict:
     rng, corpus, s = c.rng, c.corpus, c.prof.summary_bytes
     ids = [r["id"] for r in shots]
-    sentence = lambda: rng.choice(corpus.sentences)
+
+    def sentence() -> str:
+        return rng.choice(corpus.sentences)
     return {
         "narrative": _text(rng, corpus, s * 12 // 100),
         "achievements": _fill(sentence, s * 6 // 100),
@@ -275,8 +277,9 @@ def _audio_insights(c: _Ctx, segs: list[dict]) -> dict:
 def _canvas(c: _Ctx, shots: list[dict]) -> dict:
     rng, corpus, cb = c.rng, c.corpus, c.prof.canvas_bytes
     ids = [r["id"] for r in shots]
-    section = lambda kind, body: {"id": new_id(rng), "type": kind,
-                                  "title": rng.choice(corpus.sentences)[:50], **body}
+
+    def section(kind: str, body: dict) -> dict:
+        return {"id": new_id(rng), "type": kind, "title": rng.choice(corpus.sentences)[:50], **body}
     code = rng.choice(corpus.files)
     pos = rng.randrange(len(code.lines))
     sections = [section("hero", {"content": _text(rng, corpus, 400)}),

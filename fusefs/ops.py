@@ -1,0 +1,420 @@
+"""pyfuse3 operations: each handler translates one request into store calls.
+
+Thin by design: every catalog, hashing or disk operation runs in a worker
+thread (``trio.to_thread.run_sync``) so the event loop never blocks, and
+``_handler`` turns every failure into a ``FUSEError`` (anything else would
+kill the mount): store errors keep their errno, integrity errors are EIO, and
+an unexpected exception is logged with its traceback and answered with EIO.
+
+Kernel references: every reply that hands the kernel an inode (lookup,
+create, mkdir, mknod, symlink, link, readdirplus entries) pins it in the
+store; ``forget`` unpins. An unlinked file stays readable while pinned.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import orjson
+import pyfuse3
+import trio
+
+from store import Store
+from store.catalog import InodeRow
+from store.errors import FsError, IntegrityError, StoreError
+from store.namespace import NAME_MAX
+from store.schema import ROOT_INO
+
+from .views import VirtualNode, Views
+
+log = logging.getLogger("sessionfs.fuse")
+
+ENTRY_TIMEOUT = 60.0
+ATTR_TIMEOUT = 60.0
+DIR_OFFSET = 1000          # readdir offsets below this are ".", ".." and virtual entries
+XATTR_SHA256 = b"user.sessionfs.sha256"
+
+
+def _errno_for(exc: BaseException) -> int:
+    if isinstance(exc, FsError):
+        return exc.errno
+    if isinstance(exc, IntegrityError):
+        return errno.EIO
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
+
+
+def _handler(fn):
+    """Let only FUSEError leave a handler; log what is not a plain errno."""
+    @functools.wraps(fn)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except (FsError, OSError) as exc:
+            raise pyfuse3.FUSEError(_errno_for(exc)) from None
+        except IntegrityError as exc:
+            log.error("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except StoreError as exc:
+            log.error("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except Exception:  # noqa: BLE001 - must not kill the mount
+            log.exception("unexpected error in %s", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return wrapper
+
+
+async def _run(fn: Callable, *args, **kwargs):
+    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+
+
+@dataclass
+class Handle:
+    ino: int
+    writable: bool
+    snapshot: bytes | None = None   # virtual files: the content rendered at open
+
+
+class SessionFS(pyfuse3.Operations):
+    """The mount: ``sessions/`` from the store, plus read-only views at the root."""
+
+    enable_writeback_cache = False
+
+    def __init__(self, store: Store, render_stats: Callable[[], dict]):
+        super().__init__()
+        self.store = store
+        self.views = Views(ROOT_INO, lambda: orjson.dumps(render_stats(), option=orjson.OPT_INDENT_2) + b"\n")
+        self._handles: dict[int, Handle] = {}
+        self._fh = itertools.count(1)
+        self._rendered_size: dict[int, int] = {}
+        self._started_ns = time.time_ns()
+
+    # -- attributes --------------------------------------------------------
+    def _entry(self, row: InodeRow) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = row.id
+        a.generation = 0
+        a.entry_timeout = ENTRY_TIMEOUT
+        a.attr_timeout = ATTR_TIMEOUT
+        a.st_mode = row.mode
+        a.st_nlink = row.nlink
+        a.st_uid = row.uid
+        a.st_gid = row.gid
+        a.st_rdev = row.rdev
+        a.st_size = row.size
+        a.st_blksize = 128 * 1024
+        a.st_blocks = (row.size + 511) // 512
+        a.st_atime_ns = row.atime_ns
+        a.st_mtime_ns = row.mtime_ns
+        a.st_ctime_ns = row.ctime_ns
+        return a
+
+    def _virtual_entry(self, node: VirtualNode) -> pyfuse3.EntryAttributes:
+        """Attributes of a view node; the size is that of its last rendering (reads use direct I/O)."""
+        size = self._rendered_size.get(node.ino, 0)
+        row = InodeRow(node.ino, node.mode, 2 if node.is_dir else 1, self.store.owner_uid, self.store.owner_gid,
+                       0, size, self._started_ns, self._started_ns, self._started_ns, 0, None)
+        a = self._entry(row)
+        a.entry_timeout = a.attr_timeout = 1.0
+        return a
+
+    def _pinned(self, row: InodeRow) -> pyfuse3.EntryAttributes:
+        self.store.pin(row.id)
+        return self._entry(row)
+
+    def _check_root_write(self, parent: int) -> None:
+        """Only sessions/ lives at the root: nothing else may be created there."""
+        if parent == ROOT_INO:
+            raise FsError(errno.EPERM, "only sessions/ and the read-only views live at the mount root")
+        if Views.is_virtual(parent):
+            raise FsError(errno.EROFS, "the views are read-only")
+
+    # -- lookups -----------------------------------------------------------
+    @_handler
+    async def lookup(self, parent_inode, name, ctx):
+        node = self.views.child(parent_inode, name)
+        if node is not None:
+            return self._virtual_entry(node)
+        if Views.is_virtual(parent_inode):
+            if name == b".":
+                return self._virtual_entry(self.views.get(parent_inode))
+            if name == b"..":
+                return await self.getattr(self.views.get(parent_inode).parent, ctx)
+            raise FsError(errno.ENOENT)
+        if len(name) > NAME_MAX:
+            raise FsError(errno.ENAMETOOLONG)
+        return await _run(self._lookup_pin, parent_inode, name)
+
+    def _lookup_pin(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
+        if name == b".":
+            row = self.store.getattr(parent)
+        elif name == b"..":
+            names = self.store.catalog.names_of(parent)
+            row = self.store.getattr(names[0][0] if names else ROOT_INO)
+        else:
+            row = self.store.lookup(parent, name)
+        return self._pinned(row)
+
+    @_handler
+    async def forget(self, inode_list):
+        for ino, n in inode_list:
+            if not Views.is_virtual(ino):
+                await _run(self.store.unpin, ino, n)
+
+    @_handler
+    async def getattr(self, inode, ctx=None):
+        node = self.views.get(inode)
+        if node is not None:
+            return self._virtual_entry(node)
+        return self._entry(await _run(self.store.getattr, inode))
+
+    @_handler
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        if Views.is_virtual(inode):
+            raise FsError(errno.EROFS)
+        kw = {}
+        if fields.update_mode:
+            kw["mode"] = attr.st_mode
+        if fields.update_uid:
+            kw["uid"] = attr.st_uid
+        if fields.update_gid:
+            kw["gid"] = attr.st_gid
+        if fields.update_atime:
+            kw["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            kw["mtime_ns"] = attr.st_mtime_ns
+        if fields.update_size:
+            kw["size"] = attr.st_size
+        return self._entry(await _run(self.store.setattr, inode, **kw))
+
+    @_handler
+    async def readlink(self, inode, ctx):
+        return await _run(self.store.readlink, inode)
+
+    # -- directories -------------------------------------------------------
+    @_handler
+    async def opendir(self, inode, ctx):
+        node = self.views.get(inode)
+        if node is not None and not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        if node is None:
+            row = await _run(self.store.getattr, inode)
+            if not stat.S_ISDIR(row.mode):
+                raise FsError(errno.ENOTDIR)
+        return inode
+
+    @_handler
+    async def readdir(self, fh, start_id, token):
+        ino = fh
+        fixed: list[tuple[bytes, pyfuse3.EntryAttributes]] = [(b".", await self.getattr(ino))]
+        parent = self.views.get(ino).parent if Views.is_virtual(ino) else await _run(self._parent_of, ino)
+        fixed.append((b"..", await self.getattr(parent)))
+        fixed.extend((n.name, self._virtual_entry(n)) for n in self.views.children(ino))
+        for i, (name, attr) in enumerate(fixed):
+            if i + 1 <= start_id:
+                continue
+            if not pyfuse3.readdir_reply(token, name, attr, i + 1):
+                return
+        if Views.is_virtual(ino):
+            return
+        after = max(0, start_id - DIR_OFFSET)
+        while True:
+            entries = await _run(self.store.readdir, ino, after, 256)
+            if not entries:
+                return
+            for rowid, name, row in entries:
+                self.store.pin(row.id)
+                if not pyfuse3.readdir_reply(token, name, self._entry(row), rowid + DIR_OFFSET):
+                    self.store.unpin(row.id)
+                    return
+                after = rowid
+
+    def _parent_of(self, ino: int) -> int:
+        names = self.store.catalog.names_of(ino)
+        return names[0][0] if names else ROOT_INO
+
+    @_handler
+    async def releasedir(self, fh):
+        return None
+
+    @_handler
+    async def fsyncdir(self, fh, datasync):
+        await _run(self.store.fsync, None)
+
+    @_handler
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        self._check_root_write(parent_inode)
+        row = await _run(self.store.make_node, parent_inode, name, stat.S_IFDIR | (mode & ~ctx.umask & 0o7777),
+                         ctx.uid, ctx.gid)
+        return self._pinned(row)
+
+    @_handler
+    async def rmdir(self, parent_inode, name, ctx):
+        self._check_root_write(parent_inode)
+        await _run(self.store.rmdir, parent_inode, name)
+
+    # -- names ---------------------------------------------------------------
+    @_handler
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        self._check_root_write(parent_inode)
+        fmt = stat.S_IFMT(mode) or stat.S_IFREG
+        if fmt not in (stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK):
+            raise FsError(errno.EINVAL)
+        row = await _run(self.store.make_node, parent_inode, name, fmt | (mode & ~ctx.umask & 0o7777),
+                         ctx.uid, ctx.gid, rdev)
+        return self._pinned(row)
+
+    @_handler
+    async def symlink(self, parent_inode, name, target, ctx):
+        self._check_root_write(parent_inode)
+        row = await _run(self.store.make_node, parent_inode, name, stat.S_IFLNK | 0o777, ctx.uid, ctx.gid,
+                         0, bytes(target))
+        return self._pinned(row)
+
+    @_handler
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        self._check_root_write(new_parent_inode)
+        if Views.is_virtual(inode):
+            raise FsError(errno.EROFS)
+        return self._pinned(await _run(self.store.link, inode, new_parent_inode, new_name))
+
+    @_handler
+    async def unlink(self, parent_inode, name, ctx):
+        self._check_root_write(parent_inode)
+        await _run(self.store.unlink, parent_inode, name)
+
+    @_handler
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        self._check_root_write(parent_inode_old)
+        self._check_root_write(parent_inode_new)
+        await _run(self.store.rename, parent_inode_old, name_old, parent_inode_new, name_new, flags)
+
+    # -- files -----------------------------------------------------------------
+    def _new_handle(self, handle: Handle) -> int:
+        fh = next(self._fh)
+        self._handles[fh] = handle
+        return fh
+
+    @_handler
+    async def open(self, inode, flags, ctx):
+        writable = (flags & os.O_ACCMODE) != os.O_RDONLY
+        node = self.views.get(inode)
+        if node is not None:
+            if node.is_dir:
+                raise FsError(errno.EISDIR)
+            if writable or flags & os.O_TRUNC:
+                raise FsError(errno.EROFS)
+            snapshot = await _run(node.render)
+            self._rendered_size[inode] = len(snapshot)
+            return pyfuse3.FileInfo(fh=self._new_handle(Handle(inode, False, snapshot)), direct_io=True)
+        row = await _run(self.store.getattr, inode)
+        if stat.S_ISDIR(row.mode):
+            raise FsError(errno.EISDIR)
+        return pyfuse3.FileInfo(fh=self._new_handle(Handle(inode, writable)), keep_cache=True)
+
+    @_handler
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        self._check_root_write(parent_inode)
+        row = await _run(self.store.make_node, parent_inode, name, stat.S_IFREG | (mode & ~ctx.umask & 0o7777),
+                         ctx.uid, ctx.gid)
+        fh = self._new_handle(Handle(row.id, True))
+        return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._pinned(row)
+
+    @_handler
+    async def read(self, fh, off, size):
+        handle = self._handles[fh]
+        if handle.snapshot is not None:
+            return handle.snapshot[off:off + size]
+        return await _run(self.store.read, handle.ino, off, size)
+
+    @_handler
+    async def write(self, fh, off, buf):
+        handle = self._handles[fh]
+        if not handle.writable:
+            raise FsError(errno.EBADF)
+        return await _run(self.store.write, handle.ino, off, buf)
+
+    @_handler
+    async def flush(self, fh):
+        handle = self._handles.get(fh)
+        if handle is not None and handle.writable:
+            await _run(self.store.seal, handle.ino)
+
+    @_handler
+    async def release(self, fh):
+        handle = self._handles.pop(fh, None)
+        if handle is not None and handle.writable:
+            await _run(self.store.seal, handle.ino)
+
+    @_handler
+    async def fsync(self, fh, datasync):
+        handle = self._handles[fh]
+        if handle.writable or self.store.has_pending(handle.ino):
+            await _run(self.store.fsync, handle.ino)
+
+    # -- xattrs ------------------------------------------------------------------
+    @_handler
+    async def getxattr(self, inode, name, ctx):
+        if Views.is_virtual(inode):
+            raise FsError(pyfuse3.ENOATTR)
+        if name == XATTR_SHA256:
+            row = await _run(self.store.getattr, inode)
+            if not stat.S_ISREG(row.mode):
+                raise FsError(pyfuse3.ENOATTR)
+            return (await _run(self.store.content_hash, inode)).encode()
+        return await _run(self.store.getxattr, inode, name)
+
+    @_handler
+    async def listxattr(self, inode, ctx):
+        if Views.is_virtual(inode):
+            return []
+        names = await _run(self.store.listxattr, inode)
+        row = await _run(self.store.getattr, inode)
+        return names + [XATTR_SHA256] if stat.S_ISREG(row.mode) else names
+
+    @_handler
+    async def setxattr(self, inode, name, value, ctx):
+        if Views.is_virtual(inode):
+            raise FsError(errno.EROFS)
+        if name == XATTR_SHA256:
+            raise FsError(errno.EPERM)
+        if not name.startswith((b"user.", b"trusted.", b"security.")):
+            raise FsError(errno.ENOTSUP)
+        await _run(self.store.setxattr, inode, name, value)
+
+    @_handler
+    async def removexattr(self, inode, name, ctx):
+        if Views.is_virtual(inode) or name == XATTR_SHA256:
+            raise FsError(errno.EPERM)
+        await _run(self.store.removexattr, inode, name)
+
+    # -- the filesystem ------------------------------------------------------------
+    @_handler
+    async def statfs(self, ctx):
+        return await _run(self._statfs)
+
+    def _statfs(self) -> pyfuse3.StatvfsData:
+        host = os.statvfs(self.store.root)
+        files = self.store.catalog.reader().execute("SELECT count(*) FROM inodes").fetchone()[0]
+        s = pyfuse3.StatvfsData()
+        s.f_bsize = host.f_bsize
+        s.f_frsize = host.f_frsize
+        s.f_blocks = host.f_blocks
+        s.f_bfree = host.f_bfree
+        s.f_bavail = host.f_bavail
+        s.f_files = files + host.f_ffree
+        s.f_ffree = host.f_ffree
+        s.f_favail = host.f_favail
+        s.f_namemax = NAME_MAX
+        return s
