@@ -85,6 +85,8 @@ class Catalog:
         self._readers_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._writer: sqlite3.Connection | None = None
+        self.commits = 0
+        self._checkpointed = 0
         try:
             self._open_checked()
         except BaseException as exc:
@@ -148,15 +150,18 @@ class Catalog:
                 raise
             else:
                 db.execute("COMMIT")
+                self.commits += 1
             finally:
                 if durable:
                     db.execute("PRAGMA synchronous = NORMAL")
 
     def checkpoint(self) -> None:
         """Sync the WAL and copy it into the database (bounds the power-loss window)."""
-        if self._writer is not None:
+        if self._writer is not None and self.commits != self._checkpointed:
             with self._write_lock:
+                done = self.commits
                 self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self._checkpointed = done
 
     def close(self) -> None:
         with self._readers_lock:

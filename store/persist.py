@@ -151,23 +151,23 @@ class Persister:
         return batch
 
     def _run(self) -> None:
-        last_commit = time.monotonic()
-        dirty_since_checkpoint = False
+        last_checkpoint = time.monotonic()
         while True:
             with self._cond:
                 while not self._queue and not self._stop:
-                    timeout = None
-                    if dirty_since_checkpoint:
-                        timeout = max(0.0, self._sync_interval - (time.monotonic() - last_commit))
-                    if not self._cond.wait(timeout) and dirty_since_checkpoint:
+                    remaining = self._sync_interval - (time.monotonic() - last_checkpoint)
+                    if remaining <= 0:
                         break
+                    self._cond.wait(remaining)
                 if not self._queue and self._stop:
                     break
                 batch = self._take_batch()
                 self._busy = bool(batch)
-            if not batch:
+            if time.monotonic() - last_checkpoint >= self._sync_interval:
+                # Every sync_interval, busy or not: this bounds what a power loss can take.
                 self._safe_checkpoint()
-                dirty_since_checkpoint = False
+                last_checkpoint = time.monotonic()
+            if not batch:
                 continue
             work = [i for i in batch if not isinstance(i, Barrier)]
             barriers = [i for i in batch if isinstance(i, Barrier)]
@@ -207,8 +207,6 @@ class Persister:
                 self._cond.notify_all()
             for b in barriers:
                 b.set()
-            dirty_since_checkpoint = dirty_since_checkpoint or bool(work)
-            last_commit = time.monotonic()
         self._safe_checkpoint()
 
     def _safe_checkpoint(self) -> None:

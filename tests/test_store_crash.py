@@ -389,3 +389,73 @@ def test_flushed_and_fsynced_data_survives_kill_right_after(tmp_path):
         assert any(e["event"] == "flush" for e in events) or any(e["event"] == "error" for e in events)
         floors = verify(root, floors, events)
     assert sum(floors.values()) > 0
+
+
+def _write_into_damage_then_die(root: str, ino: int, offset: int) -> None:
+    try:
+        def die(self, item):
+            if isinstance(item, Overlay):
+                os.kill(os.getpid(), signal.SIGKILL)      # sealed, never committed
+            return orig(self, item)
+
+        orig = Persister.submit
+        Persister.submit = die
+        store = Store.open(root)
+        store.write(ino, offset, b"XXXX")
+        store.seal(ino)
+    finally:
+        os._exit(3)
+
+
+def test_open_succeeds_when_a_staged_write_cannot_be_replayed(tmp_path):
+    """A sealed write into damaged data, then a crash: the next open drops it and says so."""
+    root = tmp_path / "store"
+    Store.init(root)
+    rnd = random.Random(3)
+    text = " ".join(rnd.choice(WORDS) for _ in range(30_000)).encode()
+    with Store.open(root) as store:
+        store.write_files({"sessions/d/a.txt": text, "sessions/d/b.txt": b"untouched"})
+        store.flush()
+        ino = store.resolve("sessions/d/a.txt")
+        db = store.catalog.reader()
+        pack_id, offset, length, codec_id = db.execute(
+            "SELECT b.pack_id, b.offset, b.length, b.codec FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+            "JOIN blocks b ON b.id = c.block_id WHERE f.ino = ? ORDER BY f.off LIMIT 1", (ino,)).fetchone()
+        first_len = db.execute("SELECT c.length FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+                               "WHERE f.ino = ? ORDER BY f.off LIMIT 1", (ino,)).fetchone()[0]
+    assert codec_id == codec.CODEC_ZSTD
+    with open(root / "packs" / f"{pack_id:08d}.pack", "r+b") as f:
+        pos = offset + codec.HEADER.size + (length - codec.HEADER.size) // 2
+        f.seek(pos)
+        byte = f.read(1)[0]
+        f.seek(pos)
+        f.write(bytes([byte ^ 0x04]))
+    proc = multiprocessing.get_context("fork").Process(
+        target=_write_into_damage_then_die, args=(str(root), ino, first_len // 2))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == -signal.SIGKILL
+    assert any(n.endswith(".sealed") for n in os.listdir(root / "staging"))
+    store = Store.open(root)                   # must not fail on the unreplayable write
+    try:
+        assert os.listdir(root / "staging") == []
+        assert store.read_path("sessions/d/b.txt") == b"untouched"
+        with pytest.raises(Exception) as e:
+            store.fsync(ino)                   # the dropped write is reported once
+        assert "sessions/d/a.txt" in str(e.value)
+        store.fsync(ino)
+        store.write_files({"sessions/d/c.txt": b"works"})
+        store.flush()
+        assert store.read_path("sessions/d/c.txt") == b"works"
+        check_consistency_allowing_damage(store)
+    finally:
+        store.close()
+
+
+def check_consistency_allowing_damage(store: Store) -> None:
+    db = store.catalog.reader()
+    total, rows = db.execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
+                             "FROM chunks").fetchone()
+    assert total == rows
+    assert db.execute("SELECT count(*) FROM chunks c LEFT JOIN blocks b ON b.id = c.block_id "
+                      "WHERE b.id IS NULL").fetchone()[0] == 0

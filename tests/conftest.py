@@ -1,0 +1,19 @@
+"""Shared fixtures. Mount tests skip only where /dev/fuse or fusermount3 is missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from mounting import FUSE_AVAILABLE, Mount
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """A fresh store mounted at tmp_path/mnt; always unmounted, even when the test fails."""
+    if not FUSE_AVAILABLE:
+        pytest.skip("FUSE is not available here (/dev/fuse or fusermount3 missing)")
+    m = Mount(tmp_path / "store", tmp_path / "mnt")
+    try:
+        yield m.start()
+    finally:
+        m.cleanup()
