@@ -41,6 +41,7 @@ def register(sub) -> None:
 
 def cmd_mount(args) -> int:
     from store import Store
+    daemon.preflight(args.store, args.mountpoint)     # in use, not a directory...: say so, change nothing
     Store.init(args.store, exist_ok=True)
     if args.debug:
         logging.getLogger().setLevel(logging.DEBUG)

@@ -1,17 +1,22 @@
 """Running a mount: start (daemonized or in the foreground), serve, stop cleanly.
 
-``serve`` opens the store (taking its write lock, so a second mount of the
-same store fails before touching anything), mounts, and runs pyfuse3's main
-loop under trio until the filesystem is unmounted or a SIGINT/SIGTERM/SIGHUP
-arrives. On the way out it unmounts, lets the persistence worker commit
-everything queued, and releases the store. Kernel cache invalidations for
-files changed behind the kernel's back (the session API, the importer) are
-sent from a dedicated thread, as pyfuse3 requires.
+``preflight`` refuses the common mistakes (store in use, mountpoint busy or
+missing) before anything is created or forked, and cleans up the mountpoint of a
+daemon that died. ``serve`` opens the store (taking its write lock, so a second
+mount of the same store fails before touching anything) and hands it to
+``serve_store``, which mounts and runs pyfuse3's main loop under trio until the
+filesystem is unmounted or a SIGINT/SIGTERM/SIGHUP arrives (then it unmounts
+itself). On the way out ``serve`` lets the persistence worker commit everything
+queued and releases the store. ``serve_store`` also serves a store that is
+already open (tests run it in a thread beside the session API). Kernel cache
+invalidations for files changed behind the kernel's back (the session API, the
+importer) are sent from a dedicated thread, as pyfuse3 requires.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import queue
@@ -23,11 +28,13 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pyfuse3
 import trio
 
 from store import Store
-from store.errors import StoreError
+from store.errors import LockedError, StoreError
+from store.migrate import Migrator
 
 from .ops import SessionFS
 
@@ -45,7 +52,7 @@ def is_stale(mountpoint: str) -> bool:
     try:
         os.statvfs(mountpoint)   # stat() may be answered from the kernel's attribute cache
     except OSError as exc:
-        return exc.errno == errno.ENOTCONN
+        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
     return False
 
 
@@ -90,30 +97,60 @@ def check_mountpoint(mountpoint: str) -> None:
 
 
 class Invalidator:
-    """Sends kernel cache invalidations from its own thread."""
+    """Drops what the kernel caches about files changed behind its back (session API, importer).
+
+    A store commit listener (``inodes``: pages and attributes) and entry listener
+    (``entries``: names removed). pyfuse3 forbids invalidating from a request handler, so
+    the calls are made by a thread of its own; the persistence worker hands them over and
+    waits (bounded) until they are done, so once ``Store.settle()`` or ``flush()`` returns
+    the mount shows the new state.
+    """
+
+    WAIT = 5.0      # seconds the persistence worker waits for one batch's invalidations
 
     def __init__(self):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="sessionfs-invalidate", daemon=True)
         self._thread.start()
 
-    def __call__(self, inos) -> None:
-        for ino in inos:
-            self._queue.put(ino)
+    def inodes(self, inos) -> None:
+        self._submit([(pyfuse3.invalidate_inode, (ino,)) for ino in inos])
+
+    __call__ = inodes
+
+    def entries(self, entries) -> None:
+        self._submit([(pyfuse3.invalidate_entry, (parent, name)) for parent, name in entries])
+
+    def _submit(self, calls: list) -> None:
+        done = threading.Event()
+        with self._lock:
+            if self._stopped:       # unmounted: nothing is cached any more (the store may live on)
+                return
+            self._queue.put((calls, done))
+        if not done.wait(self.WAIT):
+            log.warning("kernel cache invalidation is slow; not waiting for it any longer")
 
     def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
+        """Finish what was handed over; call before the FUSE session is closed."""
+        with self._lock:
+            self._stopped = True
+            self._queue.put(None)
+        self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while (ino := self._queue.get()) is not None:
-            try:
-                pyfuse3.invalidate_inode(ino)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOENT, errno.ENOTCONN, errno.EBADF):
-                    log.warning("invalidating inode %d failed: %s", ino, exc)
-            except Exception:  # noqa: BLE001 - keep invalidating the rest
-                log.exception("invalidating inode %d failed", ino)
+        while (work := self._queue.get()) is not None:
+            calls, done = work
+            for fn, args in calls:
+                try:
+                    fn(*args)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOENT, errno.ENOTCONN, errno.EBADF):
+                        log.warning("%s%r failed: %s", fn.__name__, args, exc)
+                except Exception:  # noqa: BLE001 - keep invalidating the rest
+                    log.exception("%s%r failed", fn.__name__, args)
+            done.set()
 
 
 def mount_options(store: Path, allow_other: bool, debug: bool) -> set[str]:
@@ -126,9 +163,39 @@ def mount_options(store: Path, allow_other: bool, debug: bool) -> set[str]:
     return opts
 
 
+def preflight(store_path: str, mountpoint: str) -> None:
+    """Refuse a mount that cannot work before anything is created, forked or logged.
+
+    Cleans up a stale mountpoint left by a dead daemon; raises ``MountError`` when the
+    mountpoint is unusable and ``LockedError`` when another process holds the store.
+    ``serve`` checks again (the state may change in between); this only makes the common
+    errors immediate and side-effect free.
+    """
+    check_mountpoint(os.path.abspath(mountpoint))
+    lock = Path(store_path) / "lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            info = orjson.loads((Path(store_path) / "owner.json").read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            info = {}
+        where = f" (mounted at {info['mountpoint']})" if info.get("mountpoint") else ""
+        raise LockedError(f"store {store_path} is in use by process {info.get('pid', '?')}{where}; "
+                          "unmount it or stop that process first") from None
+    finally:
+        os.close(fd)
+
+
 def serve(store_path: str, mountpoint: str, *, cache_bytes: int, allow_other: bool = False,
           debug: bool = False, ready=None) -> None:
-    """Mount and serve until unmounted or signalled. ``ready(error_or_None)`` reports startup."""
+    """Open the store, mount and serve until unmounted or signalled; then commit and close.
+
+    ``ready(error_or_None)`` reports startup."""
     mountpoint = os.path.abspath(mountpoint)
     try:
         check_mountpoint(mountpoint)
@@ -137,42 +204,66 @@ def serve(store_path: str, mountpoint: str, *, cache_bytes: int, allow_other: bo
         if ready:
             ready(str(exc))
         raise
+    try:
+        serve_store(store, mountpoint, allow_other=allow_other, debug=debug, ready=ready)
+    finally:
+        store.close()
+    log.info("unmounted %s; every queued write is committed", mountpoint)
+
+
+def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, debug: bool = False,
+                ready=None, signals: bool = True) -> None:
+    """Mount an already open store at ``mountpoint`` and serve it until it is unmounted.
+
+    The caller opened the store and closes it afterwards. With ``signals`` (main thread
+    only) SIGINT/SIGTERM/SIGHUP unmount; without, this may run in any thread (tests
+    serve an in-process store this way and stop it with ``fusermount3 -u``). One mount
+    per process: pyfuse3 keeps global state.
+    """
+    mountpoint = os.path.abspath(mountpoint)
     started = time.time()
+
+    migrator = Migrator(store)
+    migrator.ensure_import_dir()
 
     def render_stats() -> dict:
         stats = store.statistics().as_dict()
-        return {"pid": os.getpid(), "store": str(Path(store_path).resolve()), "mountpoint": mountpoint,
-                "started": started, **stats}
+        return {"pid": os.getpid(), "store": str(store.root.resolve()), "mountpoint": mountpoint,
+                "started": started, **stats, "migration": migrator.progress().as_dict()}
 
     ops = SessionFS(store, render_stats)
+    ops.migrator = migrator
     invalidator = Invalidator()
-    store.add_commit_listener(invalidator)
+    store.add_commit_listener(invalidator.inodes)
+    store.add_entry_listener(invalidator.entries)
     try:
-        pyfuse3.init(ops, mountpoint, mount_options(Path(store_path).resolve(), allow_other, debug))
+        pyfuse3.init(ops, mountpoint, mount_options(store.root.resolve(), allow_other, debug))
     except Exception as exc:  # noqa: BLE001 - report any mount failure in words
         invalidator.stop()
-        store.close()
         msg = f"cannot mount {mountpoint}: {exc}"
         if ready:
             ready(msg)
         raise MountError(msg) from None
     if ready:
         ready(None)
-    log.info("mounted %s at %s (pid %d)", store_path, mountpoint, os.getpid())
-    unmounted = False
+    log.info("mounted %s at %s (pid %d)", store.root, mountpoint, os.getpid())
+    migrator.start(rescan=True)         # legacy files dropped into import/ migrate in the background
     try:
-        trio.run(_main)
-        unmounted = True
-    finally:
-        pyfuse3.close(unmount=not unmounted)
+        trio.run(_main, signals)
+    except BaseException:
+        migrator.stop()
         invalidator.stop()
-        store.close()
-        log.info("unmounted %s; every queued write is committed", mountpoint)
+        pyfuse3.close(unmount=False)    # after a failure pyfuse3 advises not to unmount: stale until cleaned up
+        raise
+    migrator.stop()
+    invalidator.stop()                  # before the session goes: no invalidation may reach a closed one
+    pyfuse3.close(unmount=True)         # after fusermount -u a no-op; after a signal this unmounts
 
 
-async def _main() -> None:
+async def _main(signals: bool = True) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals, nursery.cancel_scope)
+        if signals:
+            nursery.start_soon(_watch_signals, nursery.cancel_scope)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 
@@ -219,6 +310,9 @@ def daemonize(run, log_file: Path) -> int:
     code = 0
     try:
         run(ready)
+    except (StoreError, OSError) as exc:
+        log.error("daemon stopped: %s", exc)       # already reported in words, no traceback
+        code = 1
     except BaseException:  # noqa: BLE001 - the daemon's last words go to its log
         log.exception("daemon stopped on an error")
         code = 1
@@ -234,12 +328,63 @@ def _log_to(stream) -> None:
     root.addHandler(handler)
 
 
+def _mount_source(mountpoint: str) -> str | None:
+    """The source field of the topmost mount at ``mountpoint`` ("sessionfs:<store>" for ours)."""
+    target = os.path.realpath(mountpoint)
+    found = None
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if _unescape(fields[4]) == target:
+                    found = _unescape(fields[fields.index("-") + 2])
+    except (OSError, IndexError, ValueError):
+        return None
+    return found
+
+
 def daemon_pid(mountpoint: str) -> int | None:
-    import orjson
+    """The pid of the daemon serving ``mountpoint``: from its store's owner.json (cheap), else
+    from the mount's stats.json (which computes the store's statistics)."""
+    source = _mount_source(mountpoint) or ""
+    if source.startswith("sessionfs:"):
+        try:
+            owner = orjson.loads(Path(source.removeprefix("sessionfs:"), "owner.json").read_bytes())
+            if os.path.realpath(owner.get("mountpoint", "")) == os.path.realpath(mountpoint):
+                return int(owner["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     try:
         return int(orjson.loads(Path(mountpoint, ".sessionfs", "stats.json").read_bytes())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _running(pid: int) -> bool:
+    """True while any thread of process ``pid`` runs.
+
+    An exited process that init has not reaped yet (a zombie) counts as exited. The
+    leader alone is not enough: after a kill it can be a zombie while other threads
+    are still exiting and still hold the process's files (/dev/fuse, the store lock).
+    """
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+                if f.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X"):
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return False
 
 
 def unmount(mountpoint: str, timeout: float = 120.0) -> None:
@@ -259,9 +404,7 @@ def unmount(mountpoint: str, timeout: float = 120.0) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise MountError(f"daemon {pid} did not exit within {timeout:.0f} s after unmount")

@@ -33,6 +33,7 @@ from store.errors import FsError, IntegrityError, StoreError
 from store.namespace import NAME_MAX
 from store.schema import ROOT_INO
 
+from .search_views import SearchViews
 from .views import VirtualNode, Views
 
 log = logging.getLogger("sessionfs.fuse")
@@ -41,6 +42,12 @@ ENTRY_TIMEOUT = 60.0
 ATTR_TIMEOUT = 60.0
 DIR_OFFSET = 1000          # readdir offsets below this are ".", ".." and virtual entries
 XATTR_SHA256 = b"user.sessionfs.sha256"
+
+
+def _clamp_ns(ns: int) -> int:
+    """Timestamps are stored as 64-bit nanoseconds (1677..2262); like ext4 at its own limits,
+    a time beyond the range is clamped to it, not refused."""
+    return max(-(1 << 63), min((1 << 63) - 1, ns))
 
 
 def _errno_for(exc: BaseException) -> int:
@@ -95,13 +102,16 @@ class SessionFS(pyfuse3.Operations):
         super().__init__()
         self.store = store
         self.views = Views(ROOT_INO, lambda: orjson.dumps(render_stats(), option=orjson.OPT_INDENT_2) + b"\n")
+        self.search_views = SearchViews(store, self.views, ROOT_INO)     # tags/, by-date/, search/
+        self.migrator = None      # store.migrate.Migrator serving import/, set by the daemon
         self._handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
         self._rendered_size: dict[int, int] = {}
         self._started_ns = time.time_ns()
 
     # -- attributes --------------------------------------------------------
-    def _entry(self, row: InodeRow) -> pyfuse3.EntryAttributes:
+    def _entry(self, row: InodeRow, stored: int | None = None) -> pyfuse3.EntryAttributes:
+        """Attributes of ``row``; ``stored``: its bytes that are data, not holes (looked up if None)."""
         a = pyfuse3.EntryAttributes()
         a.st_ino = row.id
         a.generation = 0
@@ -114,7 +124,12 @@ class SessionFS(pyfuse3.Operations):
         a.st_rdev = row.rdev
         a.st_size = row.size
         a.st_blksize = 128 * 1024
-        a.st_blocks = (row.size + 511) // 512
+        if stat.S_ISREG(row.mode) and row.size:
+            if stored is None:
+                stored = self.store.stored_bytes([row.id])[row.id]
+            a.st_blocks = (min(row.size, stored) + 511) // 512    # a sparse file takes what it holds
+        else:
+            a.st_blocks = (row.size + 511) // 512
         a.st_atime_ns = row.atime_ns
         a.st_mtime_ns = row.mtime_ns
         a.st_ctime_ns = row.ctime_ns
@@ -125,7 +140,7 @@ class SessionFS(pyfuse3.Operations):
         size = self._rendered_size.get(node.ino, 0)
         row = InodeRow(node.ino, node.mode, 2 if node.is_dir else 1, self.store.owner_uid, self.store.owner_gid,
                        0, size, self._started_ns, self._started_ns, self._started_ns, 0, None)
-        a = self._entry(row)
+        a = self._entry(row, size)
         a.entry_timeout = a.attr_timeout = 1.0
         return a
 
@@ -143,6 +158,8 @@ class SessionFS(pyfuse3.Operations):
     # -- lookups -----------------------------------------------------------
     @_handler
     async def lookup(self, parent_inode, name, ctx):
+        if self.search_views.owns(parent_inode):
+            return await self.search_views.lookup(parent_inode, name)
         node = self.views.child(parent_inode, name)
         if node is not None:
             return self._virtual_entry(node)
@@ -169,15 +186,19 @@ class SessionFS(pyfuse3.Operations):
     @_handler
     async def forget(self, inode_list):
         for ino, n in inode_list:
-            if not Views.is_virtual(ino):
+            if self.search_views.owns(ino):
+                self.search_views.forget(ino, n)
+            elif not Views.is_virtual(ino):
                 await _run(self.store.unpin, ino, n)
 
     @_handler
     async def getattr(self, inode, ctx=None):
+        if self.search_views.owns(inode):
+            return await self.search_views.getattr(inode)
         node = self.views.get(inode)
         if node is not None:
             return self._virtual_entry(node)
-        return self._entry(await _run(self.store.getattr, inode))
+        return await _run(lambda: self._entry(self.store.getattr(inode)))
 
     @_handler
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -191,20 +212,27 @@ class SessionFS(pyfuse3.Operations):
         if fields.update_gid:
             kw["gid"] = attr.st_gid
         if fields.update_atime:
-            kw["atime_ns"] = attr.st_atime_ns
+            kw["atime_ns"] = _clamp_ns(attr.st_atime_ns)
         if fields.update_mtime:
-            kw["mtime_ns"] = attr.st_mtime_ns
+            kw["mtime_ns"] = _clamp_ns(attr.st_mtime_ns)
         if fields.update_size:
             kw["size"] = attr.st_size
-        return self._entry(await _run(self.store.setattr, inode, **kw))
+        if not kw:
+            # chown(f, -1, -1) and the like arrive with no field set: like ext4, only ctime changes.
+            kw["mode"] = (await _run(self.store.getattr, inode)).mode
+        return await _run(lambda: self._entry(self.store.setattr(inode, **kw)))
 
     @_handler
     async def readlink(self, inode, ctx):
+        if self.search_views.owns(inode):
+            return self.search_views.readlink(inode)
         return await _run(self.store.readlink, inode)
 
     # -- directories -------------------------------------------------------
     @_handler
     async def opendir(self, inode, ctx):
+        if self.search_views.owns(inode):
+            return await self.search_views.opendir(inode)
         node = self.views.get(inode)
         if node is not None and not node.is_dir:
             raise FsError(errno.ENOTDIR)
@@ -216,6 +244,8 @@ class SessionFS(pyfuse3.Operations):
 
     @_handler
     async def readdir(self, fh, start_id, token):
+        if self.search_views.owns(fh):
+            return await self.search_views.readdir(fh, start_id, token)
         ino = fh
         fixed: list[tuple[bytes, pyfuse3.EntryAttributes]] = [(b".", await self.getattr(ino))]
         parent = self.views.get(ino).parent if Views.is_virtual(ino) else await _run(self._parent_of, ino)
@@ -233,9 +263,11 @@ class SessionFS(pyfuse3.Operations):
             entries = await _run(self.store.readdir, ino, after, 256)
             if not entries:
                 return
+            stored = await _run(self.store.stored_bytes, [r.id for _, _, r in entries if stat.S_ISREG(r.mode)])
             for rowid, name, row in entries:
                 self.store.pin(row.id)
-                if not pyfuse3.readdir_reply(token, name, self._entry(row), rowid + DIR_OFFSET):
+                attr = self._entry(row, stored.get(row.id, 0))
+                if not pyfuse3.readdir_reply(token, name, attr, rowid + DIR_OFFSET):
                     self.store.unpin(row.id)
                     return
                 after = rowid
@@ -299,6 +331,8 @@ class SessionFS(pyfuse3.Operations):
         self._check_root_write(parent_inode_old)
         self._check_root_write(parent_inode_new)
         await _run(self.store.rename, parent_inode_old, name_old, parent_inode_new, name_new, flags)
+        if self.migrator is not None:
+            await _run(self.migrator.entry_renamed, parent_inode_new, name_new)
 
     # -- files -----------------------------------------------------------------
     def _new_handle(self, handle: Handle) -> int:
@@ -321,6 +355,10 @@ class SessionFS(pyfuse3.Operations):
         row = await _run(self.store.getattr, inode)
         if stat.S_ISDIR(row.mode):
             raise FsError(errno.EISDIR)
+        if flags & os.O_TRUNC and stat.S_ISREG(row.mode):
+            # libfuse negotiates atomic_o_trunc: the kernel leaves O_TRUNC to us (and has already
+            # checked write permission). Like ext4, mtime/ctime change even if the file was empty.
+            await _run(self.store.setattr, inode, size=0)
         return pyfuse3.FileInfo(fh=self._new_handle(Handle(inode, writable)), keep_cache=True)
 
     @_handler
@@ -356,6 +394,8 @@ class SessionFS(pyfuse3.Operations):
         handle = self._handles.pop(fh, None)
         if handle is not None and handle.writable:
             await _run(self.store.seal, handle.ino)
+            if self.migrator is not None:
+                await _run(self.migrator.file_closed, handle.ino)
 
     @_handler
     async def fsync(self, fh, datasync):

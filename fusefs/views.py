@@ -38,6 +38,11 @@ class Views:
         for n in self.nodes.values():
             self._children.setdefault(n.parent, []).append(n)
 
+    def add(self, node: VirtualNode) -> None:
+        """Register one more node (views that live in other modules, e.g. ``search_views``)."""
+        self.nodes[node.ino] = node
+        self._children.setdefault(node.parent, []).append(node)
+
     def get(self, ino: int) -> VirtualNode | None:
         return self.nodes.get(ino)
 

@@ -39,7 +39,7 @@ from .errors import FsError, StoreError
 PROG = "sessionfs"
 
 #: Modules whose ``register(subparsers)`` adds more subcommands; skipped when not importable.
-EXTENSIONS: list[str] = ["fusefs.cli"]
+EXTENSIONS: list[str] = ["fusefs.cli", "store.migrate_cli", "store.verify", "store.gc", "store.recompress", "store.search"]
 
 #: Extra ``register(subparsers)`` callables (for embedding and tests); called after EXTENSIONS.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = []

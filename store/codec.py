@@ -9,6 +9,12 @@ every chunk be addressed (chunk -> block, offset inside the decoded block).
 A rewrite that appends one record re-chunks only the tail, so only the tail's
 new chunks form a new (small) block.
 
+Measured on one generated 2-hour session (6.45 MB of chunked JSON, 14 files;
+``contrib/corpus``): zstd-3 of each whole file stores 350 KB (18.4x); zstd-3
+of each 64 KiB CDC chunk alone 976 KB (6.6x); zstd-3 of 1 MiB blocks of
+neighbouring chunks 351 KB (18.4x). Blocks of 1 MiB keep the whole-file ratio
+while a random read decodes at most 1 MiB (cached afterwards).
+
 On-disk frame of a block (little endian)::
 
     magic   4s  b"SFB1"

@@ -25,6 +25,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from . import codec, namespace, session_index
 from .cache import ByteLRU
 from .catalog import Catalog, ChunkLocation, InodeRow, now_ns
 from .chunker import MAX_CHUNK
+from .dictionaries import Dictionaries
 from .errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
 from .ingest import BatchBuilder, Counters
 from .intervals import split_by
@@ -43,12 +45,13 @@ from .overlay import MARKER_SUFFIX, DATA_SUFFIX, Overlay, boot_id
 from .packs import PackFiles
 from .persist import Barrier, PathGroup, Persister
 from .rewrite import Extent, plan_commit
-from .schema import ROOT_INO
+from .schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
+from .search import TextIndex
 
 log = logging.getLogger("sessionfs.store")
 
 DEFAULT_CACHE_BYTES = 100 * 1024 * 1024
-MAX_FILE_SIZE = 1 << 44          # 16 TiB, ext4's own limit with 4 KiB blocks
+MAX_FILE_SIZE = (1 << 44) - 4096  # ext4's own limit with 4 KiB blocks: (2**32 - 1) blocks
 READ_WINDOW = 4 * 1024 * 1024    # bytes assembled at once when rebuilding a range
 PENDING_API_BYTES = 256 * 1024 * 1024
 SESSIONS_DIR = b"sessions"
@@ -69,7 +72,8 @@ class StoreStatistics:
     """Sizes are bytes. ``logical``: sum of file sizes; ``referenced``: file bytes that are
     not holes; ``unique``: distinct chunk bytes still referenced; ``stored``: pack bytes
     on disk (committed); ``dedup_ratio`` = referenced / unique; ``compression_ratio`` =
-    decoded / encoded block bytes."""
+    decoded / encoded block bytes. ``maintenance``: garbage collection and background
+    compression (``recompress.MaintenanceStatistics``)."""
     files: int
     sessions: int
     logical_bytes: int
@@ -85,6 +89,7 @@ class StoreStatistics:
     space_saving: float
     cache: object
     queue: object
+    maintenance: object = None
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -128,17 +133,31 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike, *, cache_bytes: int = DEFAULT_CACHE_BYTES, readonly: bool = False,
              create: bool = False, owner: dict | None = None, sync_interval: float = 5.0,
-             compress_level: int = 3, packs: PackFiles | None = None) -> "Store":
+             compress_level: int = 3, packs: PackFiles | None = None,
+             background_gc: bool = False, gc_grace: float = 600.0,
+             background_compress: bool = False, recompress_level: int = 19, cold_age: float = 600.0,
+             cpu_share: float = 0.25) -> "Store":
+        """Open a store. The ``background_*`` options start maintenance in this process (the
+        mount daemon): garbage collection of chunks unreferenced for ``gc_grace`` seconds with
+        pack compaction (``store.gc``), and recompression of blocks older than ``cold_age``
+        seconds at zstd ``recompress_level`` using at most ``cpu_share`` of one core
+        (``store.recompress``). Both are off by default; ``sessionfs gc``/``compress`` run
+        them offline."""
         root = Path(path)
         if create and not (root / "catalog.db").exists():
             cls.init(root)
         if not (root / "catalog.db").exists():
             raise FormatError(f"{root} is not a sessionfs store (no catalog.db); create one with 'sessionfs init'")
+        background = None
+        if (background_gc or background_compress) and not readonly:
+            background = dict(gc=background_gc, gc_grace=gc_grace, compress=background_compress,
+                              level=recompress_level, cold_age=cold_age, cpu_share=cpu_share)
         return cls(root, cache_bytes=cache_bytes, readonly=readonly, owner=owner, sync_interval=sync_interval,
-                   compress_level=compress_level, packs=packs)
+                   compress_level=compress_level, packs=packs, background=background)
 
     def __init__(self, root: Path, *, cache_bytes: int, readonly: bool, owner: dict | None,
-                 sync_interval: float, compress_level: int, packs: PackFiles | None):
+                 sync_interval: float, compress_level: int, packs: PackFiles | None,
+                 background: dict | None = None):
         self.root = root
         self.readonly = readonly
         self.compress_level = compress_level
@@ -159,12 +178,26 @@ class Store:
             self._gen = 0
             self._boot = boot_id()
             self._commit_listeners: list[Callable[[list[int]], None]] = []
+            self._entry_listeners: list[Callable[[list[tuple[int, bytes]]], None]] = []
+            self._gone: list[tuple[int, bytes]] = []     # (parent, name) removed by the batch being applied
             self._write_errors: dict[int, BaseException] = {}   # ino -> why a write was dropped
+            self.dictionaries = Dictionaries(self.catalog)
+            # Foreground reads/writes stamp this (time.monotonic()); background work backs off.
+            self.last_activity = time.monotonic()
+            # Bumped by maintenance after it moved or dropped blocks, before it deletes old packs:
+            # a read that fails while it changed retries on the new locations (read_committed).
+            self.maintenance_epoch = 0
+            self.background = None
             self.persister: Persister | None = None
+            self.text_index = TextIndex(self)       # full-text index, kept in step by the hooks below
             if not readonly:
                 self._recover()
+                self.text_index.rebuild_if_needed()
                 self.persister = Persister(self._commit_batch, self.catalog.checkpoint, sync_interval)
                 self.persister.start()
+                if background:
+                    from .recompress import start_background
+                    self.background = start_background(self, **background)
         except BaseException:
             self._release_lock()
             raise
@@ -198,8 +231,15 @@ class Store:
             self._lock_fd = None
 
     def close(self) -> None:
-        """Commit everything queued and release the store."""
+        """Commit everything written (files still open are sealed as they are) and release the store."""
+        if self.background is not None:
+            self.background.stop()
+            self.background = None
         if self.persister is not None:
+            with self._ov_lock:
+                unsealed = [layers[-1].ino for layers in self._overlays.values() if not layers[-1].sealed]
+            for ino in unsealed:
+                self.seal(ino)
             self.persister.stop()
             self.persister = None
         with self._ov_lock:
@@ -235,6 +275,7 @@ class Store:
         if row and self.packs.file_size(row[0]) is not None:
             self.packs.resume(row[0], row[1])
         with self.catalog.write() as db:
+            ensure_maintenance_tables(db)
             now = now_ns()
             for (ino,) in db.execute("SELECT id FROM inodes WHERE nlink = 0 AND id != ?", (ROOT_INO,)).fetchall():
                 namespace.delete_inode(db, ino, now)
@@ -309,6 +350,7 @@ class Store:
 
     def read(self, ino: int, offset: int, length: int) -> bytes:
         """Bytes [offset, offset+length) of a file as it is now, overlays included."""
+        self.last_activity = time.monotonic()
         while True:
             layers = self._layers(ino)
             if not layers:
@@ -355,6 +397,17 @@ class Store:
         """Committed bytes [offset, offset+length); holes are zeros. Verifies every chunk."""
         if length <= 0:
             return b""
+        while True:
+            epoch = self.maintenance_epoch
+            try:
+                return self._read_committed(ino, offset, length, db)
+            except IntegrityError:
+                # Maintenance (gc, recompression) moved blocks and deleted their old pack while
+                # we read: our locations were stale, not the data bad. Read them again.
+                if db is not None or self.maintenance_epoch == epoch:
+                    raise
+
+    def _read_committed(self, ino: int, offset: int, length: int, db=None) -> bytes:
         end = offset + length
         out = bytearray(length)
         for loc in self.catalog.locations(ino, offset, end, MAX_CHUNK, db):
@@ -366,8 +419,10 @@ class Store:
     def _chunk_bytes(self, loc: ChunkLocation, ino: int | None, db=None) -> bytes:
         block = self.cache.get(loc.block_id)
         if block is None:
+            epoch = self.maintenance_epoch
             block = self._load_block(loc.block_id, db)
-            self.cache.put(loc.block_id, block)
+            if not block.bad or self.maintenance_epoch == epoch:   # else maybe a stale location
+                self.cache.put(loc.block_id, block)
         if loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw):
             where = self.catalog.path_of(ino, db) if ino is not None else None
             raise IntegrityError(
@@ -380,6 +435,9 @@ class Store:
         """Read, decode and verify one block; chunks failing their hash are marked bad."""
         b = self.catalog.block(block_id, db)
         if b is None:
+            if block_id == LOST_BLOCK:
+                raise IntegrityError("the data here was lost (a damaged pack or chunk; 'sessionfs verify' lists "
+                                     "the file under lost+found)")
             raise IntegrityError(f"block {block_id} is missing from the catalog")
         where = f"pack {b.pack_id:08d} offset {b.offset} (block {block_id})"
         from .chunker import chunk_hash
@@ -387,7 +445,7 @@ class Store:
         chunk_rows = reader.execute("SELECT id, hash, block_off, length FROM chunks WHERE block_id = ?",
                                     (block_id,)).fetchall()
         try:
-            raw = codec.decode_block(self.packs.read(b.pack_id, b.offset, b.length), where)
+            raw = codec.decode_block(self.packs.read(b.pack_id, b.offset, b.length), where, self.dictionaries)
         except IntegrityError as exc:
             log.error("%s", exc)
             return DecodedBlock(b"", frozenset(r[0] for r in chunk_rows))
@@ -411,8 +469,11 @@ class Store:
         out = []
         for rowid, name, row in entries:
             layers = self._layers(row.id)
-            if layers:
-                row.size = layers[-1].size
+            if layers:             # as getattr: readdirplus hands these attributes to the kernel
+                top = layers[-1]
+                row.size = top.size
+                if top.mtime_ns:
+                    row.mtime_ns, row.ctime_ns = top.mtime_ns, max(row.ctime_ns, top.ctime_ns)
             out.append((rowid, name, row))
         return out
 
@@ -441,6 +502,7 @@ class Store:
                 dirs.add(p)
         for d in dirs:
             session_index.refresh(db, d, self.sessions_ino, lambda i: self._read_file_in(db, i))
+        self.text_index.namespace_changed(db, parents, moved)
 
     def _read_file_in(self, db, ino: int) -> bytes:
         row = namespace.get(db, ino)
@@ -486,14 +548,16 @@ class Store:
         if size is not None:
             self.truncate(ino, size)
             self.seal(ino)
+        if mtime_ns is not None:
+            # Before the catalog: a queued overlay committing in between must not put back its
+            # older mtime (write, close, utimes - as cp -p and rsync -t do).
+            with self._ov_lock:
+                for ov in self._overlays.get(ino, ()):
+                    ov.mtime_ns = mtime_ns
         if any(v is not None for v in (mode, uid, gid, atime_ns, mtime_ns)) or size is not None:
             with self.catalog.write() as db:
                 namespace.set_attrs(db, ino, now_ns(), mode=mode, uid=uid, gid=gid, atime_ns=atime_ns,
                                     mtime_ns=mtime_ns)
-            if mtime_ns is not None:
-                with self._ov_lock:
-                    for ov in self._overlays.get(ino, ()):
-                        ov.mtime_ns = mtime_ns
         return self.getattr(ino)
 
     def pin(self, ino: int, n: int = 1) -> None:
@@ -567,6 +631,21 @@ class Store:
             h.update(self.read(ino, off, min(READ_WINDOW, size - off)))
         return h.hexdigest()
 
+    def stored_bytes(self, inos: Iterable[int]) -> dict[int, int]:
+        """Bytes of each file that hold data, not holes (for st_blocks; pending writes counted)."""
+        inos = list(inos)
+        out = dict.fromkeys(inos, 0)
+        reader = self.catalog.reader()
+        for i in range(0, len(inos), 500):
+            part = inos[i:i + 500]
+            out.update(reader.execute(
+                "SELECT f.ino, sum(c.length) FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+                f"WHERE f.ino IN ({','.join('?' * len(part))}) GROUP BY f.ino", part))
+        for ino in inos:
+            for ov in self._layers(ino):
+                out[ino] += ov.dirty.total()
+        return out
+
     # -- writing file content ----------------------------------------------------
     def _check_writable(self) -> None:
         if self.readonly:
@@ -593,10 +672,13 @@ class Store:
 
     def write(self, ino: int, offset: int, data: bytes) -> int:
         self._check_writable()
+        self.last_activity = time.monotonic()
         if offset < 0:
             raise FsError(errno.EINVAL, "negative offset")
         if offset + len(data) > MAX_FILE_SIZE:
-            raise FsError(errno.EFBIG, f"files are limited to {MAX_FILE_SIZE} bytes")
+            if offset >= MAX_FILE_SIZE:
+                raise FsError(errno.EFBIG, f"files are limited to {MAX_FILE_SIZE} bytes")
+            data = memoryview(data)[:MAX_FILE_SIZE - offset]   # like ext4: a short write up to the limit
         if not data:
             return 0
         while True:
@@ -651,6 +733,12 @@ class Store:
     def add_commit_listener(self, fn: Callable[[list[int]], None]) -> None:
         """``fn(inos)`` is called (in the worker thread) after a batch changed those files."""
         self._commit_listeners.append(fn)
+
+    def add_entry_listener(self, fn: Callable[[list[tuple[int, bytes]]], None]) -> None:
+        """``fn([(parent, name), ...])`` is called (in the worker thread) after a batch removed those
+        names (path-level deletions: ``write_files`` with None, ``delete_trees``); a mount uses it to
+        drop the kernel's cached directory entries."""
+        self._entry_listeners.append(fn)
 
     # -- path level (session API, CLI) -------------------------------------------
     @staticmethod
@@ -724,9 +812,14 @@ class Store:
             after = batch[-1][0]
 
     def write_files(self, writes: dict[str, bytes | None] | Iterable[tuple[str, bytes | None]],
-                    delete_trees: Iterable[str] = ()) -> PathGroup:
-        """Queue whole-file writes (None deletes) and tree deletions as one atomic group."""
+                    delete_trees: Iterable[str] = (), on_commit: Callable | None = None) -> PathGroup:
+        """Queue whole-file writes (None deletes) and tree deletions as one atomic group.
+
+        ``on_commit(db)``, if given, runs in the commit's transaction just before the group's
+        deletions and writes (see ``PathGroup.on_commit``): it may check the committed tree and
+        add catalog rows that commit with the group or not at all."""
         self._check_writable()
+        self.last_activity = time.monotonic()
         items = list(writes.items() if isinstance(writes, dict) else writes)
         norm = []
         for path, data in items:
@@ -747,7 +840,7 @@ class Store:
         with self._ov_lock:
             self._gen += 1
             gen = self._gen
-            group = PathGroup(gen, norm, trees)
+            group = PathGroup(gen, norm, trees, on_commit=on_commit)
             for t in trees:
                 self._pending_trees[t] = gen
             for path, data in norm:
@@ -764,6 +857,12 @@ class Store:
         """Make everything queued so far durable."""
         if self.persister is not None:
             self.persister.barrier(durable=True).wait()
+
+    def run_in_worker(self, fn: Callable[[], object]) -> object:
+        """Run ``fn()`` in the persistence worker (the only writer of packs, blocks and chunks)
+        between batches and return its result; maintenance (gc, recompression) goes through here."""
+        self._check_writable()
+        return self.persister.call(fn).wait()
 
     # -- statistics --------------------------------------------------------------
     def statistics(self) -> "StoreStatistics":
@@ -787,7 +886,11 @@ class Store:
             dedup_ratio=referenced / unique if unique else 1.0,
             compression_ratio=raw / stored if stored else 1.0,
             space_saving=1 - pack_bytes / logical if logical else 0.0,
-            cache=self.cache.statistics(), queue=queue)
+            cache=self.cache.statistics(), queue=queue, maintenance=self._maintenance_statistics(r))
+
+    def _maintenance_statistics(self, r):
+        from .recompress import maintenance_statistics
+        return maintenance_statistics(self, r)
 
     # -- the persistence worker's commit ----------------------------------------
     def _known_chunk(self, digest: bytes):
@@ -880,6 +983,7 @@ class Store:
     def _apply(self, items: list, prepared: list, builder: BatchBuilder, durable: bool) -> list[int]:
         now = now_ns()
         changed: list[int] = []
+        self._gone = []
         with self.catalog.write(durable=durable) as db:
             for pack_id in builder.new_packs:
                 db.execute("INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, 0, ?)", (pack_id, now))
@@ -934,9 +1038,12 @@ class Store:
         for parent, name in self.catalog.names_of(ino, db):
             if name == session_index.METADATA_NAME:
                 self._refresh_sessions(db, [parent], [])
+        self.text_index.content_changed(db, ino)
 
     def _apply_group(self, db, group: PathGroup, prep, now: int) -> list[int]:
         changed = []
+        if group.on_commit is not None:
+            group.on_commit(db)
         for tree in group.trees:
             ino = self.resolve(tree, db)
             if ino is not None:
@@ -948,6 +1055,7 @@ class Store:
             if data is None:
                 if ino is not None:
                     row = namespace.unlink(db, parent, parts[-1], now)
+                    self._gone.append((parent, parts[-1]))
                     self._delete_if_unused(db, row, now)
                     self._refresh_sessions(db, [parent], [])
                     changed.append(ino)
@@ -961,8 +1069,7 @@ class Store:
             db.execute("UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = ? WHERE id = ?",
                        (len(data), now, now, ino))
             changed.append(ino)
-            if parts[-1] == session_index.METADATA_NAME:
-                self._refresh_sessions(db, [parent], [])
+            self._refresh_for_file(db, ino)
         return changed
 
     def _mkdirs(self, db, parts: list[bytes], now: int) -> int:
@@ -991,6 +1098,7 @@ class Store:
                 row = namespace.rmdir(db, parent, name, now)
             else:
                 row = namespace.unlink(db, parent, name, now)
+            self._gone.append((parent, name))
             self._refresh_sessions(db, [parent], [ino])
         self._delete_if_unused(db, row, now)
         removed.append(ino)
@@ -1033,3 +1141,10 @@ class Store:
                     fn(changed)
                 except Exception:  # noqa: BLE001 - a listener must not break persistence
                     log.exception("commit listener failed")
+        gone, self._gone = self._gone, []
+        if gone:
+            for fn in self._entry_listeners:
+                try:
+                    fn(gone)
+                except Exception:  # noqa: BLE001 - a listener must not break persistence
+                    log.exception("entry listener failed")

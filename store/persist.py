@@ -7,16 +7,26 @@ transaction. Callers never wait for it, except ``Barrier.wait`` (fsync,
 flush). A batch that fails (disk full, I/O error) is rolled back, its pack
 bytes truncated away, and retried after a pause with the same items in the
 same order, so nothing queued is lost; barriers waiting on it get the error.
+
+Maintenance shares the thread (it is the only writer of packs, blocks and
+chunks): ``call(fn)`` queues a function that runs between batches (its error
+goes to its caller, nothing is retried), and ``add_idle_task(step)`` registers
+a background step that runs only while the queue is empty. ``step()`` does one
+bounded piece of work and returns the seconds until it wants to run again;
+queued items always go first, so maintenance delays a commit by at most one
+step. Garbage collection and the background compressor use both.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .errors import FsError, StoreError
 from .overlay import Overlay
@@ -36,10 +46,48 @@ class PathGroup:
     trees: list[str] = field(default_factory=list)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # Called as on_commit(db) inside the group's savepoint, before its deletions and writes: it
+    # may check the committed tree (preconditions) and add catalog rows that must commit with the
+    # files or not at all (the migration record). Raise FsError or BadInputError to refuse the
+    # group (rolled back, ``error`` set); anything else fails the whole batch, which is retried.
+    on_commit: Callable[[sqlite3.Connection], None] | None = None
 
     @property
     def nbytes(self) -> int:
         return sum(len(d) for _, d in self.writes if d is not None)
+
+
+class Call:
+    """A function to run in the worker between batches; ``wait()`` returns its result."""
+
+    def __init__(self, fn: Callable[[], object]):
+        self.fn = fn
+        self.result: object = None
+        self.error: BaseException | None = None
+        self._event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as exc:  # noqa: BLE001 - delivered to the caller
+            self.error = exc
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> object:
+        if not self._event.wait(timeout):
+            raise FsError(errno.ETIMEDOUT, "timed out waiting for the persistence worker")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class IdleTask:
+    """A maintenance step the worker runs while its queue is empty (see the module doc)."""
+
+    def __init__(self, step: Callable[[], float], name: str, delay: float = 0.0):
+        self.step = step
+        self.name = name
+        self.due = time.monotonic() + delay
 
 
 class Barrier:
@@ -84,6 +132,7 @@ class Persister:
         self._queued_bytes = 0
         self.batches = self.items_committed = self.bytes_committed = self.failures = 0
         self.last_error: str | None = None
+        self._idle_tasks: list[IdleTask] = []
         self._thread = threading.Thread(target=self._run, name="sessionfs-persist", daemon=True)
 
     def start(self) -> None:
@@ -95,6 +144,37 @@ class Persister:
                 raise StoreError("the store is closing")
             self._queue.append(item)
             self._queued_bytes += _item_bytes(item)
+            self._cond.notify_all()
+
+    def call(self, fn: Callable[[], object]) -> Call:
+        """Queue ``fn`` to run in the worker thread; ``.wait()`` on the result for its value."""
+        c = Call(fn)
+        if threading.current_thread() is self._thread:
+            c.run()             # already in the worker: queueing would deadlock
+        else:
+            self.submit(c)
+        return c
+
+    def in_worker(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def add_idle_task(self, step: Callable[[], float], name: str, delay: float = 0.0) -> IdleTask:
+        """Run ``step()`` whenever the queue is empty and its last returned delay has passed."""
+        task = IdleTask(step, name, delay)
+        with self._cond:
+            self._idle_tasks.append(task)
+            self._cond.notify_all()
+        return task
+
+    def remove_idle_task(self, task: IdleTask) -> None:
+        with self._cond:
+            if task in self._idle_tasks:
+                self._idle_tasks.remove(task)
+
+    def wake_idle_task(self, task: IdleTask) -> None:
+        """Make ``task`` due now (new work for it)."""
+        with self._cond:
+            task.due = time.monotonic()
             self._cond.notify_all()
 
     def barrier(self, durable: bool) -> Barrier:
@@ -141,6 +221,9 @@ class Persister:
             this = type(item)
             if kind is not None and this is not kind:
                 break
+            if isinstance(item, Call):          # one call at a time, never mixed with commits
+                batch.append(self._queue.popleft())
+                break
             if isinstance(item, Overlay):
                 if item.ino in inos:
                     break
@@ -150,19 +233,40 @@ class Persister:
             nbytes += _item_bytes(item)
         return batch
 
+    def _due_idle_task(self) -> IdleTask | None:
+        return min(self._idle_tasks, key=lambda t: t.due, default=None)
+
+    def _run_idle(self, task: IdleTask) -> None:
+        try:
+            delay = task.step()
+        except Exception:  # noqa: BLE001 - maintenance must never stop persistence
+            log.exception("background task %s failed; retrying in a minute", task.name)
+            delay = 60.0
+        task.due = time.monotonic() + max(0.0, float(60.0 if delay is None else delay))
+
     def _run(self) -> None:
         last_checkpoint = time.monotonic()
         while True:
+            idle = None
             with self._cond:
                 while not self._queue and not self._stop:
-                    remaining = self._sync_interval - (time.monotonic() - last_checkpoint)
+                    now = time.monotonic()
+                    remaining = self._sync_interval - (now - last_checkpoint)
                     if remaining <= 0:
                         break
-                    self._cond.wait(remaining)
-                if not self._queue and self._stop:
-                    break
-                batch = self._take_batch()
-                self._busy = bool(batch)
+                    task = self._due_idle_task()
+                    if task is not None and task.due <= now:
+                        idle = task         # maintenance only while nothing is queued
+                        break
+                    self._cond.wait(remaining if task is None else min(remaining, task.due - now))
+                if idle is None:
+                    if not self._queue and self._stop:
+                        break
+                    batch = self._take_batch()
+                    self._busy = bool(batch)
+            if idle is not None:
+                self._run_idle(idle)
+                continue
             if time.monotonic() - last_checkpoint >= self._sync_interval:
                 # Every sync_interval, busy or not: this bounds what a power loss can take.
                 self._safe_checkpoint()
@@ -172,6 +276,9 @@ class Persister:
             work = [i for i in batch if not isinstance(i, Barrier)]
             barriers = [i for i in batch if isinstance(i, Barrier)]
             durable = any(b.durable for b in barriers)
+            if work and isinstance(work[0], Call):
+                work[0].run()       # its error goes to its caller; nothing to retry
+                work = []
             try:
                 if work or durable:
                     self._commit_batch(work, durable)

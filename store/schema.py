@@ -84,6 +84,96 @@ def create_tables(db: sqlite3.Connection) -> None:
         same transaction that commits it (or renames or deletes it).
         ``sessions.dir_ino`` is the session directory's inode, ``id`` its name.
         A session directory without a valid metadata.json has no row.
+
+    ``migrations``, ``migration_attachments`` (MIGRATION_TABLES; ``store.migrate``)
+        The migration record: one row per legacy file the importer has seen.
+        Written by the importer inside the very ``write_files`` group that
+        commits the session's files (or removes them again), so a record never
+        disagrees with the tree. Also created on demand in catalogs made before
+        they existed (``ensure_migration_tables``); a catalog without them has
+        simply never imported anything.
+
+        - ``source``: where the legacy file was (unique): its absolute path, or
+          ``store:<path>`` for a file dropped into the mount's ``import/``.
+        - ``session_id``: the document's ``id`` (may be unsafe or NULL on failure).
+        - ``sha256`` (hex), ``size``, ``mtime_ns``: the legacy file as imported.
+        - ``digest``: SHA-256 (hex) of the session's JSON values with sorted keys
+          (``legacy.canonical_digest``); an export must give the same.
+        - ``status``: ``imported`` (files committed, verification pending),
+          ``verified`` (export checked equal), ``failed`` (``reason`` says why;
+          nothing of the session is in the tree), ``finalized`` (verified, and the
+          original was deleted by ``migrate-finalize``).
+        - ``stage``: of a failure: read, parse, validate, attachments, exists,
+          write or verify.
+        - ``imported_at``, ``verified_at``, ``finalized_at``, ``updated_at``: ns.
+        At most one row per ``session_id`` is imported, verified or finalized
+        (partial unique index): a session is never imported twice.
+
+        ``migration_attachments(migration_id, name, source, sha256, size)``: the
+        attachment files a migration copied into ``sessions/<id>/attachments/<name>``,
+        from ``source`` (absolute path, or ``store:<path>``), with their SHA-256.
+
+    ``lost_found``, ``dictionaries``, ``recompressed`` (MAINTENANCE_TABLES;
+    ``store.verify``, ``store.recompress``, ``store.gc``)
+        Created like the migration tables: here, and on demand in older catalogs
+        (``ensure_maintenance_tables``, at every writable open). Readers treat a
+        missing table as empty.
+
+        ``lost_found(id, ino, path, reason, ranges, found_at)``: files that
+        ``sessionfs verify --repair`` found with data that is gone (missing pack,
+        corrupt block, missing chunk). The file stays where it is; its damaged
+        ranges keep failing with EIO (never zeros or wrong bytes). ``path`` is the
+        file's path when found, ``ranges`` a JSON list of ``[start, end)`` byte
+        ranges, ``reason`` one line, ``found_at`` ns. An entry whose inode no longer
+        refers to a lost chunk (rewritten, deleted) is stale and pruned by repair.
+        A *lost chunk* is a ``chunks`` row that repair re-pointed at block id
+        LOST_BLOCK (0, never a real block) with its ``hash`` replaced by
+        ``LOST_HASH_PREFIX + the old 32 bytes`` (33 bytes, so it can never match
+        a SHA-256 and dedup never hands it to new data); reading it fails.
+
+        ``dictionaries(id, created, data, samples, sample_bytes, small_blocks)``:
+        trained zstd dictionaries for blocks of codec CODEC_ZSTD_DICT
+        (``blocks.dict_id`` -> ``id``; the dictionary's own zstd dict id equals
+        ``id``). Versioned by id: a newer dictionary never replaces an older one
+        while a block uses it (gc deletes a dictionary only when no block uses it
+        and a newer one exists). ``samples``/``sample_bytes``: what it was trained
+        on; ``small_blocks``: small blocks in the store then (a new version is
+        trained when there are many more).
+
+        ``recompressed(block_id, level, length_before, done_at)``: blocks the
+        background compressor has handled (re-encoded at ``level``, or found not
+        worth re-encoding), with their framed length before. A block without a row
+        is still as ingested. Rows go with their block.
+
+    ``search_docs``, ``search_fts`` (SEARCH_TABLES; ``store.search``)
+        The full-text index of session files, kept in step with the files in the
+        same transaction that commits, renames or deletes them. One row per
+        directory entry of an indexed file (``text_index.indexed_path``: metadata.json,
+        summary.json, audio-insights.json, transcription.json, context-items.json,
+        screenshots/ and audio-segments/ chunk files) whose JSON gave text.
+
+        - ``search_docs.id``: the row's rowid in ``search_fts``:
+          ``dir_ino << 32 | seq`` (SEARCH_SESSION_SHIFT), so one session's rows are
+          one rowid range; ``seq`` comes from meta ``search_seq`` and is never reused.
+        - ``ino``: the file; ``parent``, ``name``: the directory entry the row was
+          derived from; ``dir_ino``: the session directory (its name is the session
+          id); ``path``: the entry's path inside the session directory.
+        - ``size``, ``extents`` (packed little-endian int64 pairs ``off, chunk_id``),
+          ``digest`` (16 bytes of SHA-256 over the chunk hashes and offsets): the
+          content the row was extracted from, which is always the file's current
+          content. ``search_fts`` is contentless: deleting a row re-derives its text
+          from these chunks (still there: a rewrite releases them in the same
+          transaction, garbage collection comes later).
+        - ``search_fts(title, body)``: FTS5, contentless, tokenizer SEARCH_TOKENIZE;
+          ``title`` holds name, tags and category, ``body`` the rest; ``rank`` is
+          ``bm25(4.0, 1.0)``. A rowid without a ``search_docs`` row is garbage
+          (an old row that could not be deleted); searches never return it and the
+          next open rebuilds the index.
+
+        meta ``search_version`` (must equal SEARCH_INDEX_VERSION) and
+        ``search_state`` (``ok``; anything else says why the index needs a rebuild)
+        are checked at open; a missing, outdated or damaged index is rebuilt from
+        the files (``sessionfs reindex``).
     """
     db.executescript(
         """
@@ -181,6 +271,137 @@ def create_tables(db: sqlite3.Connection) -> None:
         CREATE INDEX session_topics_by_session ON session_topics(session_id);
         """
     )
+    db.executescript(MIGRATION_TABLES)
+    db.executescript(MAINTENANCE_TABLES)
+    create_search_tables(db)
+
+
+#: Block id of lost chunks (see ``lost_found``): real block ids start at 1.
+LOST_BLOCK = 0
+#: Prefix making a lost chunk's hash 33 bytes long (no SHA-256 can equal it).
+LOST_HASH_PREFIX = b"\x00"
+
+#: verify/gc/recompress state (see create_tables); IF NOT EXISTS so older catalogs gain it on demand.
+MAINTENANCE_TABLES = """
+    CREATE TABLE IF NOT EXISTS lost_found (
+        id       INTEGER PRIMARY KEY,
+        ino      INTEGER NOT NULL,
+        path     TEXT,
+        reason   TEXT NOT NULL,
+        ranges   TEXT NOT NULL,
+        found_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS lost_found_by_ino ON lost_found(ino);
+    CREATE TABLE IF NOT EXISTS dictionaries (
+        id           INTEGER PRIMARY KEY,
+        created      INTEGER NOT NULL,
+        data         BLOB NOT NULL,
+        samples      INTEGER NOT NULL DEFAULT 0,
+        sample_bytes INTEGER NOT NULL DEFAULT 0,
+        small_blocks INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS recompressed (
+        block_id      INTEGER PRIMARY KEY,
+        level         INTEGER NOT NULL,
+        length_before INTEGER NOT NULL,
+        done_at       INTEGER NOT NULL
+    );
+"""
+
+
+def has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() \
+        is not None
+
+
+def ensure_maintenance_tables(db: sqlite3.Connection) -> None:
+    """Create the maintenance tables in a catalog made before they existed (idempotent)."""
+    for statement in MAINTENANCE_TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+#: The migration record (see create_tables); IF NOT EXISTS so older catalogs gain it on demand.
+MIGRATION_TABLES = """
+    CREATE TABLE IF NOT EXISTS migrations (
+        id           INTEGER PRIMARY KEY,
+        source       TEXT NOT NULL UNIQUE,
+        session_id   TEXT,
+        sha256       TEXT,
+        size         INTEGER,
+        mtime_ns     INTEGER,
+        digest       TEXT,
+        status       TEXT NOT NULL CHECK (status IN ('imported', 'verified', 'failed', 'finalized')),
+        stage        TEXT,
+        reason       TEXT,
+        imported_at  INTEGER,
+        verified_at  INTEGER,
+        finalized_at INTEGER,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_per_session ON migrations(session_id)
+        WHERE status IN ('imported', 'verified', 'finalized');
+    CREATE TABLE IF NOT EXISTS migration_attachments (
+        migration_id INTEGER NOT NULL,
+        name         TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        PRIMARY KEY (migration_id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS migration_attachments_by_source ON migration_attachments(source);
+"""
+
+
+def has_migration_tables(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'migrations'").fetchone() \
+        is not None
+
+
+def ensure_migration_tables(db: sqlite3.Connection) -> None:
+    """Create the migration tables in a catalog made before they existed (idempotent).
+
+    Runs each statement on its own (``executescript`` would commit an open transaction)."""
+    for statement in MIGRATION_TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+#: Bumped whenever the search tables, the tokenizer or ``text_index.extract`` change: the index is rebuilt.
+SEARCH_INDEX_VERSION = 1
+#: ``search_docs.id`` = ``dir_ino << SEARCH_SESSION_SHIFT | seq``.
+SEARCH_SESSION_SHIFT = 32
+#: The FTS5 tokenizer: ``_`` is part of words, as for ``grep -w`` (``add_argument`` is one word).
+SEARCH_TOKENIZE = "unicode61 remove_diacritics 2 tokenchars '_'"
+
+#: The full-text index (see create_tables); ``store.search`` drops and recreates it on rebuild.
+SEARCH_TABLES = f"""
+    CREATE TABLE search_docs (
+        id      INTEGER PRIMARY KEY,
+        ino     INTEGER NOT NULL,
+        parent  INTEGER NOT NULL,
+        name    BLOB NOT NULL,
+        dir_ino INTEGER NOT NULL,
+        path    TEXT NOT NULL,
+        size    INTEGER NOT NULL,
+        extents BLOB NOT NULL,
+        digest  BLOB NOT NULL
+    );
+    CREATE INDEX search_docs_by_ino ON search_docs(ino);
+    CREATE INDEX search_docs_by_entry ON search_docs(parent, name);
+    CREATE VIRTUAL TABLE search_fts USING fts5(title, body, content='', tokenize="{SEARCH_TOKENIZE}");
+    INSERT INTO search_fts(search_fts, rank) VALUES ('rank', 'bm25(4.0, 1.0)')
+"""
+
+
+def create_search_tables(db: sqlite3.Connection) -> None:
+    """Create the (empty) search tables and stamp them current. Statement by statement, so it
+    can run inside an open transaction."""
+    for statement in SEARCH_TABLES.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+    db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                   [("search_version", SEARCH_INDEX_VERSION), ("search_state", "ok"), ("search_seq", 0)])
 
 
 def read_format_version(db: sqlite3.Connection) -> int | None:

@@ -30,15 +30,20 @@ def sessionfs(*args: str, check: bool = True, timeout: float = 120, **kw) -> sub
 
 
 def process_alive(pid: int) -> bool:
+    """True while any thread of ``pid`` runs (a zombie has exited; after SIGKILL the leader can be a
+    zombie while other threads still exit and hold the process's files, /dev/fuse and the store lock)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
         return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except OSError:
-        return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                if f.read().rsplit(") ", 1)[1][0] not in "ZX":
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return False
 
 
 class Mount:

@@ -129,7 +129,6 @@ def store_dir(tmp_path) -> Path:
 @pytest.fixture
 def store(store_dir):
     s = Store.open(store_dir, sync_interval=0.5)
-    holder = {"store": s}
     yield s
     if s.persister is not None or s._lock_fd is not None:
         s.close()
@@ -849,7 +848,7 @@ def test_reads_racing_commits_never_fail_nor_mix(store):
             fd = os.open(tmp, os.O_RDONLY)
             os.close(fd)
 
-    victim = store.root / "churn"
+    victim = store.root.parent / "churn"
     victim.write_bytes(b"\xee" * n * blocks)
     threads = [threading.Thread(target=reader) for _ in range(2)] + \
               [threading.Thread(target=churn, args=(victim,))]

@@ -1,0 +1,1 @@
+"""Benchmark scripts: ``python -m contrib.bench.store_bench``."""

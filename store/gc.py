@@ -1,0 +1,537 @@
+"""Garbage collection and pack compaction.
+
+Deleting or rewriting a file releases its chunk references
+(``namespace.release_content``); a chunk whose count reaches 0 keeps its row,
+with ``unref_since`` set, so that a rewrite putting the same bytes back (an
+editor's save-by-rename, a session saved again) finds it by dedup. After a
+grace period (``GcOptions.grace``, default 10 minutes) garbage collection:
+
+1. **reclaims** chunks unreferenced for longer than the grace period (catalog
+   rows only), then drops blocks with no chunk left and dictionaries no block
+   uses (except the newest). A pack left without blocks is deleted.
+2. **compacts** packs whose live share fell below ``threshold`` (default 0.5),
+   and then, emptiest first, more packs while the store's dead bytes exceed
+   ``max_garbage`` (default 5%) of its live bytes, so that after a gc the packs
+   hold at most about 5% more than their live data. The live share of a pack is
+   the bytes of its blocks weighted by the share of each block's decoded bytes
+   that still belongs to a chunk. Each live block is copied to the current
+   write pack: as is (the same frame) when most of it is live, or re-encoded
+   with only its live chunks (a new block id; the chunks are re-pointed) when
+   less than ``reencode_below`` of it is. A block that does not decode is
+   copied as is (verify reports it; gc never makes damage worse or hides it).
+
+Crash safety, at every step (the order is the whole argument):
+
+- new copies are appended to a pack and ``fsync``ed (with the directory when a
+  pack was created) *before* the catalog transaction that points at them, which
+  is durable (``synchronous=FULL``) *before* the old pack file is unlinked;
+- a crash before that commit leaves the old locations in the catalog and the new
+  bytes either in an orphan pack (deleted at the next open) or past a pack's
+  committed size (truncated at the next open);
+- a crash after the commit leaves the new locations valid and the old pack file
+  an orphan (deleted at the next open).
+
+Concurrency: everything that changes packs, blocks or chunks runs in the
+persistence worker (``Store.run_in_worker`` offline, an idle task of the
+``Persister`` in the daemon), between commits, in steps of at most
+``step_bytes`` copied, so a commit queued behind gc waits for one step at most.
+Readers never wait: a block keeps its id when it moves (cached decoded bytes stay
+valid), and a read that raced with a move retries on the new locations
+(``Store.maintenance_epoch``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+from . import codec
+from .chunker import chunk_hash
+from .errors import IntegrityError
+from .schema import LOST_BLOCK, has_table
+
+log = logging.getLogger("sessionfs.gc")
+
+DEFAULT_GRACE = 600.0
+RECLAIM_BATCH = 20_000
+
+
+@dataclass
+class GcOptions:
+    grace: float = DEFAULT_GRACE        # seconds a chunk stays unreferenced before it is reclaimed
+    threshold: float = 0.5              # compact packs whose live share is below this
+    max_garbage: float = 0.05           # then compact more (emptiest first) while dead bytes exceed this share
+                                        # of the live bytes
+    reencode_below: float = 0.5         # re-encode a block with only its live chunks below this live share
+    step_bytes: int = 16 * 1024 * 1024  # bytes copied per worker step
+
+
+@dataclass
+class GcResult:
+    chunks_reclaimed: int = 0
+    chunk_bytes_reclaimed: int = 0
+    blocks_dropped: int = 0
+    dictionaries_dropped: int = 0
+    packs_deleted: int = 0
+    packs_compacted: int = 0
+    blocks_copied: int = 0
+    blocks_reencoded: int = 0
+    bytes_copied: int = 0
+    stored_before: int = 0
+    stored_after: int = 0
+    dry_run: bool = False
+    compaction_plan: list = field(default_factory=list)     # (pack id, size, live share)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        verb = "would reclaim" if self.dry_run else "reclaimed"
+        lines = [f"{verb} {self.chunks_reclaimed:,} unreferenced chunks ({_human(self.chunk_bytes_reclaimed)}), "
+                 f"{'would drop' if self.dry_run else 'dropped'} {self.blocks_dropped:,} blocks"]
+        if self.dry_run:
+            todo = sum(size * share for _, size, share in self.compaction_plan)
+            lines.append(f"would compact {len(self.compaction_plan)} packs (about {_human(todo)} of live data to "
+                         f"copy) and delete {self.packs_deleted} empty packs")
+        else:
+            lines.append(f"compacted {self.packs_compacted} packs: copied {self.blocks_copied:,} blocks "
+                         f"({_human(self.bytes_copied)}), re-encoded {self.blocks_reencoded:,} mostly dead blocks; "
+                         f"deleted {self.packs_deleted} packs")
+            lines.append(f"stored bytes: {_human(self.stored_before)} -> {_human(self.stored_after)}")
+        return "\n".join(lines)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def _hook(point: str) -> None:
+    """Crash-test hook (tests replace it to SIGKILL at a chosen step); does nothing."""
+
+
+# -- planning (any thread, read-only) ----------------------------------------------------------
+def stored_bytes(db) -> int:
+    return db.execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
+
+
+def reclaimable(db, grace: float) -> tuple[int, int]:
+    """(chunks, bytes) that reclaim would delete now."""
+    cutoff = time.time_ns() - int(grace * 1e9)
+    return db.execute("SELECT count(*), coalesce(sum(length), 0) FROM chunks WHERE refcount <= 0 "
+                      "AND unref_since IS NOT NULL AND unref_since <= ?", (cutoff,)).fetchone()
+
+
+def pack_liveness(db, reencode_below: float = 0.5,
+                  exclude_chunks_before: int | None = None) -> list[tuple[int, int, float]]:
+    """(pack id, committed size, bytes compaction would keep) of every pack.
+
+    A block is kept whole when at least ``reencode_below`` of its decoded bytes are live
+    (copied as is), else about its live share of it (re-encoded). Bytes of the pack that no
+    block covers are dead. With ``exclude_chunks_before`` (ns), the chunks reclaim would
+    delete count as dead (dry run)."""
+    if exclude_chunks_before is None:
+        chunk_filter = ""
+        params: tuple = ()
+    else:
+        chunk_filter = "WHERE NOT (refcount <= 0 AND unref_since IS NOT NULL AND unref_since <= ?)"
+        params = (exclude_chunks_before,)
+    rows = db.execute(
+        "SELECT p.id, p.size, coalesce(sum(CASE WHEN coalesce(c.live, 0) >= b.raw_length * ? THEN b.length "
+        "ELSE b.length * coalesce(c.live, 0) * 1.0 / max(b.raw_length, 1) END), 0) "
+        "FROM packs p LEFT JOIN blocks b ON b.pack_id = p.id "
+        f"LEFT JOIN (SELECT block_id, sum(length) AS live FROM chunks {chunk_filter} GROUP BY block_id) c "
+        "ON c.block_id = b.id GROUP BY p.id ORDER BY p.id", (reencode_below, *params)).fetchall()
+    return [(pid, size, live) for pid, size, live in rows]
+
+
+#: A pack is compacted for the store-wide garbage bound only when that frees this share of it.
+MIN_FREEABLE = 0.05
+
+
+def plan_compaction(liveness: list[tuple[int, int, float]], options: GcOptions) -> list[tuple[int, int, float]]:
+    """Packs to compact, as (pack id, size, live share), emptiest first.
+
+    The live share counts what compaction would keep, so a pack it cannot shrink is never
+    chosen again and again (no churn)."""
+    live_total = sum(min(live, size) for _, size, live in liveness)
+    dead = sum(size - min(live, size) for _, size, live in liveness)
+    shares = sorted(((pid, size, min(1.0, live / size) if size else 0.0) for pid, size, live in liveness),
+                    key=lambda r: (r[2], r[0]))
+    chosen = []
+    for pid, size, share in shares:
+        if share < options.threshold or (dead > live_total * options.max_garbage and 1 - share >= MIN_FREEABLE):
+            chosen.append((pid, size, share))
+            dead -= size * (1 - share)      # what compacting it frees
+    return chosen
+
+
+# -- switch-over machinery shared with recompression (persistence worker only) ------------------
+class Appender:
+    """New copies of blocks for one switch-over: appended to the write pack, fsynced, then
+    recorded in the catalog transaction that points at them; ``undo`` cuts them away when
+    anything fails before that commit (the catalog never saw them)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.ids_before = (store._ids.block, store._ids.chunk, store._ids.pack)
+        self.pack_before = store.packs.write_position
+        self.new_packs: list[int] = []
+        self.pack_ends: dict[int, int] = {}
+        self.bytes = 0
+
+    def new_block_id(self) -> int:
+        bid = self.store._ids.block
+        self.store._ids.block += 1
+        return bid
+
+    def append(self, framed: bytes) -> tuple[int, int]:
+        store = self.store
+        pid, off, created = store.packs.append(framed, store._ids.pack)
+        if created:
+            self.new_packs.append(pid)
+            store._ids.pack = pid + 1
+        self.pack_ends[pid] = off + len(framed)
+        self.bytes += len(framed)
+        return pid, off
+
+    def sync(self) -> None:
+        _hook("appended")
+        self.store.packs.sync()
+        _hook("synced")
+
+    def record(self, db, also_seal: tuple[int, ...] = ()) -> None:
+        """Inside the switch-over transaction: the new packs and their committed sizes."""
+        now = time.time_ns()
+        for pid in self.new_packs:
+            db.execute("INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, 0, ?)", (pid, now))
+        db.executemany("UPDATE packs SET size = ? WHERE id = ?", [(e, p) for p, e in self.pack_ends.items()])
+        write_id, _ = self.store.packs.write_position
+        db.execute("UPDATE packs SET sealed = 1 WHERE sealed = 0 AND id < ?", (write_id or 0,))
+        db.executemany("UPDATE packs SET sealed = 1 WHERE id = ?", [(p,) for p in also_seal])
+
+    def undo(self) -> None:
+        store = self.store
+        for block_id in range(self.ids_before[0], store._ids.block):
+            store.cache.discard(block_id)
+        store._ids.block, store._ids.chunk, store._ids.pack = self.ids_before
+        store._undo_appends(self.pack_before, self.new_packs)
+
+
+def drop_empty_packs(store, db, pack_ids=None) -> list[int]:
+    """Inside a switch-over transaction: delete the rows of packs left without blocks (all of
+    them, or those of ``pack_ids``); their files go after the commit (``after_commit``)."""
+    write_id, _ = store.packs.write_position
+    if pack_ids is None:
+        pack_ids = [r[0] for r in db.execute("SELECT id FROM packs")]
+    out = []
+    for pid in set(pack_ids):
+        if pid == write_id:
+            continue            # still being appended to: it fills up and is compacted later
+        if db.execute("DELETE FROM packs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM blocks WHERE pack_id = ?)",
+                      (pid, pid)).rowcount:
+            out.append(pid)
+    return out
+
+
+def after_commit(store, dropped_blocks, deleted_packs) -> None:
+    """After a switch-over commit: racing reads retry, stale cache entries go, old packs go."""
+    if dropped_blocks or deleted_packs:
+        store.maintenance_epoch += 1          # before files go: racing reads retry
+    for bid in dropped_blocks:
+        store.cache.discard(bid)
+    _hook("committed")
+    for pid in deleted_packs:
+        store.packs.delete(pid)
+    if deleted_packs:
+        store.packs.sync()                    # the directory entry removal
+    _hook("deleted")
+
+
+# -- the work (persistence worker only) ---------------------------------------------------------
+class Collector:
+    """Garbage collection over an open writable store, one bounded step at a time.
+
+    Every method that changes something must run in the persistence worker
+    (``store.run_in_worker`` / an idle task); ``collect`` below does that."""
+
+    def __init__(self, store, options: GcOptions | None = None):
+        self.store = store
+        self.options = options or GcOptions()
+        self.result = GcResult()
+
+    # -- 1. reclaim ----------------------------------------------------------------------
+    def reclaim_step(self, limit: int = RECLAIM_BATCH) -> bool:
+        """Delete up to ``limit`` expired chunks, then blocks without chunks, unused dictionaries
+        and packs without blocks. Returns True when there may be more to do."""
+        store = self.store
+        cutoff = time.time_ns() - int(self.options.grace * 1e9)
+        deleted_packs = []
+        with store.catalog.write(durable=True) as db:
+            rows = db.execute("SELECT id, length FROM chunks WHERE refcount <= 0 AND unref_since IS NOT NULL "
+                              "AND unref_since <= ? LIMIT ?", (cutoff, limit)).fetchall()
+            db.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
+            dead_blocks = [r[0] for r in db.execute(
+                "SELECT id FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.block_id = b.id)")]
+            db.executemany("DELETE FROM blocks WHERE id = ?", [(b,) for b in dead_blocks])
+            if has_table(db, "recompressed"):
+                db.executemany("DELETE FROM recompressed WHERE block_id = ?", [(b,) for b in dead_blocks])
+            dicts = []
+            if has_table(db, "dictionaries"):
+                dicts = [r[0] for r in db.execute(
+                    "SELECT id FROM dictionaries d WHERE id < (SELECT max(id) FROM dictionaries) "
+                    "AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.dict_id = d.id AND b.codec = ?)",
+                    (codec.CODEC_ZSTD_DICT,))]
+                db.executemany("DELETE FROM dictionaries WHERE id = ?", [(d,) for d in dicts])
+            deleted_packs = drop_empty_packs(store, db)
+        self.result.chunks_reclaimed += len(rows)
+        self.result.chunk_bytes_reclaimed += sum(r[1] for r in rows)
+        self.result.blocks_dropped += len(dead_blocks)
+        self.result.dictionaries_dropped += len(dicts)
+        for d in dicts:
+            store.dictionaries.forget(d)
+        self._after_commit(dead_blocks, deleted_packs)
+        return len(rows) == limit
+
+    def _after_commit(self, dropped_blocks, deleted_packs) -> None:
+        after_commit(self.store, dropped_blocks, deleted_packs)
+        self.result.packs_deleted += len(deleted_packs)
+
+    # -- 2. compact ------------------------------------------------------------------------
+    def plan(self) -> list[tuple[int, int, float]]:
+        return plan_compaction(pack_liveness(self.store.catalog.reader(), self.options.reencode_below),
+                               self.options)
+
+    def compact_step(self, pack_id: int, budget: int | None = None) -> bool:
+        """Move up to ``budget`` bytes of live blocks out of ``pack_id`` (offset order).
+
+        Returns True when blocks remain in the pack (call again)."""
+        store = self.store
+        budget = self.options.step_bytes if budget is None else budget
+        reader = store.catalog.reader()
+        blocks = reader.execute(
+            "SELECT id, offset, length, raw_length, codec, dict_id, created FROM blocks WHERE pack_id = ? "
+            "ORDER BY offset", (pack_id,)).fetchall()
+        if not blocks:
+            self._finish_pack(pack_id)
+            return False
+        if store.packs.write_position[0] == pack_id:
+            store.packs.resume(None, 0)           # never append to the pack being emptied
+        out = Appender(store)
+        moved, reencoded = [], []
+        try:
+            for bid, off, length, raw_length, codec_id, dict_id, created in blocks:
+                if out.bytes and out.bytes + length > budget:
+                    break
+                chunks = reader.execute("SELECT id, hash, block_off, length FROM chunks WHERE block_id = ? "
+                                        "ORDER BY block_off", (bid,)).fetchall()
+                live = sum(c[3] for c in chunks)
+                frame = store.packs.read(pack_id, off, length)
+                new = None
+                if raw_length and live < raw_length * self.options.reencode_below:
+                    new = self._reencode(bid, frame, raw_length, codec_id, dict_id, chunks, pack_id, off)
+                if new is None:
+                    pid, noff = out.append(frame)
+                    moved.append((bid, pid, noff))
+                    continue
+                framed, used, dict_used, offsets = new
+                new_bid = out.new_block_id()
+                pid, noff = out.append(framed)
+                reencoded.append((bid, new_bid, pid, noff, len(framed), live, used, dict_used, created, offsets))
+            out.sync()
+            with store.catalog.write(durable=True) as db:
+                out.record(db, also_seal=(pack_id,))
+                db.executemany("UPDATE blocks SET pack_id = ?, offset = ? WHERE id = ?",
+                               [(pid, noff, bid) for bid, pid, noff in moved])
+                for bid, new_bid, pid, noff, flen, raw_len, used, dict_used, created, offsets in reencoded:
+                    db.execute("INSERT INTO blocks (id, pack_id, offset, length, raw_length, codec, dict_id, created) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               (new_bid, pid, noff, flen, raw_len, used, dict_used, created))
+                    db.executemany("UPDATE chunks SET block_id = ?, block_off = ? WHERE id = ?",
+                                   [(new_bid, boff, cid) for cid, boff in offsets])
+                    db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
+                    if has_table(db, "recompressed"):
+                        db.execute("UPDATE recompressed SET block_id = ? WHERE block_id = ?", (new_bid, bid))
+                deleted = drop_empty_packs(store, db, [pack_id])
+        except BaseException:
+            out.undo()
+            raise
+        self.result.blocks_copied += len(moved) + len(reencoded)
+        self.result.blocks_reencoded += len(reencoded)
+        self.result.bytes_copied += out.bytes
+        if deleted:
+            self.result.packs_compacted += 1
+        self._after_commit([r[0] for r in reencoded], deleted)
+        return not deleted
+
+    def _finish_pack(self, pack_id: int) -> None:
+        if self.store.packs.write_position[0] == pack_id:
+            self.store.packs.resume(None, 0)
+        with self.store.catalog.write(durable=True) as db:
+            deleted = [pack_id] if db.execute("DELETE FROM packs WHERE id = ? AND NOT EXISTS "
+                                              "(SELECT 1 FROM blocks WHERE pack_id = ?)",
+                                              (pack_id, pack_id)).rowcount else []
+        self._after_commit([], deleted)
+
+    def _reencode(self, bid, frame, raw_length, codec_id, dict_id, chunks, pack_id, off):
+        """(framed, codec, dict id, [(chunk id, new offset)]) of the block's live chunks, or None
+        when the block does not decode or a chunk fails its hash (then it is copied as is)."""
+        store = self.store
+        where = f"pack {pack_id:08d} offset {off} (block {bid})"
+        try:
+            raw = codec.decode_block(frame, where, store.dictionaries)
+        except IntegrityError as exc:
+            log.warning("gc copies a damaged block as it is: %s", exc)
+            return None
+        parts, offsets, pos = [], [], 0
+        for cid, digest, boff, length in chunks:
+            piece = raw[boff:boff + length]
+            if len(piece) != length or chunk_hash(piece) != bytes(digest):
+                log.warning("gc copies block %d as it is: chunk %s fails its SHA-256", bid, bytes(digest).hex())
+                return None
+            parts.append(piece)
+            offsets.append((cid, pos))
+            pos += length
+        new_raw = b"".join(parts)
+        level = self._level_of(bid)
+        zdict = None
+        if codec_id == codec.CODEC_ZSTD_DICT and dict_id:
+            try:
+                zdict = store.dictionaries(dict_id)
+            except IntegrityError:
+                zdict, dict_id = None, 0
+        framed, used = codec.encode_block(new_raw, level if codec_id != codec.CODEC_RAW else 0, zdict, dict_id)
+        return framed, used, dict_id if used == codec.CODEC_ZSTD_DICT else 0, offsets
+
+    def _level_of(self, bid: int) -> int:
+        db = self.store.catalog.reader()
+        if has_table(db, "recompressed"):
+            row = db.execute("SELECT level FROM recompressed WHERE block_id = ?", (bid,)).fetchone()
+            if row:
+                return row[0]
+        return self.store.compress_level
+
+
+def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: bool = False) -> GcResult:
+    """Run a full garbage collection on an open store; steps run in its persistence worker.
+
+    ``progress(done_bytes, total_bytes)`` is called as compaction copies. With ``dry_run``
+    nothing changes (the store may be read-only) and the result says what would be done."""
+    options = options or GcOptions()
+    db = store.catalog.reader()
+    if dry_run:
+        result = GcResult(dry_run=True)
+        result.stored_before = result.stored_after = stored_bytes(db)
+        result.chunks_reclaimed, result.chunk_bytes_reclaimed = reclaimable(db, options.grace)
+        cutoff = time.time_ns() - int(options.grace * 1e9)
+        live = pack_liveness(db, options.reencode_below, exclude_chunks_before=cutoff)
+        result.blocks_dropped = db.execute(
+            "SELECT count(*) FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.block_id = b.id AND "
+            "NOT (c.refcount <= 0 AND c.unref_since IS NOT NULL AND c.unref_since <= ?))", (cutoff,)).fetchone()[0]
+        result.packs_deleted = sum(1 for _, size, lv in live if lv == 0)
+        result.compaction_plan = [p for p in plan_compaction(live, options) if p[2] > 0]
+        return result
+    collector = Collector(store, options)
+    collector.result.stored_before = stored_bytes(db)
+    while store.run_in_worker(collector.reclaim_step):
+        pass
+    plan = store.run_in_worker(collector.plan)
+    collector.result.compaction_plan = plan
+    total = int(sum(size * share for _, size, share in plan))
+    for pack_id, _, _ in plan:
+        while store.run_in_worker(lambda: collector.compact_step(pack_id)):
+            if progress:
+                progress(min(collector.result.bytes_copied, total), total)
+    if progress:
+        progress(total, total)
+    collector.result.stored_after = stored_bytes(store.catalog.reader())
+    return collector.result
+
+
+# -- in the daemon ----------------------------------------------------------------------------
+class BackgroundGC:
+    """An idle task of the persistence worker: one gc step whenever the queue is empty and no
+    foreground read or write happened for ``quiet`` seconds; a full pass every ``interval``."""
+
+    def __init__(self, store, options: GcOptions | None = None, *, interval: float = 300.0, quiet: float = 0.5):
+        self.store = store
+        self.options = options or GcOptions()
+        self.interval = interval
+        self.quiet = quiet
+        self.collector = Collector(store, self.options)
+        self._plan: list = []
+        self._phase = "reclaim"
+        self.passes = 0
+        self.task = store.persister.add_idle_task(self.step, "gc", delay=min(interval, 60.0))
+
+    def step(self) -> float:
+        idle_for = time.monotonic() - self.store.last_activity
+        if idle_for < self.quiet:
+            return self.quiet - idle_for
+        if self._phase == "reclaim":
+            if self.collector.reclaim_step():
+                return 0.0
+            self._plan = [p[0] for p in self.collector.plan()]
+            self._phase = "compact"
+            return 0.0
+        if self._plan:
+            if not self.collector.compact_step(self._plan[0]):
+                self._plan.pop(0)
+            return 0.0
+        self._phase = "reclaim"
+        self.passes += 1
+        return self.interval
+
+    def statistics(self) -> dict:
+        r = self.collector.result
+        return {"passes": self.passes, "phase": self._phase, "packs_queued": len(self._plan),
+                "chunks_reclaimed": r.chunks_reclaimed, "blocks_dropped": r.blocks_dropped,
+                "packs_compacted": r.packs_compacted, "packs_deleted": r.packs_deleted,
+                "bytes_copied": r.bytes_copied}
+
+    def stop(self) -> None:
+        self.store.persister.remove_idle_task(self.task)
+
+
+# -- command line -----------------------------------------------------------------------------
+def cmd_gc(args) -> int:
+    import json
+
+    from .cli import CliError, open_store, write_out
+    from .errors import LockedError
+    from .verify import progress_bar
+
+    options = GcOptions(grace=args.grace, threshold=args.threshold)
+    try:
+        with open_store(args.store, readonly=args.dry_run) as store:
+            with progress_bar("gc: compacting") as update:
+                result = collect(store, options, progress=update, dry_run=args.dry_run)
+    except LockedError as exc:
+        raise CliError(f"{exc}; a mounted store collects garbage in its daemon (or use --dry-run)") from None
+    if args.json:
+        write_out(json.dumps(result.as_dict(), indent=2) + "\n")
+    else:
+        write_out(result.summary() + "\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "gc", help="reclaim unreferenced chunks and compact packs",
+        description="Delete chunks unreferenced for longer than the grace period, drop blocks and packs left "
+                    "without data, and compact packs whose live share is low (crash-safe at every step). Needs the "
+                    "store unmounted (a mounted store does this in its daemon); --dry-run works beside a daemon.")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
+    p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+                   help=f"reclaim chunks unreferenced for at least this long (default {DEFAULT_GRACE:.0f})")
+    p.add_argument("--threshold", type=float, default=GcOptions.threshold, metavar="SHARE",
+                   help="compact packs whose live share is below this (default 0.5); packs are also compacted, "
+                        "emptiest first, while the dead bytes exceed 5%% of the live bytes")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_gc)

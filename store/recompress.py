@@ -1,0 +1,568 @@
+"""Background recompression of cold blocks, with trained dictionaries for small ones.
+
+Writes land fast: the persistence worker frames new blocks at zstd level 3
+(``Store.compress_level``). Data that has been cold for ``cold_age`` seconds
+(default 10 minutes, by ``blocks.created``) is re-encoded at a high level
+(default 19), oldest blocks first, which is oldest sessions first.
+
+What makes it smaller than zstd -19 of each file on its own (measured by
+``contrib/bench/compress_bench.py`` on generated 2-hour sessions; the numbers
+are in its docstring):
+
+- dedup: a chunk is stored once however many files and sessions hold it
+  (identical screenshots, the unchanged head of a rewritten chunk file);
+- blocks: neighbouring new chunks of one file form one frame of up to 1 MiB
+  (``ingest.BLOCK_TARGET``), so a big JSON file compresses like the whole file;
+- a dictionary for small blocks (below ``SMALL_BLOCK``: metadata.json, the
+  large-object files, small chunk files): trained from the store's own small
+  files (``store.dictionaries``), it gives every small file the shared context
+  (keys, structure, recurring values) that a file compressed on its own lacks.
+  Each small block is encoded with and without it and keeps the smaller. The
+  dictionary's own bytes count as stored (see ``dictionaries.dictionary_size``).
+
+A block is re-encoded only when that saves at least ``MIN_GAIN``; otherwise
+(PNG, WAV, already small) it is recorded as handled and left in place.
+
+How it runs. Preparing (read, decode, verify every chunk's hash, encode) is
+CPU work done outside the persistence worker: in the ``Compressor`` thread of
+the daemon (niced to 19, throttled so that it uses at most ``cpu_share`` of a
+core: after working ``t`` seconds it sleeps ``t * (1 / cpu_share - 1)``;
+paused while foreground I/O is busy: while the persistence queue is not empty
+or a read or write happened in the last ``quiet`` seconds,
+``Store.last_activity``), or in a thread pool for ``sessionfs compress``.
+The switch-over runs in the persistence worker (``Store.run_in_worker``, the
+only writer of packs, blocks and chunks), a batch of blocks at a time:
+
+1. the block must still be where it was read (gc may have moved it: then the
+   work is dropped and done again later);
+2. the new frames are appended to the write pack and fsynced;
+3. one durable transaction points the blocks at their new frames (same block
+   id, same decoded bytes, so cached blocks stay valid) and records them in
+   ``recompressed``;
+4. after the commit, packs left without blocks are deleted. Old frames in packs
+   that still hold other blocks are dead bytes that gc compaction reclaims.
+
+A crash before 3 leaves the old frames in use and the new bytes an orphan pack
+or a torn tail (both removed at the next open); after 3 the new frames are
+durable and in use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+from . import codec
+from .chunker import chunk_hash
+from .dictionaries import Dictionaries, train
+from .errors import IntegrityError
+from .gc import Appender, after_commit, drop_empty_packs
+from .schema import has_table
+
+log = logging.getLogger("sessionfs.recompress")
+
+DEFAULT_LEVEL = 19
+DEFAULT_COLD_AGE = 600.0
+DEFAULT_CPU_SHARE = 0.25
+#: Blocks up to this many decoded bytes are "small": they may use the dictionary.
+SMALL_BLOCK = 128 * 1024
+#: Re-encode only when the new frame is at least this much smaller.
+MIN_GAIN = 0.01
+#: A new dictionary is trained when there are this many times more small blocks than the newest
+#: one was trained on (the store changed a lot since).
+RETRAIN_GROWTH = 2.0
+#: Blocks switched over in one worker step (one fsync, one durable commit).
+BATCH_BLOCKS = 64
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class CompressOptions:
+    level: int = DEFAULT_LEVEL
+    cold_age: float = DEFAULT_COLD_AGE      # seconds since a block was written
+    cpu_share: float = DEFAULT_CPU_SHARE    # of one core, background only
+    quiet: float = 0.2                      # seconds without foreground I/O before background work
+    dictionary: bool = True
+
+
+@dataclass
+class CompressResult:
+    blocks: int = 0                 # handled (re-encoded or found not worth it)
+    recompressed: int = 0           # re-encoded
+    bytes_before: int = 0           # framed bytes of the handled blocks before
+    bytes_after: int = 0            # ... and after
+    dictionaries_trained: int = 0
+    skipped_damaged: int = 0
+    stored_before: int = 0
+    stored_after: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        saved = self.bytes_before - self.bytes_after
+        return (f"handled {self.blocks:,} blocks, re-encoded {self.recompressed:,}: {_human(self.bytes_before)} -> "
+                f"{_human(self.bytes_after)} (saved {_human(saved)}); trained {self.dictionaries_trained} "
+                f"dictionar{'ies' if self.dictionaries_trained != 1 else 'y'}"
+                + (f"; skipped {self.skipped_damaged} damaged blocks (run sessionfs verify --data)"
+                   if self.skipped_damaged else "")
+                + f"\nstored bytes: {_human(self.stored_before)} -> {_human(self.stored_after)}")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+# -- choosing ---------------------------------------------------------------------------------
+BLOCK_COLUMNS = "b.id, b.pack_id, b.offset, b.length, b.raw_length, b.codec, b.dict_id"
+
+
+def candidates(db, cold_age: float, limit: int, after: tuple[int, int] = (-1, -1)) -> list[tuple]:
+    """Cold blocks not yet handled, oldest first: (created, id, pack, offset, length, raw, codec, dict)."""
+    cutoff = time.time_ns() - int(cold_age * 1e9)
+    handled = "AND NOT EXISTS (SELECT 1 FROM recompressed r WHERE r.block_id = b.id)" \
+        if has_table(db, "recompressed") else ""
+    return db.execute(
+        f"SELECT b.created, {BLOCK_COLUMNS} FROM blocks b WHERE b.created <= ? {handled} "
+        "AND (b.created, b.id) > (?, ?) ORDER BY b.created, b.id LIMIT ?",
+        (cutoff, *after, limit)).fetchall()
+
+
+def pending(db, cold_age: float | None) -> tuple[int, int]:
+    """(blocks, framed bytes) that are cold (None: of any age) and not yet handled."""
+    cutoff = (1 << 62) if cold_age is None else time.time_ns() - int(cold_age * 1e9)
+    handled = "AND NOT EXISTS (SELECT 1 FROM recompressed r WHERE r.block_id = b.id)" \
+        if has_table(db, "recompressed") else ""
+    return db.execute(f"SELECT count(*), coalesce(sum(length), 0) FROM blocks b WHERE created <= ? {handled}",
+                      (cutoff,)).fetchone()
+
+
+def looks_like_text(raw: bytes) -> bool:
+    """JSON and other text (the dictionary is trained on and used for these only)."""
+    head = raw[:4096]
+    if not head:
+        return False
+    printable = sum(1 for c in head if 32 <= c < 127 or c in (9, 10, 13))
+    return printable >= len(head) * 0.95
+
+
+# -- preparing (any thread) ---------------------------------------------------------------------
+@dataclass
+class Prepared:
+    block_id: int
+    pack_id: int
+    offset: int
+    length: int                     # framed length before
+    framed: bytes | None            # None: not worth re-encoding (recorded as handled)
+    codec: int = 0
+    dict_id: int = 0
+
+
+def prepare(store, row: tuple, level: int, zdict: tuple[int, object] | None) -> Prepared | None:
+    """Read, decode, verify and re-encode one block. None when the block is damaged (left for
+    verify to report; never re-encoded, so damage is never hidden)."""
+    _, bid, pid, off, length, raw_length, codec_id, dict_id = row
+    where = f"pack {pid:08d} offset {off} (block {bid})"
+    try:
+        frame = store.packs.read(pid, off, length)
+        raw = codec.decode_block(frame, where, store.dictionaries)
+    except IntegrityError as exc:
+        log.warning("not recompressing a damaged block: %s", exc)
+        return None
+    view = memoryview(raw)
+    for digest, boff, n in store.catalog.reader().execute(
+            "SELECT hash, block_off, length FROM chunks WHERE block_id = ?", (bid,)).fetchall():
+        if boff + n > len(raw) or chunk_hash(view[boff:boff + n]) != bytes(digest):
+            log.warning("not recompressing block %d: a chunk fails its SHA-256", bid)
+            return None
+    best, best_codec, best_dict = None, codec_id, dict_id
+    framed, used = codec.encode_block(raw, level)
+    if used != codec.CODEC_RAW:
+        best, best_codec, best_dict = framed, used, 0
+    if zdict is not None and len(raw) <= SMALL_BLOCK and looks_like_text(raw):
+        framed, used = codec.encode_block(raw, level, zdict[1], zdict[0])
+        if used == codec.CODEC_ZSTD_DICT and (best is None or len(framed) < len(best)):
+            best, best_codec, best_dict = framed, used, zdict[0]
+    if best is None or len(best) > length * (1 - MIN_GAIN):
+        return Prepared(bid, pid, off, length, None)
+    return Prepared(bid, pid, off, length, best, best_codec, best_dict)
+
+
+# -- switching over (persistence worker) -----------------------------------------------------------
+def switch_over(store, items: list[Prepared], level: int) -> tuple[int, int, int, int]:
+    """Point the blocks at their new frames; returns (handled, re-encoded, bytes before, after).
+
+    Runs in the persistence worker. Blocks that moved since they were read are skipped."""
+    reader = store.catalog.reader()
+    current = []
+    for p in items:
+        row = reader.execute("SELECT pack_id, offset, length FROM blocks WHERE id = ?", (p.block_id,)).fetchone()
+        if row is not None and tuple(row) == (p.pack_id, p.offset, p.length):
+            current.append(p)
+    if not current:
+        return 0, 0, 0, 0
+    out = Appender(store)
+    placed = []
+    try:
+        for p in current:
+            if p.framed is not None:
+                placed.append((p, *out.append(p.framed)))
+        if placed:
+            out.sync()
+        now = time.time_ns()
+        with store.catalog.write(durable=True) as db:
+            if placed:
+                out.record(db)
+            db.executemany("UPDATE blocks SET pack_id = ?, offset = ?, length = ?, codec = ?, dict_id = ? "
+                           "WHERE id = ?", [(pid, off, len(p.framed), p.codec, p.dict_id, p.block_id)
+                                            for p, pid, off in placed])
+            db.executemany("INSERT OR REPLACE INTO recompressed (block_id, level, length_before, done_at) "
+                           "VALUES (?, ?, ?, ?)", [(p.block_id, level, p.length, now) for p in current])
+            deleted = drop_empty_packs(store, db, [p.pack_id for p, _, _ in placed])
+    except BaseException:
+        out.undo()
+        raise
+    if placed:
+        after_commit(store, [], deleted)
+    before = sum(p.length for p in current)
+    after = sum(len(p.framed) if p.framed is not None else p.length for p in current)
+    return len(current), len(placed), before, after
+
+
+# -- dictionaries ----------------------------------------------------------------------------------
+def _small_text_blocks(store, limit_bytes: int) -> tuple[list[bytes], int]:
+    """Decoded small text blocks (newest first, up to ``limit_bytes``) and how many small blocks exist."""
+    db = store.catalog.reader()
+    rows = db.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks b WHERE b.raw_length <= ? AND b.raw_length > 0 "
+                      "ORDER BY b.created DESC", (SMALL_BLOCK,)).fetchall()
+    samples, total = [], 0
+    for bid, pid, off, length, raw_length, codec_id, dict_id in rows:
+        if total >= limit_bytes:
+            break
+        try:
+            raw = codec.decode_block(store.packs.read(pid, off, length), f"block {bid}", store.dictionaries)
+        except IntegrityError:
+            continue
+        if looks_like_text(raw):
+            samples.append(raw)
+            total += len(raw)
+    return samples, len(rows)
+
+
+def small_block_count(db) -> int:
+    return db.execute("SELECT count(*) FROM blocks WHERE raw_length <= ? AND raw_length > 0",
+                      (SMALL_BLOCK,)).fetchone()[0]
+
+
+def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> tuple[tuple | None, bool]:
+    """The dictionary to encode small blocks with ((id, dict) or None), training a new version
+    when there is none yet, or the store holds ``RETRAIN_GROWTH`` times more small blocks than
+    when the newest was trained. Returns (dictionary, trained now). Training runs in the
+    calling thread; the insert in the persistence worker."""
+    if not options.dictionary:
+        return None, False
+    db = store.catalog.reader()
+    info = store.dictionaries.latest_info(db)
+    small = small_block_count(db)
+    due = info is None or small >= max(info[3], 1) * RETRAIN_GROWTH
+    if store.dictionaries.training_failed_at and small < store.dictionaries.training_failed_at * RETRAIN_GROWTH:
+        due = False                     # too little data last time; wait for more
+    if not (due or force):
+        return store.dictionaries.latest(db), False
+    from .dictionaries import MAX_TRAINING_BYTES
+    samples, _ = _small_text_blocks(store, MAX_TRAINING_BYTES)
+    dict_id = Dictionaries.next_id(db)
+    data = train(samples, dict_id, options.level)
+    if data is None:
+        store.dictionaries.training_failed_at = max(small, 1)
+        return store.dictionaries.latest(db), False
+
+    def insert():
+        with store.catalog.write(durable=True) as wdb:
+            if Dictionaries.next_id(wdb) != dict_id:
+                return False            # trained by someone else meanwhile (not expected)
+            Dictionaries.add(wdb, dict_id, data, len(samples), sum(len(s) for s in samples), small)
+        return True
+    added = store.run_in_worker(insert)
+    store.dictionaries.training_failed_at = 0
+    return store.dictionaries.latest(), bool(added)
+
+
+# -- offline ---------------------------------------------------------------------------------------
+def compress(store, options: CompressOptions | None = None, *, progress=None, threads: int | None = None,
+             stop: threading.Event | None = None) -> CompressResult:
+    """Recompress every cold block of an open writable store (``sessionfs compress``).
+
+    Encoding runs in ``threads`` threads (zstd releases the GIL), switch-overs in the
+    persistence worker. ``progress(done_bytes, total_bytes)`` as blocks are handled."""
+    options = options or CompressOptions(cold_age=0)
+    result = CompressResult()
+    db = store.catalog.reader()
+    result.stored_before = db.execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
+    zdict, trained = ensure_dictionary(store, options)
+    result.dictionaries_trained += trained
+    total = pending(db, options.cold_age)[1]
+    done = 0
+    threads = threads or os.cpu_count() or 1
+    after = (-1, -1)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        while not (stop and stop.is_set()):
+            rows = candidates(store.catalog.reader(), options.cold_age, BATCH_BLOCKS, after)
+            if not rows:
+                break
+            after = (rows[-1][0], rows[-1][1])
+            # Keep each switch-over within BATCH_BYTES of new frames.
+            prepared = list(pool.map(lambda r: prepare(store, r, options.level, zdict), rows))
+            batch: list[Prepared] = []
+            for row, p in zip(rows, prepared):
+                done += row[4]
+                if p is None:
+                    result.skipped_damaged += 1
+                    continue
+                batch.append(p)
+                if sum(len(x.framed or b"") for x in batch) >= BATCH_BYTES:
+                    _account(result, store.run_in_worker(lambda b=batch: switch_over(store, b, options.level)))
+                    batch = []
+            if batch:
+                _account(result, store.run_in_worker(lambda b=batch: switch_over(store, b, options.level)))
+            if progress:
+                progress(min(done, total), total)
+    result.stored_after = store.catalog.reader().execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
+    return result
+
+
+def _account(result: CompressResult, counts: tuple[int, int, int, int]) -> None:
+    handled, placed, before, after = counts
+    result.blocks += handled
+    result.recompressed += placed
+    result.bytes_before += before
+    result.bytes_after += after
+
+
+# -- in the daemon -----------------------------------------------------------------------------------
+class Compressor:
+    """The background compressor thread (see the module doc)."""
+
+    def __init__(self, store, options: CompressOptions | None = None, *, poll: float = 30.0):
+        self.store = store
+        self.options = options or CompressOptions()
+        self.poll = poll
+        self.result = CompressResult()
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.busy_seconds = 0.0
+        self._stop = threading.Event()
+        self._skip: set[int] = set()        # damaged blocks (this process)
+        self._thread = threading.Thread(target=self._run, name="sessionfs-compress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def statistics(self) -> dict:
+        return {"state": self.state, "level": self.options.level, "cold_age": self.options.cold_age,
+                "cpu_share": self.options.cpu_share, "busy_seconds": round(self.busy_seconds, 3),
+                "last_error": self.last_error, **self.result.as_dict()}
+
+    def _wait_quiet(self) -> bool:
+        """Wait until foreground I/O has been quiet for ``quiet`` seconds; False when stopping."""
+        store = self.store
+        while not self._stop.is_set():
+            idle_for = time.monotonic() - store.last_activity
+            persister = store.persister
+            if persister is not None and persister.idle and idle_for >= self.options.quiet:
+                return True
+            self.state = "paused"
+            self._stop.wait(max(0.02, self.options.quiet - idle_for))
+        return False
+
+    def _throttle(self, worked: float) -> None:
+        self.busy_seconds += worked
+        share = min(1.0, max(0.01, self.options.cpu_share))
+        self._stop.wait(worked * (1 / share - 1))
+
+    def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (OSError, AttributeError):
+            pass
+        while not self._stop.is_set():
+            try:
+                worked = self._round()
+            except Exception as exc:  # noqa: BLE001 - keep the daemon alive; try again later
+                log.exception("background compression failed; retrying later")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                worked = None
+            if worked is None:
+                self.state = "idle"
+                self._stop.wait(self.poll)
+
+    def _round(self) -> bool | None:
+        """Handle one batch of cold blocks; None when there is nothing to do."""
+        if not self._wait_quiet():
+            return False
+        t0 = time.monotonic()
+        zdict, trained = ensure_dictionary(self.store, self.options)
+        self.result.dictionaries_trained += trained
+        if trained:
+            self._throttle(time.monotonic() - t0)
+        rows = [r for r in candidates(self.store.catalog.reader(), self.options.cold_age, 256)
+                if r[1] not in self._skip]
+        if not rows:
+            return None
+        self.state = "working"
+        batch, nbytes = [], 0
+        for row in rows:
+            if self._stop.is_set() or not self._wait_quiet():
+                break
+            self.state = "working"
+            t0 = time.monotonic()
+            p = prepare(self.store, row, self.options.level, zdict)
+            self._throttle(time.monotonic() - t0)
+            if p is None:
+                self._skip.add(row[1])
+                self.result.skipped_damaged += 1
+                continue
+            batch.append(p)
+            nbytes += len(p.framed or b"")
+            if len(batch) >= 16 or nbytes >= BATCH_BYTES:
+                break
+        if batch and not self._stop.is_set():
+            level = self.options.level
+            _account(self.result, self.store.run_in_worker(lambda: switch_over(self.store, batch, level)))
+        return True
+
+
+# -- statistics --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MaintenanceStatistics:
+    """``recompressed_blocks``: blocks the compressor handled (of the blocks stored now), whose
+    framed bytes went from ``recompress_bytes_before`` to ``recompress_bytes_after``;
+    ``blocks_pending``/``bytes_pending``: blocks not handled yet (whatever their age);
+    ``dictionary_bytes``: trained dictionaries (stored in the catalog, counted as stored);
+    ``dead_pack_bytes``: pack bytes no block uses (gc compaction reclaims them);
+    ``lost_files``: files in lost+found; ``background``: this process's gc and compressor."""
+    recompressed_blocks: int
+    recompress_bytes_before: int
+    recompress_bytes_after: int
+    blocks_pending: int
+    bytes_pending: int
+    dictionaries: int
+    dictionary_bytes: int
+    dead_pack_bytes: int
+    lost_files: int
+    background: object = None
+
+
+def maintenance_statistics(store, r) -> MaintenanceStatistics:
+    blocks, before, after = 0, 0, 0
+    if has_table(r, "recompressed"):
+        blocks, before, after = r.execute(
+            "SELECT count(*), coalesce(sum(x.length_before), 0), coalesce(sum(b.length), 0) "
+            "FROM recompressed x JOIN blocks b ON b.id = x.block_id").fetchone()
+    pending_blocks, pending_bytes = pending(r, None)
+    ndicts = r.execute("SELECT count(*) FROM dictionaries").fetchone()[0] if has_table(r, "dictionaries") else 0
+    live = r.execute("SELECT coalesce(sum(length), 0) FROM blocks").fetchone()[0]
+    packs = r.execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
+    lost = r.execute("SELECT count(DISTINCT ino) FROM lost_found").fetchone()[0] if has_table(r, "lost_found") else 0
+    bg = store.background.statistics() if getattr(store, "background", None) is not None else None
+    return MaintenanceStatistics(blocks, before, after, pending_blocks, pending_bytes, ndicts,
+                                 Dictionaries.total_bytes(r), packs - live, lost, bg)
+
+
+class Background:
+    """Maintenance running in this process (the mount daemon): gc as an idle task of the
+    persistence worker, recompression in a low-priority thread."""
+
+    def __init__(self, store, *, gc: bool, gc_grace: float, compress: bool, level: int, cold_age: float,
+                 cpu_share: float):
+        from .gc import BackgroundGC, GcOptions
+        self.store = store
+        self.gc = BackgroundGC(store, GcOptions(grace=gc_grace)) if gc else None
+        self.compressor = Compressor(store, CompressOptions(level=level, cold_age=cold_age, cpu_share=cpu_share)) \
+            if compress else None
+
+    def statistics(self) -> dict:
+        return {"gc": self.gc.statistics() if self.gc else None,
+                "compressor": self.compressor.statistics() if self.compressor else None}
+
+    def stop(self) -> None:
+        if self.compressor is not None:
+            self.compressor.stop()
+        if self.gc is not None:
+            self.gc.stop()
+
+
+def start_background(store, **options) -> Background:
+    return Background(store, **options)
+
+
+# -- command line ------------------------------------------------------------------------------------
+def add_background_arguments(parser: argparse.ArgumentParser) -> None:
+    """The daemon's maintenance flags (``sessionfs mount``); ``background_kwargs`` turns them into
+    ``Store.open`` keyword arguments."""
+    parser.add_argument("--compress", dest="compress", action="store_true", default=True,
+                        help="recompress cold data in the background (default)")
+    parser.add_argument("--no-compress", dest="compress", action="store_false",
+                        help="no background recompression")
+    parser.add_argument("--compress-level", type=int, default=DEFAULT_LEVEL, metavar="LEVEL",
+                        help=f"zstd level for cold data (default {DEFAULT_LEVEL})")
+    parser.add_argument("--cold-age", type=float, default=DEFAULT_COLD_AGE, metavar="SECONDS",
+                        help=f"recompress blocks written at least this long ago (default {DEFAULT_COLD_AGE:.0f})")
+    parser.add_argument("--cpu-share", type=float, default=DEFAULT_CPU_SHARE, metavar="SHARE",
+                        help=f"share of one core the compressor may use (default {DEFAULT_CPU_SHARE})")
+    parser.add_argument("--no-gc", dest="gc", action="store_false", default=True,
+                        help="no background garbage collection")
+    parser.add_argument("--gc-grace", type=float, default=600.0, metavar="SECONDS",
+                        help="reclaim chunks unreferenced for at least this long (default 600)")
+
+
+def background_kwargs(args) -> dict:
+    return dict(background_compress=args.compress, recompress_level=args.compress_level, cold_age=args.cold_age,
+                cpu_share=args.cpu_share, background_gc=args.gc, gc_grace=args.gc_grace)
+
+
+def cmd_compress(args) -> int:
+    import json
+
+    from .cli import CliError, open_store, write_out
+    from .errors import LockedError
+    from .verify import progress_bar
+
+    if not 1 <= args.level <= 22:
+        raise CliError(f"--level {args.level}: zstd levels are 1 to 22")
+    options = CompressOptions(level=args.level, cold_age=args.cold_age, dictionary=not args.no_dictionary)
+    try:
+        with open_store(args.store, readonly=False) as store:
+            with progress_bar("compress") as update:
+                result = compress(store, options, progress=update, threads=args.threads)
+    except LockedError as exc:
+        raise CliError(f"{exc}; a mounted store recompresses in its daemon") from None
+    write_out(json.dumps(result.as_dict(), indent=2) + "\n" if args.json else result.summary() + "\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "compress", help="recompress cold data at a high zstd level (offline)",
+        description="Re-encode blocks older than --cold-age at a high zstd level, oldest first; small text blocks "
+                    "also try a zstd dictionary trained from the store's own small files. Crash-safe; needs the "
+                    "store unmounted (a mounted store does this in its daemon).")
+    p.add_argument("store", metavar="STORE")
+    p.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level (default {DEFAULT_LEVEL})")
+    p.add_argument("--cold-age", type=float, default=0.0, metavar="SECONDS",
+                   help="only blocks written at least this long ago (default 0: all)")
+    p.add_argument("--no-dictionary", action="store_true", help="do not train or use a dictionary")
+    p.add_argument("--threads", type=int, default=None, help="encoding threads (default: one per core)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_compress)

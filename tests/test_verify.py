@@ -1,0 +1,256 @@
+"""``sessionfs verify``: each injected fault is named by its own message, ``--repair`` fixes
+what it claims to, and a second verify is clean.
+
+One small store (two generated sessions with attachments, packs of 64 KiB so that there
+are several) is built once; each test works on a copy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from contrib.corpus import generate_session
+from store import Store
+from store.cli import main
+from store.errors import IntegrityError
+from store.packs import PackFiles
+from store.sessions import SessionStore
+from store.verify import verify
+
+PACK_SIZE = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("verify") / "base"
+    store = Store.open(root, create=True, packs=PackFiles(root / "packs", PACK_SIZE))
+    ss = SessionStore(store)
+    for i in range(2):
+        session, files = generate_session(11, i, profile="small")
+        ss.save_full_session(session)
+        for name, data in files.items():
+            aid, ext = name.rsplit(".", 1)
+            ss.save_attachment(session["id"], aid, ext, data)
+    store.close()
+    return root
+
+
+@pytest.fixture
+def copy(base, tmp_path) -> Path:
+    dst = tmp_path / "store"
+    shutil.copytree(base, dst)
+    return dst
+
+
+def contents(root: Path) -> dict[str, bytes | Exception]:
+    """Every file's bytes (or the error reading it), by path."""
+    out = {}
+    with Store.open(root, readonly=True) as store:
+        db = store.catalog.reader()
+        for (ino,) in db.execute("SELECT id FROM inodes WHERE mode & 61440 = 32768").fetchall():
+            path = store.catalog.path_of(ino)
+            try:
+                out[path] = store.read_all(ino)
+            except IntegrityError as exc:
+                out[path] = exc
+    return out
+
+
+def run(capsys, *argv) -> tuple[int, str]:
+    rc = main(["verify", *map(str, argv)])
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def errors(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def catalog(root: Path) -> sqlite3.Connection:
+    return sqlite3.connect(root / "catalog.db", isolation_level=None)
+
+
+def block_of(root: Path, name: str) -> tuple[str, int, int, int, int]:
+    """(path, pack id, offset, length, codec) of the first block of the first file called ``name``."""
+    with Store.open(root, readonly=True) as store:
+        db = store.catalog.reader()
+        ino, bid, pid, off, length, codec = db.execute(
+            "SELECT f.ino, b.id, b.pack_id, b.offset, b.length, b.codec FROM dentries d "
+            "JOIN file_chunks f ON f.ino = d.ino JOIN chunks c ON c.id = f.chunk_id "
+            "JOIN blocks b ON b.id = c.block_id WHERE d.name = ? ORDER BY f.off LIMIT 1",
+            (name.encode(),)).fetchone()
+        return store.catalog.path_of(ino), pid, off, length, codec
+
+
+# -- faults: (inject(root) -> paths named, kind, verify needs --data) ----------------------------
+def flip_bit(root: Path) -> list[str]:
+    path, pid, off, length, _ = block_of(root, "summary.json")
+    with open(root / "packs" / f"{pid:08d}.pack", "r+b") as f:
+        f.seek(off + length - 8)
+        byte = f.read(1)[0]
+        f.seek(off + length - 8)
+        f.write(bytes([byte ^ 0x04]))
+    return [path]
+
+
+def truncate_pack(root: Path) -> list[str]:
+    path, pid, off, length, _ = block_of(root, "transcription.json")
+    os.truncate(root / "packs" / f"{pid:08d}.pack", off + length // 2)
+    return [path]
+
+
+def remove_pack(root: Path) -> list[str]:
+    path, pid, *_ = block_of(root, "canvas-spec.json")
+    os.unlink(root / "packs" / f"{pid:08d}.pack")
+    return [path]
+
+
+def wrong_refcount(root: Path) -> list[str]:
+    path, *_ = block_of(root, "audio-insights.json")
+    db = catalog(root)
+    db.execute("UPDATE chunks SET refcount = refcount + 2 WHERE id = (SELECT f.chunk_id FROM file_chunks f "
+               "JOIN dentries d ON d.ino = f.ino WHERE d.name = ? LIMIT 1)", (b"audio-insights.json",))
+    return [path]
+
+
+def missing_chunk(root: Path) -> list[str]:
+    path, *_ = block_of(root, "context-items.json")
+    db = catalog(root)
+    db.execute("DELETE FROM chunks WHERE id = (SELECT f.chunk_id FROM file_chunks f "
+               "JOIN dentries d ON d.ino = f.ino WHERE d.name = ? LIMIT 1)", (b"context-items.json",))
+    return [path]
+
+
+def orphan_pack(root: Path) -> list[str]:
+    ids = sorted(int(p.name[:8]) for p in (root / "packs").iterdir())
+    shutil.copy(root / "packs" / f"{ids[0]:08d}.pack", root / "packs" / f"{ids[-1] + 5:08d}.pack")
+    return [f"packs/{ids[-1] + 5:08d}.pack"]
+
+
+FAULTS = {
+    "flipped-bit": (flip_bit, "corrupt-data", True),
+    "truncated-pack": (truncate_pack, "pack-truncated", False),
+    "missing-pack": (remove_pack, "pack-missing", False),
+    "wrong-refcount": (wrong_refcount, "refcount", False),
+    "missing-chunk": (missing_chunk, "missing-chunk", False),
+    "orphan-pack": (orphan_pack, "orphan-pack", False),
+}
+
+
+def test_clean_store_verifies_clean(base, capsys):
+    for args in ([], ["--data"]):
+        rc, out = run(capsys, base, *args)
+        assert rc == 0, out
+        assert "no problems" in out
+    with Store.open(base, readonly=True) as store:
+        report = verify(store, data=True)
+    assert report.ok and not report.problems
+    assert report.counts["packs"] > 2 and report.counts["sessions"] == 2
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_fault_is_named_repaired_and_reverified(copy, capsys, fault):
+    inject, kind, data = FAULTS[fault]
+    before = contents(copy)
+    named = inject(copy)
+    flags = ["--data"] if data else []
+
+    rc, out = run(capsys, copy, *flags)
+    assert rc == 1, out
+    lines = errors(out)
+    assert lines and all(f"error: {kind}:" in line for line in lines), out   # its own message, nothing else
+    for path in named:
+        assert path in out, out
+
+    rc, out = run(capsys, copy, "--repair", *flags)
+    assert "repaired:" in out and "after repair:" in out, out
+    after_part = out.split("after repair:")[1]
+    assert not errors(after_part) and "no problems" in after_part, out
+    assert rc == 0, out
+
+    rc, out = run(capsys, copy, "--data")
+    assert rc == 0 and "no problems" in out, out
+
+    # Files that lost data stay, are listed in lost+found and fail to read; nothing else changed.
+    now = contents(copy)
+    assert now.keys() == before.keys()
+    lost = {p for p, v in now.items() if isinstance(v, Exception)}
+    if kind in ("refcount", "orphan-pack"):
+        assert not lost
+    else:
+        assert set(named) <= lost
+        assert all(p in out for p in lost), out       # "lost+found: <path>" lines
+    for path, value in now.items():
+        if path not in lost:
+            assert value == before[path], path
+
+
+def test_lost_file_rewritten_leaves_lost_found(copy, capsys):
+    (path,) = missing_chunk(copy)
+    assert run(capsys, copy, "--repair")[0] == 0
+    with Store.open(copy) as store:
+        with pytest.raises(IntegrityError):
+            store.read_path(path)
+        store.write_files({path: b'{"rewritten": true}\n'})
+        store.flush()
+    rc, out = run(capsys, copy, "--data")
+    assert rc == 0 and "lost+found" not in out, out
+    assert run(capsys, copy, "--repair")[0] == 0          # prunes the stale entry
+    db = catalog(copy)
+    assert db.execute("SELECT count(*) FROM lost_found").fetchone()[0] == 0
+
+
+def test_namespace_and_session_faults(copy, capsys):
+    db = catalog(copy)
+    sid = db.execute("SELECT id FROM sessions ORDER BY id LIMIT 1").fetchone()[0]
+    other = db.execute("SELECT id FROM sessions ORDER BY id DESC LIMIT 1").fetchone()[0]
+    sessions_ino = int(db.execute("SELECT value FROM meta WHERE key = 'sessions_ino'").fetchone()[0])
+    db.execute("INSERT INTO dentries (parent, name, ino) VALUES (?, ?, 999999)", (sessions_ino, b"ghost"))
+    db.execute("UPDATE inodes SET nlink = 7 WHERE id = (SELECT d.ino FROM dentries d WHERE d.name = ? LIMIT 1)",
+               (b"summary.json",))
+    db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+    db.execute("UPDATE sessions SET status = 'bogus' WHERE id = ?", (other,))
+    db.execute("INSERT INTO sessions (id, dir_ino, meta_size) VALUES ('no-such-session', 424242, 1)")
+    db.close()
+    with Store.open(copy) as store:        # a file the app might write: not JSON, a warning only
+        store.write_files({f"sessions/{sid}/summary.json": b"{not json"})
+    rc, out = run(capsys, copy, "--data")
+    assert rc == 1
+    for kind in ("dangling-dentry", "nlink", "session-missing", "session-stale"):
+        assert f"error: {kind}:" in out, out
+    assert f"warning: invalid-json: sessions/{sid}/summary.json is not valid JSON" in out
+    assert "sessions/ghost" in out and "no-such-session" in out
+    rc, out = run(capsys, copy, "--repair", "--data")
+    assert rc == 0, out
+    after = out.split("after repair:")[1]
+    assert not errors(after) and "warning: invalid-json" in after    # not repaired: a decision
+    with Store.open(copy, readonly=True) as store:
+        assert store.catalog.reader().execute("SELECT status FROM sessions WHERE id = ?",
+                                              (other,)).fetchone()[0] != "bogus"
+        assert store.catalog.reader().execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone()
+
+
+def test_repair_refused_while_mounted(copy, capsys):
+    wrong_refcount(copy)
+    with Store.open(copy, owner={"mountpoint": "/mnt/x"}):
+        rc, out = run(capsys, copy, "--repair")
+        assert rc == 1
+        assert "refusing to repair" in out and "/mnt/x" in out
+        # Plain verify works beside the daemon.
+        rc, out = run(capsys, copy)
+        assert rc == 1 and "error: refcount:" in out
+
+
+def test_json_output(copy, capsys):
+    import json
+    wrong_refcount(copy)
+    rc = main(["verify", str(copy), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 1 and not report["ok"]
+    assert [p["kind"] for p in report["problems"]] == ["refcount"]
+    assert report["problems"][0]["paths"]
