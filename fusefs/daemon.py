@@ -154,8 +154,10 @@ class Invalidator:
 
 
 def mount_options(store: Path, allow_other: bool, debug: bool) -> set[str]:
+    """FUSE options. ``noatime``: with relatime every read would invalidate the kernel's
+    cached attributes and cost a GETATTR round trip on the next stat."""
     opts = set(pyfuse3.default_options)
-    opts |= {f"fsname=sessionfs:{store}", "subtype=sessionfs"}
+    opts |= {f"fsname=sessionfs:{store}", "subtype=sessionfs", "noatime"}
     if allow_other:
         opts.add("allow_other")
     if debug:

@@ -38,7 +38,6 @@ import pyfuse3
 import trio
 
 from store import search as search_api
-from store.catalog import InodeRow
 from store.errors import BadInputError, FsError, StoreError
 
 from .views import VIEW_BASE, VirtualNode, Views
@@ -180,9 +179,12 @@ class SearchViews:
             names = [r.session_id.encode("utf-8", "surrogateescape") for r in results]
         return [n for n in names if _valid_name(n)]
 
-    def _listing(self, node: _Node, fresh: bool) -> list[bytes]:
+    def _listing(self, node: _Node, fresh: bool, *, continued: bool = False) -> list[bytes]:
+        """The names of a view directory: computed now (``fresh``), or the last listing when it
+        is recent, or whatever its age when ``continued`` (a readdir in progress keeps its
+        offsets)."""
         cached = self._listings.get(node.ino)
-        if not fresh and cached is not None and time.monotonic() - cached[0] < LISTING_TTL:
+        if not fresh and cached is not None and (continued or time.monotonic() - cached[0] < LISTING_TTL):
             return cached[1]
         names = self._children_of(node)
         self._listings[node.ino] = (time.monotonic(), names)
@@ -190,7 +192,7 @@ class SearchViews:
 
     def _exists(self, parent: _Node, name: bytes) -> bool:
         """Whether ``name`` is an entry of the view directory ``parent`` (worker thread)."""
-        if not _valid_name(name) or name.startswith(b"."):
+        if not _valid_name(name):
             return False
         text = name.decode("utf-8", "surrogateescape")
         if parent.kind != "query":
@@ -263,7 +265,7 @@ class SearchViews:
         for i, (name, attr) in enumerate(fixed, 1):
             if start_id < i and not pyfuse3.readdir_reply(token, name, attr, i):
                 return
-        names = await _run(self._listing, node, start_id == 0)
+        names = await _run(functools.partial(self._listing, node, start_id == 0, continued=start_id > 0))
         kind = {"tags": "tag", "dates": "date"}.get(node.kind, "link")
         for i, name in enumerate(names, len(fixed) + 1):
             if i <= start_id:

@@ -13,12 +13,18 @@ are in its docstring):
   (identical screenshots, the unchanged head of a rewritten chunk file);
 - blocks: neighbouring new chunks of one file form one frame of up to 1 MiB
   (``ingest.BLOCK_TARGET``), so a big JSON file compresses like the whole file;
-- a dictionary for small blocks (below ``SMALL_BLOCK``: metadata.json, the
-  large-object files, small chunk files): trained from the store's own small
-  files (``store.dictionaries``), it gives every small file the shared context
-  (keys, structure, recurring values) that a file compressed on its own lacks.
-  Each small block is encoded with and without it and keeps the smaller. The
-  dictionary's own bytes count as stored (see ``dictionaries.dictionary_size``).
+- merging: the small text files of a session (large-object files, small chunk
+  files; all but metadata.json) are merged into one block when cold
+  (``prepare_merges``): they repeat each other (the transcription is the audio
+  segments' text), which zstd exploits only inside one frame;
+- a dictionary for the small blocks that stay alone (metadata.json; every
+  small block with ``merge=False``): trained from the store's own such files
+  (``store.dictionaries``), it gives each the shared context (keys, structure,
+  recurring values) that a file compressed on its own lacks. Each is encoded
+  with and without it and keeps the smaller. The dictionary's own bytes count
+  as stored, so it is sized to its training data
+  (``dictionaries.dictionary_size``) and trained only from at least
+  ``dictionaries.MIN_SAMPLES`` files: it pays off from some dozens of sessions.
 
 A block is re-encoded only when that saves at least ``MIN_GAIN``; otherwise
 (PNG, WAV, already small) it is recorded as handled and left in place.
@@ -63,6 +69,7 @@ from .dictionaries import Dictionaries, train
 from .errors import IntegrityError
 from .gc import Appender, after_commit, drop_empty_packs
 from .schema import has_table
+from .session_index import METADATA_NAME
 
 log = logging.getLogger("sessionfs.recompress")
 
@@ -76,6 +83,8 @@ MIN_GAIN = 0.01
 #: A new dictionary is trained when there are this many times more small blocks than the newest
 #: one was trained on (the store changed a lot since).
 RETRAIN_GROWTH = 2.0
+#: Merged blocks of a session's small files hold up to this many decoded bytes.
+MERGE_TARGET = 1024 * 1024
 #: Blocks switched over in one worker step (one fsync, one durable commit).
 BATCH_BLOCKS = 64
 BATCH_BYTES = 8 * 1024 * 1024
@@ -88,6 +97,7 @@ class CompressOptions:
     cpu_share: float = DEFAULT_CPU_SHARE    # of one core, background only
     quiet: float = 0.2                      # seconds without foreground I/O before background work
     dictionary: bool = True
+    merge: bool = True                      # merge a session's small text blocks (see prepare_merges)
 
 
 @dataclass
@@ -158,23 +168,26 @@ def looks_like_text(raw: bytes) -> bool:
 # -- preparing (any thread) ---------------------------------------------------------------------
 @dataclass
 class Prepared:
-    block_id: int
-    pack_id: int
-    offset: int
-    length: int                     # framed length before
+    """A re-encoding of one block, or of several small blocks merged into one (``bases``)."""
+    sources: list[tuple[int, int, int, int, int]]   # (block id, pack id, offset, framed length, created)
     framed: bytes | None            # None: not worth re-encoding (recorded as handled)
     codec: int = 0
     dict_id: int = 0
+    raw_length: int = 0
+    bases: list[int] | None = None  # merge: where each source's decoded bytes start in the new block
+
+    @property
+    def length(self) -> int:
+        return sum(src[3] for src in self.sources)
 
 
-def prepare(store, row: tuple, level: int, zdict: tuple[int, object] | None) -> Prepared | None:
-    """Read, decode, verify and re-encode one block. None when the block is damaged (left for
-    verify to report; never re-encoded, so damage is never hidden)."""
-    _, bid, pid, off, length, raw_length, codec_id, dict_id = row
+def _decode_verified(store, row: tuple) -> bytes | None:
+    """The block's decoded bytes with every chunk's hash checked; None when damaged (left for
+    verify to report: damaged data is never re-encoded, so damage is never hidden)."""
+    _, bid, pid, off, length, raw_length, codec_id, dict_id = row[:8]
     where = f"pack {pid:08d} offset {off} (block {bid})"
     try:
-        frame = store.packs.read(pid, off, length)
-        raw = codec.decode_block(frame, where, store.dictionaries)
+        raw = codec.decode_block(store.packs.read(pid, off, length), where, store.dictionaries)
     except IntegrityError as exc:
         log.warning("not recompressing a damaged block: %s", exc)
         return None
@@ -184,7 +197,21 @@ def prepare(store, row: tuple, level: int, zdict: tuple[int, object] | None) -> 
         if boff + n > len(raw) or chunk_hash(view[boff:boff + n]) != bytes(digest):
             log.warning("not recompressing block %d: a chunk fails its SHA-256", bid)
             return None
-    best, best_codec, best_dict = None, codec_id, dict_id
+    return raw
+
+
+def _source(row: tuple) -> tuple[int, int, int, int, int]:
+    created, bid, pid, off, length = row[:5]
+    return bid, pid, off, length, created
+
+
+def prepare(store, row: tuple, level: int, zdict: tuple[int, object] | None) -> Prepared | None:
+    """Read, decode, verify and re-encode one block; None when it is damaged."""
+    raw = _decode_verified(store, row)
+    if raw is None:
+        return None
+    length = row[4]
+    best, best_codec, best_dict = None, 0, 0
     framed, used = codec.encode_block(raw, level)
     if used != codec.CODEC_RAW:
         best, best_codec, best_dict = framed, used, 0
@@ -193,57 +220,174 @@ def prepare(store, row: tuple, level: int, zdict: tuple[int, object] | None) -> 
         if used == codec.CODEC_ZSTD_DICT and (best is None or len(framed) < len(best)):
             best, best_codec, best_dict = framed, used, zdict[0]
     if best is None or len(best) > length * (1 - MIN_GAIN):
-        return Prepared(bid, pid, off, length, None)
-    return Prepared(bid, pid, off, length, best, best_codec, best_dict)
+        return Prepared([_source(row)], None)
+    return Prepared([_source(row)], best, best_codec, best_dict, len(raw))
+
+
+# Blocks of one session directory that may be merged: small, cold, not yet handled, every chunk
+# referenced by one file only, which is not metadata.json (read on its own for session lists: it
+# keeps a small block of its own, with the dictionary).
+_MERGEABLE_SQL = """
+WITH RECURSIVE tree(ino) AS (
+    SELECT ? UNION SELECT d.ino FROM dentries d JOIN tree ON d.parent = tree.ino
+),
+owned AS (
+    SELECT c.block_id AS bid, min(f.ino) AS ino FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id
+    WHERE f.ino IN (SELECT ino FROM tree) GROUP BY c.block_id
+)
+SELECT b.created, b.id, b.pack_id, b.offset, b.length, b.raw_length, b.codec, b.dict_id, o.ino
+FROM owned o JOIN blocks b ON b.id = o.bid
+WHERE b.raw_length <= ? AND b.raw_length > 0 AND b.created <= ?
+  AND NOT EXISTS (SELECT 1 FROM recompressed r WHERE r.block_id = b.id)
+  AND NOT EXISTS (SELECT 1 FROM chunks c2 JOIN file_chunks f2 ON f2.chunk_id = c2.id
+                  WHERE c2.block_id = b.id AND f2.ino != o.ino)
+  AND NOT EXISTS (SELECT 1 FROM dentries d WHERE d.ino = o.ino AND d.name = ?)
+ORDER BY o.ino, b.id
+"""
+
+
+def session_of_block(store, block_id: int) -> int | None:
+    """The session directory (inode) whose files alone hold ``block_id``, or None."""
+    db = store.catalog.reader()
+    owners = db.execute("SELECT DISTINCT f.ino FROM chunks c JOIN file_chunks f ON f.chunk_id = c.id "
+                        "WHERE c.block_id = ?", (block_id,)).fetchall()
+    if len(owners) != 1:
+        return None
+    ino = owners[0][0]
+    for _ in range(8):
+        row = db.execute("SELECT parent FROM dentries WHERE ino = ? LIMIT 1", (ino,)).fetchone()
+        if row is None:
+            return None
+        if row[0] == store.sessions_ino:
+            return ino
+        ino = row[0]
+    return None
+
+
+def mergeable(store, session_ino: int, cold_age: float) -> list[tuple]:
+    cutoff = time.time_ns() - int(cold_age * 1e9)
+    return store.catalog.reader().execute(_MERGEABLE_SQL, (session_ino, SMALL_BLOCK, cutoff,
+                                                           METADATA_NAME)).fetchall()
+
+
+def prepare_merges(store, rows: list[tuple], level: int) -> tuple[list[Prepared], list[tuple], int]:
+    """Merge the small text blocks among ``rows`` (one session's, in file order) into blocks of up
+    to MERGE_TARGET decoded bytes. Returns (merged, rows left to handle one by one, damaged rows).
+
+    Why: the small files of a session repeat each other (the transcription is the audio
+    segments' text; summaries quote both), which zstd can only exploit inside one frame. On
+    generated sessions the small JSON files of a session take 113 KB compressed one by one at
+    level 19 and 64 KB together. A read of one of them decodes the merged block (a few hundred
+    KB, about a millisecond), which the block cache then keeps."""
+    texts, rest, damaged = [], [], 0
+    for row in rows:
+        raw = _decode_verified(store, row)
+        if raw is None:
+            damaged += 1                # never touched
+            continue
+        (texts if looks_like_text(raw) else rest).append((row, raw))
+    merged: list[Prepared] = []
+    groups, cur, cur_len = [], [], 0
+    for row, raw in texts:
+        if cur and cur_len + len(raw) > MERGE_TARGET:
+            groups.append(cur)
+            cur, cur_len = [], 0
+        cur.append((row, raw))
+        cur_len += len(raw)
+    if cur:
+        groups.append(cur)
+    for group in groups:
+        if len(group) < 2:
+            rest.extend(group)
+            continue
+        bases, pos = [], 0
+        for _, raw in group:
+            bases.append(pos)
+            pos += len(raw)
+        framed, used = codec.encode_block(b"".join(raw for _, raw in group), level)
+        before = sum(row[4] for row, _ in group)
+        if used == codec.CODEC_RAW or len(framed) > before * (1 - MIN_GAIN):
+            rest.extend(group)
+            continue
+        merged.append(Prepared([_source(row) for row, _ in group], framed, used, 0, pos, bases))
+    return merged, [row for row, _ in rest], damaged
 
 
 # -- switching over (persistence worker) -----------------------------------------------------------
 def switch_over(store, items: list[Prepared], level: int) -> tuple[int, int, int, int]:
-    """Point the blocks at their new frames; returns (handled, re-encoded, bytes before, after).
+    """Point the blocks at their new frames; returns (blocks handled, frames written, bytes
+    before, bytes after).
 
-    Runs in the persistence worker. Blocks that moved since they were read are skipped."""
+    Runs in the persistence worker. Work on blocks that moved since they were read is dropped."""
     reader = store.catalog.reader()
     current = []
     for p in items:
-        row = reader.execute("SELECT pack_id, offset, length FROM blocks WHERE id = ?", (p.block_id,)).fetchone()
-        if row is not None and tuple(row) == (p.pack_id, p.offset, p.length):
+        if all(tuple(reader.execute("SELECT pack_id, offset, length FROM blocks WHERE id = ?", (bid,)).fetchone()
+                     or ()) == (pid, off, length) for bid, pid, off, length, _ in p.sources):
             current.append(p)
     if not current:
         return 0, 0, 0, 0
     out = Appender(store)
-    placed = []
+    placed, dropped = [], []
     try:
         for p in current:
             if p.framed is not None:
-                placed.append((p, *out.append(p.framed)))
+                new_id = out.new_block_id() if p.bases is not None else p.sources[0][0]
+                placed.append((p, new_id, *out.append(p.framed)))
         if placed:
             out.sync()
         now = time.time_ns()
         with store.catalog.write(durable=True) as db:
             if placed:
                 out.record(db)
-            db.executemany("UPDATE blocks SET pack_id = ?, offset = ?, length = ?, codec = ?, dict_id = ? "
-                           "WHERE id = ?", [(pid, off, len(p.framed), p.codec, p.dict_id, p.block_id)
-                                            for p, pid, off in placed])
+            for p, new_id, pid, off in placed:
+                if p.bases is None:         # same block, new frame: same id, same decoded bytes
+                    db.execute("UPDATE blocks SET pack_id = ?, offset = ?, length = ?, codec = ?, dict_id = ? "
+                               "WHERE id = ?", (pid, off, len(p.framed), p.codec, p.dict_id, new_id))
+                    continue
+                db.execute("INSERT INTO blocks (id, pack_id, offset, length, raw_length, codec, dict_id, created) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (new_id, pid, off, len(p.framed), p.raw_length,
+                                                               p.codec, p.dict_id, min(s[4] for s in p.sources)))
+                for (bid, *_), base in zip(p.sources, p.bases):
+                    db.execute("UPDATE chunks SET block_id = ?, block_off = block_off + ? WHERE block_id = ?",
+                               (new_id, base, bid))
+                    db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
+                    db.execute("DELETE FROM recompressed WHERE block_id = ?", (bid,))
+                    dropped.append(bid)
+            handled = [(p.sources[0][0], p.length) for p in current if p.framed is None or p.bases is None]
+            handled += [(new_id, p.length) for p, new_id, _, _ in placed if p.bases is not None]
             db.executemany("INSERT OR REPLACE INTO recompressed (block_id, level, length_before, done_at) "
-                           "VALUES (?, ?, ?, ?)", [(p.block_id, level, p.length, now) for p in current])
-            deleted = drop_empty_packs(store, db, [p.pack_id for p, _, _ in placed])
+                           "VALUES (?, ?, ?, ?)", [(bid, level, length, now) for bid, length in handled])
+            deleted = drop_empty_packs(store, db, [s[1] for p, *_ in placed for s in p.sources])
     except BaseException:
         out.undo()
         raise
     if placed:
-        after_commit(store, [], deleted)
+        after_commit(store, dropped, deleted)
     before = sum(p.length for p in current)
     after = sum(len(p.framed) if p.framed is not None else p.length for p in current)
-    return len(current), len(placed), before, after
+    return sum(len(p.sources) for p in current), len(placed), before, after
 
 
 # -- dictionaries ----------------------------------------------------------------------------------
-def _small_text_blocks(store, limit_bytes: int) -> tuple[list[bytes], int]:
-    """Decoded small text blocks (newest first, up to ``limit_bytes``) and how many small blocks exist."""
+def _population(merge: bool) -> tuple[str, tuple]:
+    """SQL condition (on blocks ``b``) and parameters of the blocks a dictionary is for: small
+    ones; with merging, only those of metadata.json files (the small files that stay alone:
+    the others of a session are merged, and a dictionary adds nothing to a merged block)."""
+    cond = "b.raw_length <= ? AND b.raw_length > 0"
+    if not merge:
+        return cond, (SMALL_BLOCK,)
+    return (cond + " AND EXISTS (SELECT 1 FROM chunks c JOIN file_chunks f ON f.chunk_id = c.id "
+                   "JOIN dentries d ON d.ino = f.ino WHERE c.block_id = b.id AND d.name = ?)",
+            (SMALL_BLOCK, METADATA_NAME))
+
+
+def _small_text_blocks(store, limit_bytes: int, merge: bool) -> list[bytes]:
+    """Decoded text blocks of the dictionary's population, newest first, up to ``limit_bytes``."""
     db = store.catalog.reader()
-    rows = db.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks b WHERE b.raw_length <= ? AND b.raw_length > 0 "
-                      "ORDER BY b.created DESC", (SMALL_BLOCK,)).fetchall()
+    cond, params = _population(merge)
+    rows = db.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks b WHERE {cond} ORDER BY b.created DESC",
+                      params).fetchall()
     samples, total = [], 0
     for bid, pid, off, length, raw_length, codec_id, dict_id in rows:
         if total >= limit_bytes:
@@ -255,12 +399,12 @@ def _small_text_blocks(store, limit_bytes: int) -> tuple[list[bytes], int]:
         if looks_like_text(raw):
             samples.append(raw)
             total += len(raw)
-    return samples, len(rows)
+    return samples
 
 
-def small_block_count(db) -> int:
-    return db.execute("SELECT count(*) FROM blocks WHERE raw_length <= ? AND raw_length > 0",
-                      (SMALL_BLOCK,)).fetchone()[0]
+def small_block_count(db, merge: bool = True) -> int:
+    cond, params = _population(merge)
+    return db.execute(f"SELECT count(*) FROM blocks b WHERE {cond}", params).fetchone()[0]
 
 
 def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> tuple[tuple | None, bool]:
@@ -272,14 +416,14 @@ def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> t
         return None, False
     db = store.catalog.reader()
     info = store.dictionaries.latest_info(db)
-    small = small_block_count(db)
+    small = small_block_count(db, options.merge)
     due = info is None or small >= max(info[3], 1) * RETRAIN_GROWTH
     if store.dictionaries.training_failed_at and small < store.dictionaries.training_failed_at * RETRAIN_GROWTH:
         due = False                     # too little data last time; wait for more
     if not (due or force):
         return store.dictionaries.latest(db), False
     from .dictionaries import MAX_TRAINING_BYTES
-    samples, _ = _small_text_blocks(store, MAX_TRAINING_BYTES)
+    samples = _small_text_blocks(store, MAX_TRAINING_BYTES, options.merge)
     dict_id = Dictionaries.next_id(db)
     data = train(samples, dict_id, options.level)
     if data is None:
@@ -295,6 +439,57 @@ def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> t
     added = store.run_in_worker(insert)
     store.dictionaries.training_failed_at = 0
     return store.dictionaries.latest(), bool(added)
+
+
+# -- units of work -----------------------------------------------------------------------------------
+def work_units(store, rows: list[tuple], options: CompressOptions, seen_sessions: set,
+               skip: set = frozenset()) -> list[tuple[str, object]]:
+    """Split candidate rows into units: ("merge", the mergeable blocks of one session) the first
+    time a small block of that session comes up, else ("one", row)."""
+    units, taken = [], set()
+    for row in rows:
+        bid = row[1]
+        if bid in taken or bid in skip:
+            continue
+        if options.merge and row[5] <= SMALL_BLOCK:
+            session = session_of_block(store, bid)
+            if session is not None and session not in seen_sessions:
+                seen_sessions.add(session)
+                group = [g[:8] for g in mergeable(store, session, options.cold_age) if g[1] not in skip]
+                if len(group) >= 2:
+                    units.append(("merge", group))
+                    taken.update(g[1] for g in group)
+                    if bid in taken:
+                        continue
+        units.append(("one", row))
+        taken.add(bid)
+    return units
+
+
+def run_unit(store, unit: tuple[str, object], options: CompressOptions, zdict) -> tuple[list[Prepared], list[int]]:
+    """Prepare one unit; returns (prepared, ids of damaged blocks)."""
+    kind, arg = unit
+    rows = [arg] if kind == "one" else []
+    out: list[Prepared] = []
+    damaged: list[int] = []
+    if kind == "merge":
+        merged, rows, bad = prepare_merges(store, arg, options.level)
+        out.extend(merged)
+        if bad:
+            ok = {s[0] for p in merged for s in p.sources} | {r[1] for r in rows}
+            damaged.extend(r[1] for r in arg if r[1] not in ok)
+    for row in rows:
+        p = prepare(store, row, options.level, zdict)
+        if p is None:
+            damaged.append(row[1])
+        else:
+            out.append(p)
+    return out, damaged
+
+
+def _unit_bytes(unit) -> int:
+    kind, arg = unit
+    return arg[4] if kind == "one" else sum(r[4] for r in arg)
 
 
 # -- offline ---------------------------------------------------------------------------------------
@@ -314,28 +509,32 @@ def compress(store, options: CompressOptions | None = None, *, progress=None, th
     done = 0
     threads = threads or os.cpu_count() or 1
     after = (-1, -1)
+    seen_sessions: set = set()
+    damaged: set = set()
+
+    def switch(batch: list[Prepared]) -> None:
+        _account(result, store.run_in_worker(lambda: switch_over(store, batch, options.level)))
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         while not (stop and stop.is_set()):
             rows = candidates(store.catalog.reader(), options.cold_age, BATCH_BLOCKS, after)
             if not rows:
                 break
             after = (rows[-1][0], rows[-1][1])
-            # Keep each switch-over within BATCH_BYTES of new frames.
-            prepared = list(pool.map(lambda r: prepare(store, r, options.level, zdict), rows))
+            units = work_units(store, rows, options, seen_sessions, damaged)
             batch: list[Prepared] = []
-            for row, p in zip(rows, prepared):
-                done += row[4]
-                if p is None:
-                    result.skipped_damaged += 1
-                    continue
-                batch.append(p)
-                if sum(len(x.framed or b"") for x in batch) >= BATCH_BYTES:
-                    _account(result, store.run_in_worker(lambda b=batch: switch_over(store, b, options.level)))
+            for unit, (prepared, bad) in zip(units, pool.map(lambda u: run_unit(store, u, options, zdict), units)):
+                done += _unit_bytes(unit)
+                damaged.update(bad)
+                batch.extend(prepared)
+                if sum(len(x.framed or b"") for x in batch) >= BATCH_BYTES:   # bound each switch-over
+                    switch(batch)
                     batch = []
             if batch:
-                _account(result, store.run_in_worker(lambda b=batch: switch_over(store, b, options.level)))
+                switch(batch)
             if progress:
                 progress(min(done, total), total)
+    result.skipped_damaged = len(damaged)
     result.stored_after = store.catalog.reader().execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
     return result
 
@@ -420,21 +619,18 @@ class Compressor:
                 if r[1] not in self._skip]
         if not rows:
             return None
-        self.state = "working"
         batch, nbytes = [], 0
-        for row in rows:
+        for unit in work_units(self.store, rows, self.options, set(), self._skip):
             if self._stop.is_set() or not self._wait_quiet():
                 break
             self.state = "working"
             t0 = time.monotonic()
-            p = prepare(self.store, row, self.options.level, zdict)
+            prepared, bad = run_unit(self.store, unit, self.options, zdict)
             self._throttle(time.monotonic() - t0)
-            if p is None:
-                self._skip.add(row[1])
-                self.result.skipped_damaged += 1
-                continue
-            batch.append(p)
-            nbytes += len(p.framed or b"")
+            self._skip.update(bad)
+            self.result.skipped_damaged += len(bad)
+            batch.extend(prepared)
+            nbytes += sum(len(p.framed or b"") for p in prepared)
             if len(batch) >= 16 or nbytes >= BATCH_BYTES:
                 break
         if batch and not self._stop.is_set():
@@ -478,6 +674,29 @@ def maintenance_statistics(store, r) -> MaintenanceStatistics:
     bg = store.background.statistics() if getattr(store, "background", None) is not None else None
     return MaintenanceStatistics(blocks, before, after, pending_blocks, pending_bytes, ndicts,
                                  Dictionaries.total_bytes(r), packs - live, lost, bg)
+
+
+def format_maintenance(stats: dict) -> list[tuple[str, str]]:
+    """Rows for ``sessionfs stats`` (``cli.format_stats``) from ``statistics().as_dict()``."""
+    m = stats.get("maintenance")
+    if not isinstance(m, dict):
+        return []
+    rows = [("recompressed", f"{m['recompressed_blocks']:,} blocks, {_human(m['recompress_bytes_before'])} -> "
+                             f"{_human(m['recompress_bytes_after'])}; {m['blocks_pending']:,} blocks "
+                             f"({_human(m['bytes_pending'])}) not yet"),
+            ("dictionaries", f"{m['dictionaries']} ({_human(m['dictionary_bytes'])})"),
+            ("dead pack bytes", f"{_human(m['dead_pack_bytes'])} (gc compaction reclaims them)")]
+    if m.get("lost_files"):
+        rows.append(("lost+found", f"{m['lost_files']} files with lost data (sessionfs verify lists them)"))
+    bg = m.get("background") or {}
+    if bg.get("compressor"):
+        c = bg["compressor"]
+        rows.append(("compressor", f"{c['state']}, level {c['level']}, {c['blocks']:,} blocks handled in this run"))
+    if bg.get("gc"):
+        g = bg["gc"]
+        rows.append(("background gc", f"{g['passes']} passes, {g['chunks_reclaimed']:,} chunks reclaimed, "
+                                      f"{g['packs_compacted']} packs compacted in this run"))
+    return rows
 
 
 class Background:

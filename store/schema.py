@@ -154,7 +154,7 @@ def create_tables(db: sqlite3.Connection) -> None:
 
         - ``search_docs.id``: the row's rowid in ``search_fts``:
           ``dir_ino << 32 | seq`` (SEARCH_SESSION_SHIFT), so one session's rows are
-          one rowid range; ``seq`` comes from meta ``search_seq`` and is never reused.
+          one rowid range; ``seq`` comes from meta ``search_seq`` (never reused until a rebuild).
         - ``ino``: the file; ``parent``, ``name``: the directory entry the row was
           derived from; ``dir_ino``: the session directory (its name is the session
           id); ``path``: the entry's path inside the session directory.

@@ -30,7 +30,20 @@ Ranking. ``search`` ranks sessions by BM25 (a session scores by its best file;
 several terms add up) when its rarest term occurs in at most ``RANK_CAP`` files.
 When every term is common, ranking all matches would cost time proportional to
 the whole collection and tells little (a common word's BM25 weight is near zero),
-so the newest matching sessions come first, with score 0.
+so the newest matching sessions come first, with score 0; so do phrases made only
+of common words (FTS5 evaluates a phrase once to count it and twice more to rank it,
+each time over every row holding all of its words). ``_Plan`` documents the
+evaluation.
+
+Reads. A search runs in one read transaction of the catalog (one snapshot: no
+half-applied commit is ever seen), memory-mapped, on the calling thread's reader
+connection; a writable store first commits what is queued (read your writes).
+
+Size. One FTS row per file, rowids ``dir_ino << 32 | seq`` (one session = one rowid
+range: session-level AND/NOT and probes need no join). For 10,000 generated
+"small" sessions (270 MB of indexed text, a 490 MB store) the index takes about
+220 MB, of which the per-file bookkeeping (``search_docs``) is 7 MB; the text
+itself is not stored twice (the FTS table is contentless).
 """
 
 from __future__ import annotations
@@ -69,8 +82,14 @@ LISTING_LIMIT = 1000
 MAX_LIMIT = 100_000
 MAX_QUERY_CHARS = 1000
 MAX_TERMS = 32
-#: Characters of text kept in memory per process for deletes and snippets.
-TEXT_CACHE_CHARS = 32 * 1024 * 1024
+#: Searches read the catalog memory-mapped (address space, not memory: pages are the OS's cache).
+MMAP_BYTES = 1 << 30
+#: Bytes (roughly) of extracted text kept in memory per process, for deletes and snippets.
+TEXT_CACHE_BYTES = 32 * 1024 * 1024
+#: Rough costs (s) that choose between a pass over a clause's rows and probes of sessions.
+ROW_COST, PHRASE_ROW_COST, PROBE_COST = 0.4e-6, 4e-6, 100e-6
+#: Matches looked at first to tell a common clause from a rare one.
+SAMPLE = 100
 #: A clause matching at most this many files is checked with its set of sessions, else by probes.
 SET_CAP = 20_000
 #: Sessions visited newest first before a query of common terms is evaluated as sets.
@@ -379,8 +398,8 @@ def columns(rows: list[tuple[str, str]]) -> tuple[str, str]:
 class _TextCache:
     """(content digest, path) -> extracted rows; content-addressed, so never stale."""
 
-    def __init__(self, capacity_chars: int):
-        self.capacity = capacity_chars
+    def __init__(self, capacity: int):
+        self.capacity = capacity
         self._data: OrderedDict = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
@@ -393,7 +412,7 @@ class _TextCache:
             return value
 
     def put(self, key, rows) -> None:
-        size = sum(len(t) for _, t in rows) + 64
+        size = sum(len(t) for _, t in rows) + 100 * len(rows) + 100      # roughly bytes of Python objects
         if size > self.capacity // 8:
             return
         with self._lock:
@@ -453,7 +472,7 @@ class TextIndex:
     def __init__(self, store: "Store"):
         self.store = store
         self.sessions_ino = store.sessions_ino
-        self.cache = _TextCache(TEXT_CACHE_CHARS)
+        self.cache = _TextCache(TEXT_CACHE_BYTES)
         self.rebuilt_at_open: RebuildReport | None = None
         reader = store.catalog.reader()
         #: Why the index cannot be used (None: it can). Searches refuse; a writable open rebuilds.
@@ -486,8 +505,27 @@ class TextIndex:
 
     @staticmethod
     def _garbage_rows(db) -> int:
+        """FTS rows without a search_docs row; also makes FTS5 load its configuration and
+        segment structure and look a term up (a cheap check that the index can be read)."""
+        db.execute("SELECT rowid FROM search_fts WHERE search_fts MATCH '\"e\"' LIMIT 1").fetchall()
         docs = db.execute("SELECT count(*) FROM search_docs").fetchone()[0]
         return db.execute("SELECT count(*) FROM search_fts_docsize").fetchone()[0] - docs
+
+    def damaged(self, exc: BaseException) -> IndexUnavailableError:
+        """An error reading the index: mark it for rebuild (when this store may write) and
+        return the error to raise."""
+        reason = f"damaged: {' '.join(str(exc).split())}"
+        log.error("search index of %s is %s", self.store.root, reason)
+        if not self.store.readonly:
+            try:
+                with self.store.catalog.write() as db:
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', ?)", (reason,))
+            except sqlite3.DatabaseError:
+                pass
+        self.problem = reason
+        return IndexUnavailableError(
+            f"the search index of {self.store.root} is {reason}; it is rebuilt when the store is next opened "
+            f"for writing (mount), or now with 'sessionfs reindex {self.store.root}'")
 
     def check(self, db: sqlite3.Connection, *, full: bool = False) -> str | None:
         """None when the index is usable and clean; else what is wrong (missing, outdated,
@@ -518,7 +556,23 @@ class TextIndex:
         if reason is None:
             return None
         log.warning("search index of %s is %s: rebuilding it from the files", self.store.root, reason)
-        report = self.rebuild(reason=reason)
+        total = self.store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
+                                                    (self.sessions_ino,)).fetchone()[0]
+        done = [0, 0]
+
+        def progress(n: int) -> None:
+            done[0] += n
+            if done[0] * 10 // max(total, 1) > done[1]:
+                done[1] = done[0] * 10 // max(total, 1)
+                log.info("search index rebuild: %d of %d sessions", done[0], total)
+        try:
+            report = self.rebuild(progress, reason=reason)
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            # The store stays usable; only searching is refused until a rebuild succeeds.
+            self.problem = f"{reason}, and rebuilding it failed: {exc}"
+            log.error("search index of %s could not be rebuilt (%s); searches are refused until "
+                      "'sessionfs reindex' succeeds", self.store.root, exc)
+            return None
         log.warning("search index rebuilt: %d files of %d sessions in %.1f s", report.files, report.sessions,
                     report.seconds)
         self.rebuilt_at_open = report
@@ -676,10 +730,12 @@ class TextIndex:
             inserted += 1
         return inserted
 
-    def _parse(self, db, ino: int, size: int, extents: list, path: str):
+    def _parse(self, db, ino: int, size: int, extents: list, path: str, *, indexing: bool = True):
         try:
             data = self._assemble(db, size, extents)
         except StoreError as exc:
+            if not indexing:        # a snippet: the caller goes without
+                raise
             log.error("search index: %s cannot be read (%s); it is not indexed until rewritten",
                       self.store.catalog.path_of(ino, db) or path, exc)
             return _INVALID
@@ -785,11 +841,11 @@ class TextIndex:
         rows = self.cache.rows((bytes(digest), path))
         if rows is None:
             extents = db.execute(_EXTENTS_SQL, (ino,)).fetchall()
-            parsed = self._parse(db, ino, size, extents, path)
+            parsed = self._parse(db, ino, size, extents, path, indexing=False)
             if parsed is _INVALID:
                 return path, []
             if lazy:
-                return path, ((f, t) for f, t in iter_text(path, parsed) if isinstance(t, str))
+                return path, iter_text(path, parsed, joined=True)
             rows = extract(path, parsed)
             self.cache.put((bytes(digest), path), rows)
         return path, rows
@@ -798,19 +854,41 @@ class TextIndex:
 _INVALID = object()
 
 
+def unindexed_files(store: "Store") -> list[str]:
+    """Paths of the files the index would read (``text_index.indexed_path``) whose bytes are
+    not valid JSON, so they hold no index rows: stored as written, for ``verify`` to report."""
+    db = store.catalog.reader()
+    index = store.text_index
+    out = []
+    for (dir_ino,) in db.execute("SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid",
+                                 (store.sessions_ino,)).fetchall():
+        for ino in index._session_files(db, dir_ino):
+            if db.execute("SELECT 1 FROM search_docs WHERE ino = ? LIMIT 1", (ino,)).fetchone():
+                continue
+            where = index._locations(db, ino)
+            if not where:
+                continue
+            size = db.execute("SELECT size FROM inodes WHERE id = ?", (ino,)).fetchone()[0]
+            extents = db.execute(_EXTENTS_SQL, (ino,)).fetchall()
+            try:
+                orjson.loads(index._assemble(db, size, extents))
+            except orjson.JSONDecodeError:
+                out.append(store.catalog.path_of(ino, db) or next(iter(where.values()))[1])
+            except StoreError:
+                continue            # unreadable: verify reports damaged data on its own
+    return out
+
+
 def _drop_search_tables(db) -> None:
     try:
         db.execute("DROP TABLE IF EXISTS search_fts")
     except sqlite3.DatabaseError as exc:
-        # A damaged FTS table may refuse to load; drop its shadow tables and its schema row.
-        log.warning("dropping the damaged search_fts table by hand: %s", exc)
-        for suffix in ("data", "idx", "docsize", "config", "content"):
-            db.execute(f"DROP TABLE IF EXISTS search_fts_{suffix}")
-        db.execute("PRAGMA writable_schema = ON")
-        try:
-            db.execute("DELETE FROM sqlite_master WHERE name = 'search_fts'")
-        finally:
-            db.execute("PRAGMA writable_schema = OFF")
+        # FTS5 must load a table to drop it; give a damaged one back the configuration row it
+        # checks first, then drop it (xDestroy drops its shadow tables whatever they hold).
+        log.warning("dropping the damaged search_fts table: %s", exc)
+        db.execute("CREATE TABLE IF NOT EXISTS search_fts_config (k PRIMARY KEY, v) WITHOUT ROWID")
+        db.execute("INSERT OR REPLACE INTO search_fts_config (k, v) VALUES ('version', 4)")
+        db.execute("DROP TABLE IF EXISTS search_fts")
     db.execute("DROP TABLE IF EXISTS search_docs")
 
 
@@ -867,11 +945,18 @@ def search(store: "Store", query: str | None, *, tags=None, status=None, after=N
     if not store.readonly:
         store.settle()          # read your writes: what was closed or saved before is found
     db = store.catalog.reader()
+    db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")     # index pages straight from the page cache
     db.execute("BEGIN")
     try:
         require_index(store, db)
         found = _Plan(store, db, q, filters, limit).run()
         return _results(store, db, q, found, snippets)
+    except sqlite3.DatabaseError as exc:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.OperationalError) and not any(
+                w in text for w in ("fts5", "malformed", "corrupt", "no such table: search")):
+            raise               # busy, interrupted, out of memory ...: not the index's fault
+        raise store.text_index.damaged(exc) from None
     finally:
         db.execute("COMMIT")
 
@@ -895,21 +980,32 @@ class _Plan:
         self.live = " JOIN search_docs d ON d.id = f.rowid" if store.text_index.garbage else ""
         self.sets: dict[Clause, dict[int, int]] = {}
         self.span: tuple[int, int] | None = None
+        self.total: int | None = None           # sessions, roughly
+        self.rankable: dict[Clause, bool] = {}
 
     # -- primitives -------------------------------------------------------------------
     def _count(self, clause: Clause) -> tuple[int, float]:
-        """(rows matching ``clause`` counted up to RANK_CAP + 1, estimated total). Beyond the cap
-        the total is extrapolated from how far into the rowid space (sessions in creation
-        order) the first RANK_CAP + 1 matches reach: free, and close enough to choose a plan."""
+        """(rows matching ``clause`` counted up to RANK_CAP + 1, estimated total). Beyond what
+        was counted, the total is extrapolated from how far into the rowid space (sessions in
+        creation order) the matches reach: free, and close enough to choose a plan. A first
+        look at SAMPLE rows skips the exact count of clauses that are clearly common
+        (phrases of common words are slow to count)."""
+        n, est = self._count_upto(clause, SAMPLE)
+        if n <= SAMPLE or est > 2 * RANK_CAP or clause.negated or not self._rankable(clause):
+            return n, est
+        return self._count_upto(clause, RANK_CAP)
+
+    def _count_upto(self, clause: Clause, cap: int) -> tuple[int, float]:
         n, last = self.db.execute(f"SELECT count(*), max(rowid) FROM (SELECT f.rowid FROM search_fts f{self.live} "
-                                  "WHERE search_fts MATCH ? LIMIT ?)", (clause.fts(), RANK_CAP + 1)).fetchone()
-        if n <= RANK_CAP:
-            return n, float(n)
+                                  "WHERE search_fts MATCH ? LIMIT ?)", (clause.fts(), cap + 1)).fetchone()
+        if n <= cap:
+            return n, float(n)          # exact
         if self.span is None:
-            self.span = self.db.execute("SELECT min(id), max(id) FROM search_docs").fetchone()
+            self.span = self.db.execute("SELECT (SELECT min(id) FROM search_docs), "      # each one O(log n)
+                                        "(SELECT max(id) FROM search_docs)").fetchone()
         low, high = self.span
         covered = (last - low) / (high - low) if high is not None and high > low else 1.0
-        return n, n / max(covered, 1e-9)
+        return n, max(n / max(covered, 1e-9), n + 0.5)     # never equal to n: not exact
 
     def _ranked(self, clause: Clause) -> dict[int, tuple[float, int]]:
         """{session dir: (best bm25, its rowid)} over every row matching ``clause``."""
@@ -934,9 +1030,20 @@ class _Plan:
             "LIMIT 1", (clause.fts(), low, low | _SEQ_MASK)).fetchone()
         return row[0] if row else None
 
-    def _use_sets(self, clauses, counts) -> None:
+    def _use_sets(self, clauses, counts, checks: float | None = None) -> None:
+        """Evaluate as sets the clauses for which one pass over their rows is cheaper than
+        probing sessions one by one. ``checks``: sessions that will be checked, when known;
+        else those visited newest first until ``limit`` match a clause of that density."""
+        if self.total is None:
+            self.total = max(1, self.db.execute("SELECT max(rowid) FROM sessions").fetchone()[0] or 1)
         for clause in clauses:
-            if clause not in self.sets and counts[clause][1] <= SET_CAP:
+            est = counts[clause][1]
+            if clause in self.sets or est > SET_CAP:
+                continue
+            phrase = any(len(re.findall(r"\w+", a.text)) > 1 for a in clause.atoms)
+            set_cost = est * (PHRASE_ROW_COST if phrase else ROW_COST)
+            visits = checks if checks is not None else self.limit * self.total / max(1.0, est / 1.5)
+            if set_cost < min(visits, self.total) * PROBE_COST:
                 self.sets[clause] = self._session_rows(clause)
 
     def _passes(self, dir_ino: int, clauses: list[Clause]) -> int | None:
@@ -956,19 +1063,42 @@ class _Plan:
         sql = "SELECT s.dir_ino FROM sessions s WHERE s.dir_ino IN (SELECT value FROM json_each(?))"
         return {r[0] for r in self.db.execute(" AND ".join([sql, *where]), [json.dumps(list(dirs)), *args])}
 
-    def _newest_first(self):
-        """Session directories, filtered, newest start time first (those without metadata last)."""
+    def _newest_first(self, among: Iterable[int] | None = None):
+        """Session directories (all, or those ``among``), filtered, newest start time first;
+        those without metadata last (only without filters: filters need the metadata)."""
         where, args = self.filters.where()
+        if among is not None:
+            among = list(among)
+            where = ["s.dir_ino IN (SELECT value FROM json_each(?))", *where]
+            args = [json.dumps(among), *args]
         sql = "SELECT s.dir_ino FROM sessions s" + (" WHERE " + " AND ".join(where) if where else "") + \
               " ORDER BY s.start_time DESC, s.id"
         cursor = self.db.execute(sql, args)
+        seen = set()
         while batch := cursor.fetchmany(64):
-            yield from (r[0] for r in batch)
-        if self.filters.empty:
-            for (ino,) in self.db.execute("SELECT d.ino FROM dentries d WHERE d.parent = ? AND NOT EXISTS "
-                                          "(SELECT 1 FROM sessions s WHERE s.dir_ino = d.ino) ORDER BY d.rowid",
-                                          (self.sessions_ino,)).fetchall():
+            for (ino,) in batch:
+                seen.add(ino)
                 yield ino
+        if not self.filters.empty:
+            return
+        if among is not None:
+            yield from sorted(set(among) - seen)
+            return
+        for (ino,) in self.db.execute("SELECT d.ino FROM dentries d WHERE d.parent = ? AND NOT EXISTS "
+                                      "(SELECT 1 FROM sessions s WHERE s.dir_ino = d.ino) ORDER BY d.rowid",
+                                      (self.sessions_ino,)).fetchall():
+            yield ino
+
+    def _rankable(self, clause: Clause) -> bool:
+        """Whether ranking ``clause`` by bm25 is cheap: every phrase in it has a word that is
+        not common. (A phrase of common words costs a pass over all of their rows for each
+        evaluation, and bm25 evaluates it twice; such phrases list newest first.)"""
+        if clause not in self.rankable:
+            self.rankable[clause] = all(
+                len(words := re.findall(r"\w+", atom.text)) < 2
+                or min(self._count_upto(Clause((Atom(w),)), RANK_CAP)[1] for w in words) <= RANK_CAP
+                for atom in clause.atoms)
+        return self.rankable[clause]
 
     # -- plans ----------------------------------------------------------------------------
     def run(self) -> list[tuple[int, float, int | None]]:
@@ -980,7 +1110,8 @@ class _Plan:
         if any(not counts[c][0] for c in positive):
             return []
         negative = [c for c in negative if counts[c][0]]
-        selective = sorted((c for c in positive if counts[c][0] <= RANK_CAP), key=lambda c: counts[c][0])
+        selective = sorted((c for c in positive if counts[c][1] <= RANK_CAP and self._rankable(c)),
+                           key=lambda c: counts[c][1])      # (_rankable is cached)
         if selective:
             return self._ranked_plan(selective, [c for c in positive if c not in selective], negative, counts)
         return self._recency_plan(sorted(positive, key=lambda c: counts[c][1]), negative, counts)
@@ -998,8 +1129,7 @@ class _Plan:
         if not self.filters.empty:
             keep = self._filtered(scored)
             scored = {s: v for s, v in scored.items() if s in keep}
-        if len(scored) > 4 * self.limit:        # many candidates to check: sets are cheaper than probes
-            self._use_sets(common + negative, counts)
+        self._use_sets(common + negative, counts, checks=len(scored))
         out = []
         for dir_ino, (score, rowid) in sorted(scored.items(), key=lambda kv: (kv[1][0], kv[0])):
             if self._passes(dir_ino, common + negative) is not None:
@@ -1013,8 +1143,10 @@ class _Plan:
         if self.limit > SCAN_BUDGET // 2:       # long listings: one pass over each clause beats many probes
             self.sets.update((c, self._session_rows(c)) for c in positive + negative if c not in self.sets)
         out = []
-        for visited, dir_ino in enumerate(self._newest_first(), 1):
-            if visited == SCAN_BUDGET:
+        known = [c for c in positive if c in self.sets]
+        among = min((self.sets[c] for c in known), key=len) if known else None
+        for visited, dir_ino in enumerate(self._newest_first(among), 1):
+            if visited == SCAN_BUDGET and among is None:
                 # Common terms that are rare together: evaluate every clause as a set.
                 self.sets.update((c, self._session_rows(c)) for c in positive + negative if c not in self.sets)
             first = self._passes(dir_ino, positive + negative)
@@ -1071,21 +1203,31 @@ def _fold(text: str) -> str:
 
 
 def _atom_pattern(atom: Atom) -> re.Pattern:
+    """Matches the atom in lower-cased text; it starts with a literal (fast to search), so the
+    word boundary on its left is checked by ``_first_hit``."""
     words = re.findall(r"\w+", _fold(atom.text))
     body = r"\W+".join(re.escape(w) for w in words)
-    return re.compile(r"(?<!\w)" + body + (r"\w*" if atom.prefix else r"(?!\w)"), re.IGNORECASE)
+    return re.compile(body + (r"\w*" if atom.prefix else r"(?!\w)"))
 
 
-def _first_hit(text: str, patterns: list[re.Pattern]) -> tuple[int, int] | None:
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _first_hit(text: str, patterns: list[re.Pattern], folded: bool = False) -> tuple[int, int] | None:
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = text.casefold() if len(text.casefold()) == len(text) else text
     best = None
     for pattern in patterns:
-        m = pattern.search(text)
-        if m and (best is None or m.start() < best[0]):
-            best = m.span()
-    if best is None and not text.isascii():
-        folded = _fold(text)        # accents: café matches cafe, as in the index
-        if len(folded) == len(text):
-            return _first_hit(folded, patterns)
+        for m in pattern.finditer(lowered, 0, best[0] if best else len(lowered)):
+            if m.start() == 0 or not _is_word(lowered[m.start() - 1]):
+                best = m.span()
+                break
+    if best is None and not folded and not text.isascii():
+        decomposed = _fold(text)        # accents: café matches cafe, as in the index
+        if len(decomposed) == len(text):
+            return _first_hit(decomposed, patterns, True)
     return best
 
 

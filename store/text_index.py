@@ -74,9 +74,10 @@ def extract(path: str, doc: object) -> list[Row]:
     return _clean(iter_text(path, doc))
 
 
-def iter_text(path: str, doc: object) -> Iterator[tuple[str, object]]:
+def iter_text(path: str, doc: object, *, joined: bool = False) -> Iterator[tuple[str, object]]:
     """The candidate rows of ``extract`` in document order, lazily, before cleaning (values may
-    be empty or not strings, and repeat); for callers that stop at the first hit."""
+    be empty or not strings, and repeat); for callers that stop at the first hit. ``joined``:
+    the lines of a list field (OCR text, key elements) come as one text, "\n"-separated."""
     if not indexed_path(path):
         return iter(())
     if path == METADATA_FILE:
@@ -86,7 +87,7 @@ def iter_text(path: str, doc: object) -> Iterator[tuple[str, object]]:
     if path == _TRANSCRIPTION_FILE:
         return iter([("transcription", doc)]) if isinstance(doc, str) else _walk(doc, "transcription")
     if path.startswith(_SCREENSHOTS.directory + "/"):
-        return _screenshots(doc)
+        return _screenshots(doc, joined)
     return _segments(doc)
 
 
@@ -132,15 +133,20 @@ def _records(doc: object, key: str) -> list[dict]:
     return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
 
 
-def _screenshots(doc: object) -> Iterator[tuple[str, object]]:
+def _screenshots(doc: object, joined: bool = False) -> Iterator[tuple[str, object]]:
     for record in _records(doc, _SCREENSHOTS.key):
         analysis = record.get("analysis")
         if not isinstance(analysis, dict):
             continue
         for name in _ANALYSIS_FIELDS:
             value = analysis.get(name)
-            for v in value if isinstance(value, list) else [value]:
-                yield f"screenshot.{name}", v
+            if not isinstance(value, list):
+                yield f"screenshot.{name}", value
+            elif joined:
+                yield f"screenshot.{name}", "\n".join(v for v in value if isinstance(v, str))
+            else:
+                for v in value:
+                    yield f"screenshot.{name}", v
 
 
 def _segments(doc: object) -> Iterator[tuple[str, object]]:

@@ -127,10 +127,17 @@ def users():
     try:
         for tag in ("a", "b"):
             name = f"sfsp{os.getpid() % 100000}{tag}"
+            subprocess.run(["userdel", name], capture_output=True)      # a leftover of a killed run
+            subprocess.run(["groupdel", name], capture_output=True)
             subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name],
                            check=True, capture_output=True)
             made.append(name)
-        yield [pwd.getpwnam(n) for n in made]
+        accounts = [pwd.getpwnam(n) for n in made]
+        probe = subprocess.run(["setpriv", f"--reuid={accounts[0].pw_uid}", f"--regid={accounts[0].pw_gid}",
+                                "--clear-groups", SNIPPET_PYTHON, "-c", "pass"], capture_output=True)
+        if probe.returncode != 0:
+            pytest.skip(f"{SNIPPET_PYTHON} cannot run as an unprivileged user here")
+        yield accounts
     finally:
         for name in made:
             subprocess.run(["userdel", name], capture_output=True)

@@ -86,7 +86,8 @@ def test_incremental_index_equals_a_rebuilt_one(filled, corpus):
     api.save_summary(sid[4], {"narrative": "Completely new narrative about quokkas."})
     api.save_transcription(sid[5], "rewritten transcript")
     meta = api.load_metadata(sid[6])
-    api.save_metadata({**meta, "name": "Rebadged ptarmigan", "tags": ["alpha", "beta"]}, expected_version=meta["version"])
+    api.save_metadata({**meta, "name": "Rebadged ptarmigan", "tags": ["alpha", "beta"]},
+                      expected_version=meta["version"])
     api.save_context_items(sid[7], None)
     # deletes
     api.delete_session(sid[8])
@@ -134,6 +135,7 @@ def test_incremental_index_equals_a_rebuilt_one(filled, corpus):
     assert not ids(search(store, "zebracorn OR quokka OR wombat", limit=None)) & {sid[8], sid[9], sid[14]}
     assert ids(search(store, "ptarmigan")) == ids(search(store, "", tags=["alpha", "beta"])) == {sid[6]}
 
+    assert search_mod.unindexed_files(store) == [f"sessions/{sid[10]}/summary.json"]
     incremental = index_dump(store)
     assert not [t for t in incremental if t[0] == "GARBAGE"]
     assert {t[0] for t in incremental} >= {"renamed-session", "made-by-hand"}
@@ -252,6 +254,7 @@ def damage_and_reopen(root, sql: str, caplog) -> Store:
     ("DROP TABLE search_fts;", "missing"),
     ("DELETE FROM search_docs WHERE rowid % 3 = 0;", "holding rows of old file versions"),
     ("UPDATE meta SET value = 'incomplete: x' WHERE key = 'search_state';", "incomplete"),
+    ("DELETE FROM search_fts_config;", "damaged: invalid fts5 file format"),
 ])
 def test_a_missing_or_damaged_index_is_rebuilt_at_open(tmp_path, corpus, caplog, sql, why):
     root = tmp_path / "s"

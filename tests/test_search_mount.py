@@ -87,8 +87,8 @@ def pick_words(files: dict[tuple[str, str], object], rnd: random.Random) -> list
     common = [w for w in words if per_session[w] > 10]
     outside = sorted(w for w in everywhere - set(per_session) if usable(w))
     assert rare and mid and common and outside
-    return (rnd.sample(rare, 14) + rnd.sample(mid, 8) + rnd.sample(common, 4) + rnd.sample(outside, min(4, len(outside)))
-            + ["backend", "Development"])
+    return (rnd.sample(rare, 14) + rnd.sample(mid, 8) + rnd.sample(common, 4)
+            + rnd.sample(outside, min(4, len(outside))) + ["backend", "Development"])
 
 
 def grep_sessions(mnt: Path, word: str) -> dict[str, set[str]]:

@@ -89,10 +89,10 @@ def ensure_tools(names: list[str], *, install: bool, log=print) -> dict[str, dic
         if how == "apt":
             fix = f"apt-get install {pkg}"
             why_not = "not installed" if install and is_root else ("not root: cannot apt-get" if install
-                                                                   else "installing disabled")
+                                                                   else "not installing: --quick or --no-install")
         else:
             fix = f"pip install {pkg}"
-            why_not = "pip install failed" if install else "installing disabled"
+            why_not = "pip install failed" if install else "not installing: --quick or --no-install"
         status[name] = {"ok": False, "how": f"missing ({why_not}); needed for {why}: {fix}"}
     return status
 
@@ -198,17 +198,19 @@ def legacy_list_names(sessions_dir: Path) -> tuple[float, int]:
 
 
 def legacy_load_rss(path: Path) -> dict:
-    """Peak RSS of a fresh Python process that loads one legacy session (json.loads), and of
-    one that does nothing (the interpreter): the "memory for one session" before."""
-    def peak(code: str) -> int:
-        proc = subprocess.Popen([sys.executable, "-c", code, str(path)])
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError("legacy load process failed")
-        return usage.ru_maxrss * 1024
-    loaded = peak("import json, sys; d = json.loads(open(sys.argv[1], 'rb').read())")
-    empty = peak("import json, sys")
-    return {"peak_rss": loaded, "interpreter_rss": empty, "session_rss": loaded - empty}
+    """Peak RSS (VmHWM, read by the process itself) of a fresh Python process that loads one legacy
+    session with json.loads, and of one that only starts: the "memory for one session" before."""
+    code = ("import json, sys\n"
+            "d = json.loads(open(sys.argv[1], 'rb').read()) if sys.argv[2] == '1' else None\n"
+            "print([l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1])")
+
+    def peak(load: bool) -> int:
+        r = subprocess.run([sys.executable, "-c", code, str(path), "1" if load else "0"], capture_output=True,
+                           text=True, check=True)
+        return int(r.stdout.strip()) * 1024
+    loaded, empty = peak(True), peak(False)
+    return {"peak_rss": loaded, "interpreter_rss": empty, "session_rss": loaded - empty,
+            "file_bytes": path.stat().st_size}
 
 
 # ---------------------------------------------------------------- search without an index

@@ -26,14 +26,12 @@ import multiprocessing
 import os
 import random
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import orjson
 
 GOAL_MS = 20.0
 
