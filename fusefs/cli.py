@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from store import recompress
 from store.engine import DEFAULT_CACHE_BYTES
 
 from . import daemon
@@ -32,6 +33,7 @@ def register(sub) -> None:
                    help="decoded-block cache bound (default 100M)")
     p.add_argument("--allow-other", action="store_true", help="let other users in (permission bits decide)")
     p.add_argument("--debug", action="store_true", help="log every FUSE request")
+    recompress.add_background_arguments(p)
     p.set_defaults(func=cmd_mount)
     u = sub.add_parser("umount", help="commit everything queued, unmount, wait for the daemon to exit")
     u.add_argument("mountpoint")
@@ -48,7 +50,7 @@ def cmd_mount(args) -> int:
 
     def run(ready=None):
         daemon.serve(args.store, args.mountpoint, cache_bytes=args.cache_size, allow_other=args.allow_other,
-                     debug=args.debug, ready=ready)
+                     debug=args.debug, ready=ready, store_options=recompress.background_kwargs(args))
 
     if args.foreground:
         run()

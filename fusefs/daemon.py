@@ -194,14 +194,17 @@ def preflight(store_path: str, mountpoint: str) -> None:
 
 
 def serve(store_path: str, mountpoint: str, *, cache_bytes: int, allow_other: bool = False,
-          debug: bool = False, ready=None) -> None:
+          debug: bool = False, ready=None, store_options: dict | None = None) -> None:
     """Open the store, mount and serve until unmounted or signalled; then commit and close.
+
+    ``store_options`` go to ``Store.open`` (background compression and gc settings).
 
     ``ready(error_or_None)`` reports startup."""
     mountpoint = os.path.abspath(mountpoint)
     try:
         check_mountpoint(mountpoint)
-        store = Store.open(store_path, cache_bytes=cache_bytes, owner={"mountpoint": mountpoint})
+        store = Store.open(store_path, cache_bytes=cache_bytes, owner={"mountpoint": mountpoint},
+                           **(store_options or {}))
     except (StoreError, OSError) as exc:
         if ready:
             ready(str(exc))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .errors import FormatError
+from .errors import FormatError, IntegrityError
 from .rewrite import Extent
 from .schema import FORMAT_VERSION, ROOT_INO, create_tables, read_format_version
 
@@ -213,12 +213,18 @@ class Catalog:
         return [Extent(*r) for r in rows]
 
     def locations(self, ino: int, start: int, end: int, max_chunk: int, db=None) -> list[ChunkLocation]:
-        """Chunks of ``ino`` overlapping [start, end), in file order."""
+        """Chunks of ``ino`` overlapping [start, end), in file order.
+
+        A reference to a chunk the catalog does not have is an IntegrityError, never zeros."""
         rows = self._db(db).execute(
-            "SELECT f.off, c.length, c.id, c.hash, c.block_id, c.block_off "
-            "FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+            "SELECT f.off, c.length, f.chunk_id, c.hash, c.block_id, c.block_off "
+            "FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
             "WHERE f.ino = ? AND f.off > ? AND f.off < ? ORDER BY f.off",
             (ino, start - max_chunk, end)).fetchall()
+        for r in rows:
+            if r[1] is None:
+                raise IntegrityError(f"file inode {ino} refers to chunk {r[2]} at offset {r[0]}, "
+                                     "which the catalog does not have")
         return [ChunkLocation(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows if r[0] + r[1] > start]
 
     def block(self, block_id: int, db=None) -> BlockRow | None:

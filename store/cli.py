@@ -289,6 +289,8 @@ def format_stats(path: str, s: dict) -> str:
                               f" waiting, {queue.get('failures', 0):,} failures"))
     else:
         rows.append(("queue", "none (store opened read-only)"))
+    from .recompress import format_maintenance
+    rows.extend(format_maintenance(s))
     width = max(len(k) for k, _ in rows)
     return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in rows)
 

@@ -334,4 +334,6 @@ def _item_bytes(item) -> int:
 def _errno_of(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
+    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 13:
+        return errno.ENOSPC     # SQLITE_FULL: the catalog's disk is full; tell the writer so
     return errno.EIO

@@ -156,13 +156,18 @@ def pending(db, cold_age: float | None) -> tuple[int, int]:
                       (cutoff,)).fetchone()
 
 
+_TEXT_BYTES = bytes([9, 10, 13, *range(32, 127)])
+
+
 def looks_like_text(raw: bytes) -> bool:
-    """JSON and other text (the dictionary is trained on and used for these only)."""
-    head = raw[:4096]
+    """JSON and other text (merged, and the dictionary is trained on and used for, these only).
+
+    In C (``bytes.translate``), not a Python loop: it runs beside foreground reads, and a
+    Python loop holds the GIL they need."""
+    head = bytes(raw[:4096])
     if not head:
         return False
-    printable = sum(1 for c in head if 32 <= c < 127 or c in (9, 10, 13))
-    return printable >= len(head) * 0.95
+    return len(head.translate(None, _TEXT_BYTES)) <= len(head) * 0.05
 
 
 # -- preparing (any thread) ---------------------------------------------------------------------

@@ -42,8 +42,9 @@ def ratios_plot(res: dict, out: Path) -> str | None:
         if not m or "sessionfs" not in m["median"]:
             continue
         med = m["median"]
+        paired = m.get("ratio") or {}
         rows.append((short.replace("{n}", f"{n:,}").replace("big attachment", f"{res['config']['big_mb']} MB"),
-                     {b: med["sessionfs"] / med[b] for b in ("ext4", "memfs", "legacy") if med.get(b)}))
+                     {b: paired.get(b, med["sessionfs"] / med[b]) for b in ("ext4", "memfs", "legacy") if med.get(b)}))
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.2))

@@ -30,7 +30,7 @@ ORDER = [
     ("write_durable", "write a session, until durable"),
     ("close_p50", "close() of 1 MB, p50"),
     ("close_p99", "close() of 1 MB, p99"),
-    ("close_idle_p50", "close() of 1 MB, worker idle, p50"),
+    ("close_idle_p50", "close() of 1 MB, queue drained first, p50"),
     ("close_ro_p50", "close() of a read-only handle, p50"),
     ("mount_start", "mount start"),
 ]
@@ -99,11 +99,12 @@ def ratios(res: dict) -> list[dict]:
     out = []
     n = res.get("corpus", {}).get("mount_store_sessions")
 
-    def add(key, label, kind, baseline, s_val, b_val, unit):
+    def add(key, label, kind, baseline, s_val, b_val, unit, ratio=None):
         if s_val is None or not b_val:
             return
         out.append({"id": f"{key}:{baseline}", "metric": key, "label": label, "kind": kind, "baseline": baseline,
-                    "sessionfs": s_val, "baseline_value": b_val, "unit": unit, "ratio": s_val / b_val})
+                    "sessionfs": s_val, "baseline_value": b_val, "unit": unit,
+                    "ratio": ratio if ratio is not None else s_val / b_val})
 
     for key, short in ORDER:
         m = res.get("metrics", {}).get(key)
@@ -113,7 +114,7 @@ def ratios(res: dict) -> list[dict]:
         for base in (*CEILINGS, BEFORE):
             if base in m["median"]:
                 add(key, label, "speed" if base != BEFORE else "before", base, m["median"]["sessionfs"],
-                    m["median"][base], "s")
+                    m["median"][base], "s", (m.get("ratio") or {}).get(base))
     storage = res.get("storage", {})
     name, final = store_final(res)
     if final:
@@ -144,9 +145,11 @@ def ratios(res: dict) -> list[dict]:
         c = p["sessions"]
         for kind in ("cold", "warm"):
             lst = p["list"].get(f"list_{kind}", {})
+            paired = (p.get("list_ratio") or {}).get(f"list_{kind}", {})
             for base in ("ext4", "memfs", "legacy (extrapolated)"):
                 add(f"list_{kind}_{c}", f"metadata.json x {c:,}, {'fresh mount (cold)' if kind == 'cold' else 'warm'}",
-                    "before" if base.startswith("legacy") else "speed", base, lst.get("sessionfs"), lst.get(base), "s")
+                    "before" if base.startswith("legacy") else "speed", base, lst.get("sessionfs"), lst.get(base), "s",
+                    paired.get(base))
         s = p.get("search") or {}
         if s.get("grep_ms"):
             add("search_p50", f"search p50, {c:,} sessions", "speed", "grep -r (no index)", s["p50_ms"] / 1000,
@@ -188,15 +191,23 @@ def limits(res: dict, r: dict) -> str:
     cores = res.get("machine", {}).get("cores")
     ro = {s_: med("close_ro_p50", s_) for s_ in ("sessionfs", "memfs", "ext4")}
     text = ""
+    micro = res.get("micro") or {}
     if fam == "close":
-        idle = med("close_idle_p50", "sessionfs")
-        text = (f"close() after writing waits for the FUSE FLUSH round trip (closing a read-only handle costs "
-                f"{fmt_time(ro['sessionfs'])} on sessionfs, {fmt_time(ro['memfs'])} on memfs, "
-                f"{fmt_time(ro['ext4'])} on ext4) plus the seal: a hop to a worker thread that writes and "
-                f"renames the staged file's marker (a create, a write and a rename on ext4) and queues it"
-                + (f"; with the persistence worker idle that is {fmt_time(idle)} (p50), so the rest is waiting "
-                   f"for the CPU, the GIL and the file system while the worker chunks, hashes, compresses and "
-                   f"fsyncs the previous files on the same {cores} cores" if idle else ""))
+        idle, busy = med("close_idle_p50", "sessionfs"), med("close_p50", "sessionfs")
+        text = (f"close() after writing waits for the FUSE FLUSH round trip (closing a read-only handle, which "
+                f"needs no thread: {fmt_time(ro['sessionfs'])} on sessionfs, {fmt_time(ro['memfs'])} on memfs, "
+                f"{fmt_time(ro['ext4'])} on ext4) plus the seal: a hop to a trio worker thread and back "
+                f"({fmt_time(micro.get('thread_hop_p50'))} p50, {fmt_time(micro.get('thread_hop_p99'))} p99 "
+                f"measured alone here) that creates, writes and renames the staged file's marker on ext4 "
+                f"({fmt_time(micro.get('marker_p50'))} p50, {fmt_time(micro.get('marker_p99'))} p99 done "
+                f"directly) and queues the file")
+        if idle and busy:
+            text += (f"; with the queue drained before each file close() takes {fmt_time(idle)} (p50) against "
+                     f"{fmt_time(busy)} back to back, so " +
+                     ("the persistence worker running beside it is not what close() waits for; the rest is "
+                      "scheduling: the daemon's event loop and worker thread getting a core on a loaded machine "
+                      "(slower still when they were asleep, as in the drained case)" if idle >= 0.8 * busy else
+                      "part of it is the persistence worker competing for the cores and the GIL"))
     elif fam == "write":
         text = ("every write() becomes FUSE WRITE requests (no kernel write-back cache) handled in a worker "
                 "thread that appends to a staging file; each close() adds the seal above; the persistence worker "
@@ -208,14 +219,20 @@ def limits(res: dict, r: dict) -> str:
         floor = (f"memfs, which only answers from dicts, is already {fmt_ratio(mem / ext)} of ext4, so FUSE "
                  f"round trips and Python dispatch are that much; sessionfs is {fmt_ratio(sfs / mem)} of memfs"
                  if mem and ext and sfs else "")
-        per = {"meta": "each file is a LOOKUP, OPEN, READ and FLUSH through FUSE, and for each sessionfs "
-                       "runs SQLite lookups (inode, chunk list) in a worker thread, then a pack read, zstd "
-                       "decode and SHA-256 check of the block when cold",
-               "big": "each 128 KiB READ is a FUSE round trip; cold, every chunk is read from its pack, "
-                      "zstd-decoded and SHA-256-verified in Python threads; warm, the kernel page cache "
-                      "(keep_cache) serves it",
-               }.get(fam, "many small files: the per-file FUSE round trips dominate, and cold every block is "
-                          "read from its pack, zstd-decoded and SHA-256-verified")
+        warm = r["metric"].endswith("_warm")
+        if fam == "big":
+            per = ("warm, the reads are served from the kernel page cache when it was kept (keep_cache); what "
+                   "is not goes to the daemon as READ requests" if warm else
+                   "every READ request is a round trip and a worker-thread hop, and every chunk is read from its "
+                   "pack, zstd-decoded and SHA-256-verified in Python threads")
+        elif warm:
+            per = ("warm, the kernel keeps names, attributes (60 s) and pages (keep_cache), but every open() "
+                   "still costs an OPEN round trip in which sessionfs reads the inode from SQLite in a worker "
+                   "thread (memfs answers from a dict), and close() a FLUSH")
+        else:
+            per = ("each file costs LOOKUP, OPEN, READ and FLUSH round trips; sessionfs hops to a worker thread "
+                   "for the SQLite lookups (entry, inode, chunk list) and, cold, reads the block from its pack, "
+                   "zstd-decodes it and checks its SHA-256")
         text = "; ".join(t for t in (per, floor) if t)
     elif fam in ("ingest", "large_ingest"):
         text = ("sessionfs ingests through the mount (every byte a FUSE WRITE, then CDC, SHA-256, zstd and a "
@@ -253,7 +270,8 @@ def ratio_table(res: dict) -> str:
         label = short.replace("{n}", f"{n:,}") if n else short
         if key.startswith("big"):
             label = label.replace("big attachment", f"{res['config']['big_mb']} MB attachment")
-        r = lambda b: fmt_ratio(s / med[b]) if med.get(b) else "-"  # noqa: E731
+        paired = m.get("ratio") or {}
+        r = lambda b: fmt_ratio(paired.get(b, s / med[b] if med.get(b) else None)) if med.get(b) else "-"  # noqa: E731
         rows.append([label, fmt_value(s, "s", m.get("mb")), fmt_value(med.get("ext4"), "s", m.get("mb")),
                      fmt_value(med.get("memfs"), "s", m.get("mb")), fmt_value(med.get("legacy"), "s"),
                      r("ext4"), r("memfs"), r("legacy")])
@@ -300,6 +318,12 @@ def _machine(res: dict) -> str:
             ["work directory on", m.get("work_filesystem") or "-"],
             ["load average (1/5/15 min)", f"{_la(m.get('load_average_start'))} at the start, "
                                           f"{_la(m.get('load_average_end'))} at the end"]]
+    ls = m.get("load_samples")
+    if ls:
+        srt = sorted(ls)
+        rows.append(["1-min load average during the run", f"min {srt[0]:.1f}, median {srt[len(srt) // 2]:.1f}, "
+                                                           f"max {srt[-1]:.1f} ({len(ls)} samples; other "
+                                                           f"engineers' jobs share the {m['cores']} cores)"])
     return _table(["", ""], [[f"**{a}**", b] for a, b in rows], "ll")
 
 
@@ -487,8 +511,10 @@ def markdown(res: dict, plots: dict | None = None) -> str:
             f"Generated by `python -m contrib.bench{quick} --out bench/` on {res.get('finished', '?')} in "
             f"{res.get('seconds', 0) / 60:.1f} minutes. Every figure is the median of repeated runs "
             f"({cfg['repeats']} for the mount, {cfg['scale_repeats']} for growth, {cfg['storage_repeats']} for "
-            "storage ingest) and each ratio is sessionfs / baseline, measured in the same run on the same corpus "
-            "(lower is better; 2.00x = twice the time or space). Baselines: **ext4** = the same chunked files "
+            "storage ingest) and each ratio is sessionfs / baseline on the same corpus, lower is better (2.00x = "
+            "twice the time or space); for timings it is the median over repeats of the ratio within a repeat, "
+            "where sessionfs and its baselines run back to back, so that load from other jobs on the machine "
+            "(see the load average below) hits both sides alike. Baselines: **ext4** = the same chunked files "
             "in a plain directory (speed ceiling); **memfs** = the same bytes served from Python dicts by a "
             "minimal pyfuse3 filesystem with the same trio setup (`contrib/bench/memfs.py`: the Python FUSE "
             "ceiling); **legacy** = the monolithic session JSON on ext4 (the \"before\").", ""]

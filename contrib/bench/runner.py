@@ -576,6 +576,38 @@ def close_drained_latencies(root: Path, n: int, pool: bytes, drain) -> list[floa
     return out
 
 
+def marker_latencies(root: Path, n: int = 200) -> list[float]:
+    """What a seal does on the file system, done on ext4 directly: create, write ~200 bytes, rename."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    body = b"x" * 200
+    for i in range(n):
+        t = time.perf_counter()
+        tmp = root / f"{i:016d}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, root / f"{i:016d}.sealed")
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def thread_hop_latencies(n: int = 300) -> list[float]:
+    """Round trips of ``trio.to_thread.run_sync`` (event loop -> worker thread -> event loop), as the
+    daemon makes for every request that touches the store."""
+    import trio
+
+    async def main():
+        out = []
+        await trio.to_thread.run_sync(lambda: None)
+        for _ in range(n):
+            t = time.perf_counter()
+            await trio.to_thread.run_sync(lambda: None)
+            out.append(time.perf_counter() - t)
+            await trio.sleep(0.002)     # like requests that arrive apart: the worker goes idle between them
+        return out
+    return trio.run(main)
+
+
 def close_ro_latencies(root: Path, limit: int = 200) -> list[float]:
     """close() of read-only handles (open, read 1 byte, close): the FLUSH round trip with no data to commit."""
     out = []
@@ -655,6 +687,7 @@ class Bench:
     def section(self, name: str):
         t = time.perf_counter()
         self.log(f"== {name}")
+        self.sample_load()
         try:
             yield
         except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
@@ -667,12 +700,21 @@ class Bench:
             self.mounts.clear()
             self.results["sections"][name] = round(time.perf_counter() - t, 1)
 
+    def sample_load(self) -> None:
+        """The 1-minute load average now (other jobs on the machine), kept for the report."""
+        self.results["machine"].setdefault("load_samples", []).append(round(os.getloadavg()[0], 2))
+
     def drop(self) -> None:
         self.dropped &= bool(self.f["drop_caches"]())
 
     def metric(self, key: str, label: str, unit: str, samples: dict[str, list[float]], **extra) -> dict:
+        """Medians per system, and the paired ratios: the median over repeats of sessionfs / baseline
+        measured in the same repeat (robust to load from other jobs drifting between repeats)."""
+        own = samples.get("sessionfs") or []
+        paired = {b: med([x / y for x, y in zip(own, v) if y]) for b, v in samples.items()
+                  if b != "sessionfs" and v and own}
         m = {"label": label, "unit": unit, "samples": {k: [round(x, 6) for x in v] for k, v in samples.items() if v},
-             "median": {k: med(v) for k, v in samples.items() if v}, **extra}
+             "median": {k: med(v) for k, v in samples.items() if v}, "ratio": paired, **extra}
         self.results["metrics"][key] = m
         return m
 
@@ -840,40 +882,37 @@ class Bench:
         def rec(key: str, system: str, value: float) -> None:
             S.setdefault(key, {}).setdefault(system, []).append(value)
 
-        def reads(system: str, root: Path) -> None:
-            sess = root / "sessions"
-            rec("meta_cold", system, f["read_metadata"](sess, ids))
-            rec("session_json_cold", system, load_session_json(sess / full0))
-            rec("session_tree_cold", system, f["read_tree"](sess / full1))
-            rec("big_cold", system, f["read_big"](root / self.big_rel))
-            rec("meta_warm", system, f["read_metadata"](sess, ids))
-            rec("session_json_warm", system, load_session_json(sess / full0))
-            rec("session_tree_warm", system, f["read_tree"](sess / full1))
-            rec("big_warm", system, f["read_big"](root / self.big_rel))
-            rec("close_ro_p50", system, f["pct"](close_ro_latencies(sess / full1), 0.5))
-
+        roots = {"sessionfs": mnt, "memfs": memmnt, "ext4": self.plain}
+        ops = {   # run back to back on every system: a load spike from other jobs hits all of them alike
+            "meta": lambda root: f["read_metadata"](root / "sessions", ids),
+            "session_json": lambda root: load_session_json(root / "sessions" / full0),
+            "session_tree": lambda root: f["read_tree"](root / "sessions" / full1),
+            "big": lambda root: f["read_big"](root / self.big_rel),
+        }
+        systems = list(roots)
         m.start()
         for r in range(cfg.repeats):
             self.log(f"mount reads {r + 1}/{cfg.repeats}")
             rec("mount_start", "sessionfs", m.restart())
-            self.drop()
-            reads("sessionfs", mnt)
             t = time.perf_counter()
             mem.restart()
             rec("mount_start", "memfs", time.perf_counter() - t)
-            self.drop()
-            reads("memfs", memmnt)
-            self.drop()
-            reads("ext4", self.plain)
-            if r < max(1, min(cfg.repeats, 3)):
-                self.drop()
+            self.drop()                                   # one drop: every system's files are cold
+            order = systems[r % 3:] + systems[:r % 3]     # rotate who goes first
+            for kind in ("cold", "warm"):
+                for op, fn in ops.items():
+                    for system in order:
+                        rec(f"{op}_{kind}", system, fn(roots[system]))
+            for system in order:
+                rec("close_ro_p50", system, f["pct"](close_ro_latencies(roots[system] / "sessions" / full1), 0.5))
+            if r < max(1, min(cfg.repeats, 3)):           # legacy files: not read since the drop, still cold
                 rec("session_json_cold", "legacy", peers.legacy_load(legacy0))
                 rec("session_json_warm", "legacy", peers.legacy_load(legacy0))
-                self.drop()
                 secs, n = peers.legacy_list_names(self.legacy_list_dir)
                 rec("legacy_list_cold", "legacy", secs / n)
                 secs, n = peers.legacy_list_names(self.legacy_list_dir)
                 rec("legacy_list_warm", "legacy", secs / n)
+            self.sample_load()
         mem.stop()
         self.results["rss"]["daemon_after_reads"] = rss_of(m.pid)
 
@@ -915,6 +954,10 @@ class Bench:
             lat = close_drained_latencies(d, n_drained, pool, lambda: _fsync_path(d))
             rec("close_idle_p50", "ext4", f["pct"](lat, 0.5))
         self.results["rss"]["daemon_after_writes"] = rss_of(m.pid)
+        pct = f["pct"]
+        mk, hop = marker_latencies(self.work / "markers"), thread_hop_latencies()
+        self.results["micro"] = {"marker_p50": pct(mk, 0.5), "marker_p99": pct(mk, 0.99),
+                                 "thread_hop_p50": pct(hop, 0.5), "thread_hop_p99": pct(hop, 0.99)}
         if cfg.profile and peers.tool_path("py-spy"):
             self._profile(m, full0, full1)
         elif cfg.profile:
@@ -937,7 +980,7 @@ class Bench:
             "write_durable": (f"write one session, {write_mb:.1f} MB, until durable (fsync)", write_mb),
             "close_p50": ("close() of a 1 MB file, p50", None),
             "close_p99": ("close() of a 1 MB file, p99", None),
-            "close_idle_p50": ("close() of a 1 MB file, persistence worker idle, p50", None),
+            "close_idle_p50": ("close() of a 1 MB file written after the queue drained (fsync first), p50", None),
             "close_ro_p50": ("close() of a read-only handle, p50 (the FUSE FLUSH round trip)", None),
             "mount_start": ("mount start (until it answers; memfs loads every byte first)", None),
         }
@@ -1090,6 +1133,7 @@ class Bench:
                               f"(load average {os.getloadavg()[0]:.1f}); `--sessions {count}` measures it anyway")
                     break
             self.log(f"scaling: {count:,} sessions")
+            self.sample_load()
             t_gen = time.perf_counter()
             with _pool() as pool, Store.open(store) as st:
                 todo = range(len(ids), count)
@@ -1115,26 +1159,28 @@ class Bench:
             m = SessionMount(store, mnt)
             mem = MemFS(plain, memmnt)
             self.mounts += [m, mem]
+            roots = {"sessionfs": m.mnt, "memfs": memmnt, "ext4": plain}
+            systems = list(roots)
             for r in range(cfg.scale_repeats):
                 m.start()
-                self.drop()
-                S.setdefault("list_cold", {}).setdefault("sessionfs", []).append(f["read_metadata"](m.sessions, idset))
-                S.setdefault("list_warm", {}).setdefault("sessionfs", []).append(f["read_metadata"](m.sessions, idset))
-                pt["daemon_rss_after_list"] = rss_of(m.pid)
-                m.stop()
                 mem.start()
                 self.drop()
-                S["list_cold"].setdefault("memfs", []).append(f["read_metadata"](memmnt / "sessions", idset))
-                S["list_warm"].setdefault("memfs", []).append(f["read_metadata"](memmnt / "sessions", idset))
+                order = systems[r % 3:] + systems[:r % 3]
+                for kind in ("cold", "warm"):
+                    for system in order:
+                        S.setdefault(f"list_{kind}", {}).setdefault(system, []).append(
+                            f["read_metadata"](roots[system] / "sessions", idset))
+                pt["daemon_rss_after_list"] = rss_of(m.pid)
+                m.stop()
                 mem.stop()
-                self.drop()
-                S["list_cold"].setdefault("ext4", []).append(f["read_metadata"](plain / "sessions", idset))
-                S["list_warm"].setdefault("ext4", []).append(f["read_metadata"](plain / "sessions", idset))
             self.mounts.clear()
             for kind in ("cold", "warm"):
                 if per_file.get(kind):
                     S[f"list_{kind}"]["legacy (extrapolated)"] = [per_file[kind] * count]
             pt["list"] = {k: {s: med(v) for s, v in d.items()} for k, d in S.items()}
+            pt["list_ratio"] = {k: {b: (med([x / y for x, y in zip(d["sessionfs"], v) if y]) if len(v) > 1
+                                        else med(d["sessionfs"]) / v[0]) for b, v in d.items() if b != "sessionfs"}
+                                for k, d in S.items()}
             pt["list_samples"] = S
             pt["search"] = self._search(store, plain)
             points.append(pt)
