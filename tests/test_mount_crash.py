@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from checks import assert_catalog_consistent
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
 from fusefs.daemon import mounted_here
 from store import Store
@@ -211,18 +212,8 @@ def check_store(path: Path, expected: dict[str, bytes]) -> None:
     """Reference counts agree, every file reads in full (hash-verified), and equals what the mount showed."""
     with Store.open(path) as store:
         assert os.listdir(store.root / "staging") == []
+        assert_catalog_consistent(store)
         db = store.catalog.reader()
-        total, rows = db.execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
-                                 "FROM chunks").fetchone()
-        assert total == rows, f"sum(refcount) {total} != file_chunks rows {rows}"
-        wrong = db.execute("SELECT c.id, c.refcount, count(f.chunk_id) FROM chunks c "
-                           "LEFT JOIN file_chunks f ON f.chunk_id = c.id GROUP BY c.id "
-                           "HAVING c.refcount != count(f.chunk_id)").fetchall()
-        assert wrong == [], f"chunks whose refcount is not their number of references: {wrong[:10]}"
-        dangling = db.execute("SELECT count(*) FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
-                              "WHERE c.id IS NULL").fetchone()[0]
-        assert dangling == 0
-        assert db.execute("SELECT count(*) FROM inodes WHERE nlink = 0").fetchone()[0] == 0
         for ino, size in db.execute("SELECT id, size FROM inodes WHERE mode & 61440 = 32768").fetchall():
             assert len(store.read(ino, 0, size)) == size          # IntegrityError on a bad chunk
         for name, data in expected.items():

@@ -22,6 +22,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from checks import assert_catalog_consistent
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
 from fusefs.daemon import mounted_here
 from store import Store
@@ -82,17 +83,6 @@ def tree_state(root: Path, *, mtime_div: int = 1) -> dict[str, tuple]:
 def sha256sums(root: Path) -> str:
     """``sha256sum`` of every file below ``root``, relative names, sorted."""
     return shell("find . -type f -print0 | sort -z | xargs -0 sha256sum", cwd=root)
-
-
-def check_refcounts(store: Store) -> None:
-    db = store.catalog.reader()
-    total, rows = db.execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
-                             "FROM chunks").fetchone()
-    assert total == rows, f"sum(refcount) {total} != file_chunks rows {rows}"
-    wrong = db.execute("SELECT c.id, c.refcount, count(f.chunk_id) FROM chunks c "
-                       "LEFT JOIN file_chunks f ON f.chunk_id = c.id GROUP BY c.id "
-                       "HAVING c.refcount != count(f.chunk_id)").fetchall()
-    assert wrong == [], f"chunks whose refcount is not their number of references: {wrong[:10]}"
 
 
 def chunks_under(store: Store, path: str) -> set[int]:
@@ -233,7 +223,7 @@ def test_mv_and_rm_r_follow_in_the_sessions_table_and_references(mount: Mount, s
     mount.umount()
 
     with Store.open(mount.store) as store:
-        check_refcounts(store)
+        assert_catalog_consistent(store)
         db = store.catalog.reader()
         marks = ",".join("?" * len(unique))
         counts = db.execute(f"SELECT refcount FROM chunks WHERE id IN ({marks})", sorted(unique)).fetchall()
@@ -287,7 +277,7 @@ def test_umount_waits_for_the_daemon_and_a_second_mount_is_refused(mount: Mount,
     with Store.open(mount.store) as store:       # the write lock is free
         assert store.read_path("sessions/s1/a.bin") == payload
         assert os.listdir(store.root / "staging") == []
-        check_refcounts(store)
+        assert_catalog_consistent(store)
     # umount of something that is not mounted: a clear error
     r = sessionfs("umount", str(mount.path), check=False)
     assert r.returncode == 1 and r.stderr.startswith("sessionfs: ") and "not a sessionfs mount" in r.stderr

@@ -40,6 +40,7 @@ from store.engine import Store as EngineStore
 from store.packs import PackFiles
 from store.persist import Persister
 from store.overlay import Overlay
+from checks import assert_catalog_consistent
 
 WORDS = ("session editor terminal focus python function review commit branch window screenshot "
          "analysis user opened file error test passed failed debugging refactor meeting notes "
@@ -220,25 +221,8 @@ def read_report(path: Path) -> list[dict]:
 
 
 def check_consistency(store: Store) -> None:
+    assert_catalog_consistent(store)
     db = store.catalog.reader()
-    total, rows = db.execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
-                             "FROM chunks").fetchone()
-    assert total == rows, f"sum(refcount) {total} != file_chunks rows {rows}"
-    wrong = db.execute("SELECT c.id, c.refcount, count(f.chunk_id) FROM chunks c "
-                       "LEFT JOIN file_chunks f ON f.chunk_id = c.id GROUP BY c.id "
-                       "HAVING c.refcount != count(f.chunk_id)").fetchall()
-    assert wrong == [], f"chunks whose refcount is not their row count: {wrong[:10]}"
-    dangling = db.execute("SELECT f.ino, f.off FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
-                          "WHERE c.id IS NULL").fetchall()
-    assert dangling == [], f"file_chunks rows naming missing chunks: {dangling[:10]}"
-    no_file = db.execute("SELECT DISTINCT f.ino FROM file_chunks f LEFT JOIN inodes i ON i.id = f.ino "
-                         "WHERE i.id IS NULL").fetchall()
-    assert no_file == []
-    orphans = db.execute("SELECT d.parent, d.name FROM dentries d LEFT JOIN inodes i ON i.id = d.ino "
-                         "WHERE i.id IS NULL").fetchall()
-    assert orphans == []
-    unlinked = db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall()
-    assert unlinked == [], f"inodes without a name survived the open: {unlinked}"
     # every chunk a file uses: its block and pack exist and its bytes hash right (read directly)
     blocks = db.execute(
         "SELECT DISTINCT b.id, b.pack_id, b.offset, b.length, b.raw_length, p.size FROM file_chunks f "

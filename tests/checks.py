@@ -1,0 +1,33 @@
+"""Catalog consistency checks shared by the store, crash and mount tests.
+
+An oracle written independently of ``store.verify``: plain SQL over the
+tables whose invariants ``store.schema.create_tables`` documents.
+"""
+
+from __future__ import annotations
+
+from store import Store
+
+
+def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> None:
+    """Reference counts equal references; no reference, entry or chunk points at nothing."""
+    db = store.catalog.reader()
+    total, rows = db.execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
+                             "FROM chunks").fetchone()
+    assert total == rows, f"sum(refcount) {total} != file_chunks rows {rows}"
+    wrong = db.execute("SELECT c.id, c.refcount, count(f.chunk_id) FROM chunks c "
+                       "LEFT JOIN file_chunks f ON f.chunk_id = c.id GROUP BY c.id "
+                       "HAVING c.refcount != count(f.chunk_id)").fetchall()
+    assert wrong == [], f"chunks whose refcount is not their number of references: {wrong[:10]}"
+    dangling = db.execute("SELECT f.ino, f.off FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
+                          "WHERE c.id IS NULL").fetchall()
+    assert dangling == [], f"file_chunks rows naming missing chunks: {dangling[:10]}"
+    no_file = db.execute("SELECT DISTINCT f.ino FROM file_chunks f LEFT JOIN inodes i ON i.id = f.ino "
+                         "WHERE i.id IS NULL").fetchall()
+    assert no_file == [], f"file_chunks rows of missing inodes: {no_file[:10]}"
+    orphans = db.execute("SELECT d.parent, d.name FROM dentries d LEFT JOIN inodes i ON i.id = d.ino "
+                         "WHERE i.id IS NULL").fetchall()
+    assert orphans == [], f"directory entries naming missing inodes: {orphans[:10]}"
+    if not allow_unlinked:
+        unlinked = db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall()
+        assert unlinked == [], f"inodes without a name survived: {unlinked[:10]}"
