@@ -60,8 +60,8 @@ def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def mounted_here(mountpoint: str) -> str | None:
-    """The filesystem type mounted at ``mountpoint`` (the topmost), or None."""
+def _mount_entry(mountpoint: str) -> tuple[str, str] | None:
+    """(filesystem type, source) of the topmost mount at ``mountpoint``, or None."""
     target = os.path.realpath(mountpoint)
     found = None
     try:
@@ -69,10 +69,17 @@ def mounted_here(mountpoint: str) -> str | None:
             for line in f:
                 fields = line.split()
                 if _unescape(fields[4]) == target:
-                    found = fields[fields.index("-") + 1]
-    except OSError:
+                    sep = fields.index("-")
+                    found = (fields[sep + 1], _unescape(fields[sep + 2]))
+    except (OSError, IndexError, ValueError):
         return None
     return found
+
+
+def mounted_here(mountpoint: str) -> str | None:
+    """The filesystem type mounted at ``mountpoint`` (the topmost), or None."""
+    entry = _mount_entry(mountpoint)
+    return entry[0] if entry else None
 
 
 def lazy_unmount(mountpoint: str) -> None:
@@ -335,17 +342,8 @@ def _log_to(stream) -> None:
 
 def _mount_source(mountpoint: str) -> str | None:
     """The source field of the topmost mount at ``mountpoint`` ("sessionfs:<store>" for ours)."""
-    target = os.path.realpath(mountpoint)
-    found = None
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if _unescape(fields[4]) == target:
-                    found = _unescape(fields[fields.index("-") + 2])
-    except (OSError, IndexError, ValueError):
-        return None
-    return found
+    entry = _mount_entry(mountpoint)
+    return entry[1] if entry else None
 
 
 def daemon_pid(mountpoint: str) -> int | None:
