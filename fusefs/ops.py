@@ -1,7 +1,7 @@
 """pyfuse3 operations: each handler translates one request into store calls.
 
 Thin by design: every catalog, hashing or disk operation runs in a worker
-thread (``trio.to_thread.run_sync``) so the event loop never blocks, and
+thread (``threads.run``) so the event loop never blocks, and
 ``_handler`` turns every failure into a ``FUSEError`` (anything else would
 kill the mount): store errors keep their errno, integrity errors are EIO, and
 an unexpected exception is logged with its traceback and answered with EIO.
@@ -25,7 +25,6 @@ from typing import Callable
 
 import orjson
 import pyfuse3
-import trio
 
 from store import Store
 from store.catalog import InodeRow
@@ -34,6 +33,7 @@ from store.namespace import NAME_MAX
 from store.schema import ROOT_INO
 
 from .search_views import SearchViews
+from .threads import run as _run
 from .views import VirtualNode, Views
 
 log = logging.getLogger("sessionfs.fuse")
@@ -82,8 +82,6 @@ def _handler(fn):
     return wrapper
 
 
-async def _run(fn: Callable, *args, **kwargs):
-    return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
 
 @dataclass

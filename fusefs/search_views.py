@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pyfuse3
-import trio
 
 from store import search as search_api
 from store.errors import BadInputError, FsError, StoreError
 
 from .views import VIEW_BASE, VirtualNode, Views
+from .threads import run as _run
 
 log = logging.getLogger("sessionfs.fuse.views")
 
@@ -72,8 +72,6 @@ def _valid_name(name: bytes) -> bool:
     return bool(name) and name not in (b".", b"..") and b"/" not in name and b"\0" not in name and len(name) <= 255
 
 
-async def _run(fn, *args):
-    return await trio.to_thread.run_sync(functools.partial(fn, *args))
 
 
 class SearchViews:

@@ -41,10 +41,10 @@ from .dictionaries import Dictionaries
 from .errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
 from .ingest import BatchBuilder, Counters
 from .intervals import split_by
-from .overlay import MARKER_SUFFIX, DATA_SUFFIX, Overlay, boot_id
+from .overlay import MARKER_SUFFIX, Overlay, boot_id
 from .packs import PackFiles
-from .persist import Barrier, PathGroup, Persister
-from .rewrite import Extent, plan_commit
+from .persist import PathGroup, Persister
+from .rewrite import plan_commit
 from .schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
 from .search import TextIndex
 
@@ -161,6 +161,12 @@ class Store:
         self.root = root
         self.readonly = readonly
         self.compress_level = compress_level
+        for sub in ("packs", "staging"):
+            # Symlinks inside the store are never followed: written through, staged data or
+            # pack trims would land outside the store directory.
+            if (root / sub).is_symlink():
+                raise FormatError(f"{root / sub} is a symbolic link; a store's {sub}/ must be a real "
+                                  f"directory inside it (refusing to follow it)")
         self._lock_fd = None if readonly else self._take_lock(owner)
         try:
             self.catalog = Catalog(root / "catalog.db", readonly=readonly)
@@ -265,6 +271,11 @@ class Store:
         reader = self.catalog.reader()
         known = {pid: size for pid, size in reader.execute("SELECT id, size FROM packs")}
         for pack_id in self.packs.list_ids():
+            if self._pack_is_symlink(pack_id):
+                # Never follow it: trimming it would truncate whatever file it points at.
+                log.error("pack %08d is a symbolic link; not following it (reads of its blocks fail)",
+                          pack_id)
+                continue
             if pack_id not in known:
                 log.warning("removing pack %08d: written by a batch that never committed", pack_id)
                 self.packs.delete(pack_id)
@@ -272,7 +283,7 @@ class Store:
                 log.info("truncating pack %08d to its committed size %d", pack_id, known[pack_id])
                 self.packs.truncate(pack_id, known[pack_id])
         row = reader.execute("SELECT id, size FROM packs WHERE sealed = 0 ORDER BY id DESC LIMIT 1").fetchone()
-        if row and self.packs.file_size(row[0]) is not None:
+        if row and not self._pack_is_symlink(row[0]) and self.packs.file_size(row[0]) is not None:
             self.packs.resume(row[0], row[1])
         with self.catalog.write() as db:
             ensure_maintenance_tables(db)
@@ -282,6 +293,10 @@ class Store:
         self._ids = self._load_counters()
         self._seq = max(int(self.catalog.meta("last_seq") or 0), self._max_staged_seq())
         self._replay_staged()
+
+    def _pack_is_symlink(self, pack_id: int) -> bool:
+        path = getattr(self.packs, "path", None)      # file backends only
+        return path is not None and os.path.islink(path(pack_id))
 
     def _load_counters(self) -> Counters:
         r = self.catalog.reader()
@@ -917,7 +932,11 @@ class Store:
     def _undo_appends(self, before: tuple[int | None, int], new_packs: list[int]) -> None:
         """Cut away what a failed batch appended to packs (the catalog never saw it)."""
         try:
-            for pack_id in new_packs:
+            # Packs at or past the (reset) next pack id are not in the catalog. Besides the ones
+            # the batch recorded, this removes a pack file created by an append that then failed
+            # (short write on a full disk): left behind, every retry would hit EEXIST creating it.
+            stray = [p for p in self.packs.list_ids() if p >= self._ids.pack and p not in new_packs]
+            for pack_id in [*new_packs, *stray]:
                 self.packs.delete(pack_id)
             if before[0] is not None:
                 self.packs.resume(*before)

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from . import codec
 from .chunker import chunk_hash
 from .errors import IntegrityError
-from .schema import LOST_BLOCK, has_table
+from .schema import has_table
 
 log = logging.getLogger("sessionfs.gc")
 

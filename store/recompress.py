@@ -61,7 +61,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from . import codec
 from .chunker import chunk_hash

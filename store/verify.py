@@ -940,10 +940,6 @@ def _print_report(report: Report, out: Callable[[str], None], heading: str | Non
 
 
 def cmd_verify(args) -> int:
-    from .cli import CliError, open_store, store_path, write_out
-    from .engine import Store
-    from .errors import FormatError, LockedError
-
     engine_log = logging.getLogger("sessionfs.store")
     saved = engine_log.level
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:

@@ -15,7 +15,7 @@ import tracemalloc
 
 import pytest
 import zstandard
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store import chunker, codec

@@ -22,7 +22,7 @@ from store import gc as gcmod
 from store.cli import main
 from store.gc import GcOptions, collect
 from store.packs import PackFiles
-from store.recompress import (CompressOptions, candidates, compress, ensure_dictionary, pending)
+from store.recompress import (CompressOptions, candidates, compress, pending)
 from store.sessions import SessionStore
 from store.verify import verify
 

@@ -366,7 +366,6 @@ def test_flushed_and_fsynced_data_survives_kill_right_after(tmp_path):
     """Kill immediately after the report of a flush/fsync: it must all be there, exactly."""
     root = tmp_path / "store"
     Store.init(root)
-    rnd = random.Random(7)
     floors = {**{g: 0 for g in GROUPS}, **{n: 0 for n in INODE_FILES}}
     for i in range(4):
         report = tmp_path / f"r{i}.log"
