@@ -67,7 +67,9 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     uri = f"file:{path}?mode={'ro' if readonly else 'rw'}"
     db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=60)
     db.execute("PRAGMA busy_timeout = 60000")
-    db.execute("PRAGMA cache_size = -16000")
+    # Page cache: 16 MiB for the one writer, 2 MiB for each reader (one per thread, and the
+    # FUSE layer runs dozens of threads: 16 MiB each put the daemon far past its cache bound).
+    db.execute(f"PRAGMA cache_size = {-2000 if readonly else -16000}")
     db.execute("PRAGMA temp_store = MEMORY")
     return db
 

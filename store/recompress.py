@@ -615,15 +615,16 @@ class Compressor:
         """Handle one batch of cold blocks; None when there is nothing to do."""
         if not self._wait_quiet():
             return False
-        t0 = time.monotonic()
-        zdict, trained = ensure_dictionary(self.store, self.options)
-        self.result.dictionaries_trained += trained
-        if trained:
-            self._throttle(time.monotonic() - t0)
         rows = [r for r in candidates(self.store.catalog.reader(), self.options.cold_age, 256)
                 if r[1] not in self._skip]
         if not rows:
             return None
+        # Only with work in hand: checking whether a dictionary is due counts the store's small
+        # blocks, a scan that must not compete with foreground reads of an idle store.
+        t0 = time.monotonic()
+        zdict, trained = ensure_dictionary(self.store, self.options)
+        self.result.dictionaries_trained += trained
+        self._throttle(time.monotonic() - t0)
         batch, nbytes = [], 0
         for unit in work_units(self.store, rows, self.options, set(), self._skip):
             if self._stop.is_set() or not self._wait_quiet():

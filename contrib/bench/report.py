@@ -163,7 +163,7 @@ def family(metric: str) -> str:
     """close_p50 and close_p99 are one operation, as are the cold and warm runs and the growth listing."""
     f = re.sub(r"_(cold|warm|p50|p95|p99|closed|durable|\d+)$", "", metric)
     f = re.sub(r"_(cold|warm)$", "", f)
-    return {"list": "meta"}.get(f, f)
+    return {"list": "meta", "ingest": "write", "large_ingest": "write"}.get(f, f)
 
 
 def worst(res: dict, k: int = 3) -> list[dict]:
@@ -180,6 +180,11 @@ def worst(res: dict, k: int = 3) -> list[dict]:
         if cur is None or r["ratio"] > cur["ratio"]:
             best[fam] = r
     return sorted(best.values(), key=lambda r: -r["ratio"])[:k]
+
+
+def _paired(a: list | None, b: list | None) -> float | None:
+    pairs = [x / y for x, y in zip(a or [], b or []) if y]
+    return sorted(pairs)[len(pairs) // 2] if pairs else None
 
 
 def limits(res: dict, r: dict) -> str:
@@ -208,6 +213,11 @@ def limits(res: dict, r: dict) -> str:
                       "scheduling: the daemon's event loop and worker thread getting a core on a loaded machine "
                       "(slower still when they were asleep, as in the drained case)" if idle >= 0.8 * busy else
                       "part of it is the persistence worker competing for the cores and the GIL"))
+    elif fam == "write" and r["metric"] in ("ingest", "large_ingest"):
+        text = ("sessionfs ingests through the mount (every byte a FUSE WRITE handled in a worker thread, then "
+                "FastCDC, SHA-256, zstd and a SQLite commit before fsync returns) where the peers read the tree "
+                "directly; writing one session through the mount is "
+                f"{fmt_ratio((mt.get('write_durable') or {}).get('ratio', {}).get('ext4'))} of ext4 until durable")
     elif fam == "write":
         text = ("every write() becomes FUSE WRITE requests (no kernel write-back cache) handled in a worker "
                 "thread that appends to a staging file; each close() adds the seal above; the persistence worker "
@@ -215,10 +225,12 @@ def limits(res: dict, r: dict) -> str:
                 f"{cores} cores, and 'durable' waits for it")
     elif fam in ("meta", "session_json", "session_tree", "big"):
         key = r["metric"] if r["metric"] in mt else "meta_cold"
-        mem, ext, sfs = med(key, "memfs"), med(key, "ext4"), med(key, "sessionfs")
-        floor = (f"memfs, which only answers from dicts, is already {fmt_ratio(mem / ext)} of ext4, so FUSE "
-                 f"round trips and Python dispatch are that much; sessionfs is {fmt_ratio(sfs / mem)} of memfs"
-                 if mem and ext and sfs else "")
+        smp = (mt.get(key) or {}).get("samples", {})
+        mem_ext = _paired(smp.get("memfs"), smp.get("ext4"))
+        sfs_mem = ((mt.get(key) or {}).get("ratio") or {}).get("memfs")
+        floor = (f"memfs, which only answers from dicts, is already {fmt_ratio(mem_ext)} of ext4, so FUSE "
+                 f"round trips and Python dispatch are that much; sessionfs is {fmt_ratio(sfs_mem)} of memfs"
+                 if mem_ext and sfs_mem else "")
         warm = r["metric"].endswith("_warm")
         if fam == "big":
             per = ("warm, the reads are served from the kernel page cache when it was kept (keep_cache); what "
@@ -234,17 +246,17 @@ def limits(res: dict, r: dict) -> str:
                    "for the SQLite lookups (entry, inode, chunk list) and, cold, reads the block from its pack, "
                    "zstd-decodes it and checks its SHA-256")
         text = "; ".join(t for t in (per, floor) if t)
-    elif fam in ("ingest", "large_ingest"):
-        text = ("sessionfs ingests through the mount (every byte a FUSE WRITE, then CDC, SHA-256, zstd and a "
-                "SQLite commit before fsync returns) where the peers read the tree directly")
     elif fam == "stored":
         text = "dedup across sessions, 1 MiB blocks and level 19 with a trained dictionary after `sessionfs compress`"
-    prof = (res.get("profile") or {}).get(r["metric"]) or (res.get("profile") or {}).get(
-        {"close": "close_p50", "write": "write_durable", "meta": "meta_cold", "big": "big_cold",
-         "session_json": "session_json_cold", "session_tree": "session_tree_cold"}.get(fam, ""))
+    profiles = res.get("profile") or {}
+    pkey = r["metric"] if r["metric"] in profiles else {
+        "close": "close_p50", "write": "write_durable", "meta": "meta_cold", "big": "big_cold",
+        "session_json": "session_json_cold", "session_tree": "session_tree_cold"}.get(fam, "")
+    prof = profiles.get(pkey)
     if prof and prof.get("own"):
-        text += ("; py-spy on the daemon (busy samples, charged to the innermost sessionfs function): "
-                 + ", ".join(f"{x['frame']} {x['share']:.0%}" for x in prof["own"][:5]))
+        what = (mt.get(pkey) or {}).get("label", pkey)
+        text += (f"; py-spy on the daemon during \"{what}\" (busy samples, charged to the innermost sessionfs "
+                 "function): " + ", ".join(f"{x['frame']} {x['share']:.0%}" for x in prof["own"][:5]))
     return text
 
 
@@ -257,11 +269,17 @@ def _table(head: list[str], rows: list[list[str]], align: str | None = None) -> 
     return "\n".join(lines)
 
 
-def ratio_table(res: dict) -> str:
-    """The headline table: one row per mount metric, sessionfs and its baselines, and the ratios."""
+SHORT_SKIP = ("session_json_warm", "session_tree_warm", "close_idle_p50", "close_ro_p50", "mount_start")
+
+
+def ratio_table(res: dict, short_form: bool = False) -> str:
+    """The headline table: one row per mount metric, sessionfs and its baselines, and the ratios
+    (``short_form``: without the secondary rows, for README)."""
     rows = []
     n = res.get("corpus", {}).get("mount_store_sessions")
     for key, short in ORDER:
+        if short_form and key in SHORT_SKIP:
+            continue
         m = res.get("metrics", {}).get(key)
         if not m or "sessionfs" not in m["median"]:
             continue
@@ -311,6 +329,7 @@ def _machine(res: dict) -> str:
             ["memory", fmt_bytes(m.get("memory_bytes"))],
             ["OS / kernel", f"{m.get('os')} / {m['kernel']}"],
             ["Python", m["python"]],
+            ["sessionfs", f"commit {m['commit']} (plus uncommitted work in the tree)" if m.get("commit") else "-"],
             ["pyfuse3 / zstandard / pyfastcdc", f"{v.get('pyfuse3')} / {v.get('zstandard')} / {v.get('pyfastcdc')}"],
             ["trio / orjson / matplotlib", f"{v.get('trio')} / {v.get('orjson')} / {v.get('matplotlib')}"],
             ["zstd / borg / restic", f"{t.get('zstd') or '-'} / {t.get('borg') or '-'} / {t.get('restic') or '-'}"],
@@ -434,8 +453,8 @@ def _profile(res: dict) -> str:
         own = ", ".join(f"{x['frame']} {x['share']:.0%}" for x in p["own"][:6])
         parts.append(f"- **{label}** ({p['samples']} busy samples, {p.get('idle_samples', 0)} idle left out): "
                      f"by sessionfs function: {own or '-'}.  \n  innermost frames: {selfs}.")
-    return ("py-spy (`record -r 250`) on the daemon while the operation ran once more on a fresh mount after "
-            "drop_caches; shares of the busy samples (threads waiting in epoll, idle workers and condition waits "
+    return ("py-spy (`record --nonblocking -r 250`) on the daemon while the operation ran again on a fresh mount "
+            "after drop_caches (cold reads: up to 4 such runs, about 2 s of work, merged); shares of the busy samples (threads waiting in epoll, idle workers and condition waits "
             "left out). \"By sessionfs function\": each sample charged to the innermost function of store/ or "
             "fusefs/ on its stack (the time it spent itself and in the libraries it called: sqlite3, zstandard, "
             "hashlib, os); `[lib]`: samples with no sessionfs frame (trio and pyfuse3 dispatching requests). "
@@ -577,20 +596,28 @@ def readme_section(res: dict, out: Path, readme: Path) -> str:
     except ValueError:
         prefix = str(out)
     plot = (res.get("plots") or {}).get("ratios")
-    la = res["machine"].get("load_average_start") or [0]
+    ls = sorted(res["machine"].get("load_samples") or res["machine"].get("load_average_start", [0])[:1])
     lines = [README_HEADING, "",
-             f"Measured by one command on {res['machine']['cores']} cores ({res['machine']['cpu']}, load average "
-             f"{la[0]:.1f} from other jobs), every figure the median of repeated runs and a ratio against a "
-             f"baseline measured in the same run on the same generated corpus; lower is better. ext4 = the same "
-             f"files in a plain directory, memfs = a minimal in-memory pyfuse3 filesystem (the Python FUSE "
-             f"ceiling), before = the legacy monolithic JSON. Full report: [{prefix}/report.md]({prefix}/report.md).",
-             "", ratio_table(res), ""]
+             f"Measured by one command on {res['machine']['cores']} cores ({res['machine']['cpu']}; 1-minute load "
+             f"average {ls[len(ls) // 2]:.1f} from other jobs during the run), every figure the median of repeated "
+             f"runs and each ratio sessionfs / baseline measured in the same run on the same generated corpus "
+             f"(lower is better). ext4 = the same files in a plain directory (the ceiling), memfs = a minimal "
+             f"in-memory pyfuse3 filesystem (the Python FUSE ceiling), before = the legacy monolithic JSON. The "
+             f"full report, with storage peers (zstd, borg, restic), growth to {_max_sessions(res)} sessions, "
+             f"memory and the daemon's hot spots: [{prefix}/report.md]({prefix}/report.md).",
+             "", ratio_table(res, short_form=True), ""]
     if plot:
         lines += [f"![sessionfs / baseline]({prefix}/{rel(plot)})", ""]
-    lines += ["Regenerate (about 20 minutes; `--quick` in under 2):", "", "```sh",
+    lines += ["Regenerate the report, the plots and this section (as root, for drop_caches and to apt-get the "
+              "peers; under 20 minutes on 2 cores, `--quick` in under 2):", "", "```sh",
               ".venv/bin/pip install -e '.[bench]' && .venv/bin/python -m contrib.bench --out bench/ --update-readme",
               "```", ""]
     return "\n".join(lines)
+
+
+def _max_sessions(res: dict) -> str:
+    pts = res.get("scaling", {}).get("points") or []
+    return f"{pts[-1]['sessions']:,}" if pts else "-"
 
 
 def update_readme(res: dict, readme: Path, out: Path) -> None:
