@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import threading
 from pathlib import Path
 
@@ -50,10 +51,12 @@ class PackFiles:
         return sorted(ids)
 
     def file_size(self, pack_id: int) -> int | None:
+        """Size of the pack file (a symlink is never followed: it reads as missing)."""
         try:
-            return os.stat(self.path(pack_id)).st_size
+            st = os.lstat(self.path(pack_id))
         except FileNotFoundError:
             return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     # -- reading ---------------------------------------------------------
     def _read_fd(self, pack_id: int) -> int:
@@ -135,8 +138,11 @@ class PackFiles:
             self._dir_dirty = False
 
     def truncate(self, pack_id: int, size: int) -> None:
-        with open(self.path(pack_id), "r+b") as f:
-            f.truncate(size)
+        fd = os.open(self.path(pack_id), os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
 
     def delete(self, pack_id: int) -> None:
         with self._fd_lock:

@@ -1,0 +1,399 @@
+"""Crash loop: a writer on a real mount, the daemon SIGKILLed at a random moment, remount, check.
+
+Each loop mounts the store (daemonized, as a user would), starts a writer process that
+works in ``sessions/w/`` (create, in-place rewrite, append, fsync, atomic replace by
+rename, unlink, mkdir) and sometimes drops a legacy session into ``import/``, kills the
+daemon with SIGKILL after a random 50-400 ms, kills the writer, and at the next mount
+checks the contract against the writer's log (one line per step, written after the call
+returned):
+
+- every closed (``C``) or fsynced (``F``) file is present with exactly that content;
+- a file being written when the daemon died is its last closed version, the new one
+  whole, or (in-place rewrite / create) empty: never torn, never mixed;
+- an interrupted rename shows either the old pair or the new one, never half;
+- an unlinked file is gone; an interrupted unlink leaves the file whole or absent;
+- every ``verify_every`` loops and at the end (unmounted): ``sessionfs verify --data`` is
+  clean, and every imported legacy session present is whole (the legacy values).
+
+With ``--maintenance`` the daemon recompresses and garbage-collects/compacts eagerly (no
+age or grace limits), so kills also land during background compression and GC compaction.
+
+Run: ``python -m contrib.crashloop --loops 1000 [--maintenance] [--workdir DIR] [--seed N]``; prints the
+counts (loops, kills, violations) as JSON on the last line and exits 1 on violations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from mounting import Mount, process_alive, sessionfs  # noqa: E402
+
+EMPTY = hashlib.sha256(b"").hexdigest()
+# Maintenance as eager as it goes: cold at once, garbage at once, a whole core.
+MAINTENANCE_ARGS = ("--cold-age", "0", "--gc-grace", "0", "--cpu-share", "1")
+
+WRITER = r'''
+import hashlib, os, random, shutil, sys
+mnt, log_path, seed, legacy_dir, import_sid = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rnd = random.Random(seed)
+POOL = random.Random(7).randbytes(1 << 20)
+SIZES = (0, 100, 3000, 20000, 70000, 150000)
+log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def say(*f):
+    os.write(log, (" ".join(str(x) for x in f) + "\n").encode())
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+def body():
+    n = rnd.choice(SIZES)
+    s = rnd.randrange(len(POOL) - n)
+    return POOL[s:s + n]
+def write_all(fd, data):
+    v = memoryview(data)
+    while v:
+        n = os.write(fd, v[:rnd.choice((4096, 30000, 131072))])
+        v = v[n:]
+# Relative paths from inside the mount: once the daemon is dead they fail (ENOTCONN); absolute
+# ones would reach the plain directory under the detached mountpoint.
+os.chdir(mnt)
+W = os.path.join("sessions", "w")
+cur = {}
+for dp, dn, fn in os.walk(W):
+    for f in fn:
+        p = os.path.join(dp, f)
+        with open(p, "rb") as fh:
+            cur[os.path.relpath(p, W)] = fh.read()
+dirs = ["."] + [d for d in ("d0", "d1", "d2") if os.path.isdir(os.path.join(W, d))]
+names = [f"f{i}" for i in range(6)]
+def pick():
+    return os.path.join(rnd.choice(dirs), rnd.choice(names)).removeprefix("./")
+say("S", seed)
+try:
+    if import_sid != "-" :
+        imp = "import"                    # import/attachments/ was filled by the harness
+        say("I", import_sid)
+        shutil.copyfile(os.path.join(legacy_dir, "sessions", import_sid + ".json"),
+                        os.path.join(imp, import_sid + ".json"))
+        say("i", import_sid)
+    for step in range(100000):
+        op = rnd.random()
+        if op < 0.35:                                   # create / in-place rewrite
+            name = pick()
+            data = body()
+            say("B", name, sha(data), "inplace")
+            fd = os.open(os.path.join(W, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            write_all(fd, data)
+            if rnd.random() < 0.3:
+                os.fsync(fd)
+                say("F", name, sha(data))
+            os.close(fd)
+            cur[name] = data
+            say("C", name, sha(data))
+        elif op < 0.5 and cur:                          # append
+            name = rnd.choice(sorted(cur))
+            extra = body()[:20000] or b"x"
+            data = cur[name] + extra
+            say("B", name, sha(data), "append")
+            fd = os.open(os.path.join(W, name), os.O_WRONLY | os.O_APPEND)
+            write_all(fd, extra)
+            if rnd.random() < 0.3:
+                os.fsync(fd)
+                say("F", name, sha(data))
+            os.close(fd)
+            cur[name] = data
+            say("C", name, sha(data))
+        elif op < 0.7:                                  # atomic replace: tmp + rename
+            name = pick()
+            tmp = name + ".tmp"
+            data = body()
+            say("B", tmp, sha(data), "inplace")
+            fd = os.open(os.path.join(W, tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            write_all(fd, data)
+            if rnd.random() < 0.5:
+                os.fsync(fd)
+                say("F", tmp, sha(data))
+            os.close(fd)
+            cur[tmp] = data
+            say("C", tmp, sha(data))
+            say("R", tmp, name)
+            os.rename(os.path.join(W, tmp), os.path.join(W, name))
+            cur[name] = cur.pop(tmp)
+            say("r", tmp, name)
+        elif op < 0.85 and cur:                         # unlink
+            name = rnd.choice(sorted(cur))
+            say("U", name)
+            os.unlink(os.path.join(W, name))
+            del cur[name]
+            say("u", name)
+        elif op < 0.9:                                  # mkdir
+            d = rnd.choice(("d0", "d1", "d2"))
+            if d not in dirs:
+                say("M", d)
+                os.mkdir(os.path.join(W, d))
+                dirs.append(d)
+                say("m", d)
+        else:                                           # read back what we know
+            if cur:
+                name = rnd.choice(sorted(cur))
+                with open(os.path.join(W, name), "rb") as fh:
+                    if fh.read() != cur[name]:
+                        say("X", name, "read-back differs")
+except OSError as exc:
+    say("E", exc.errno)
+'''
+
+
+def _sha_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _hwm_mb(pid: int | None) -> int:
+    """Peak resident memory (VmHWM) of the daemon so far, in MiB."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, TypeError):
+        pass
+    return 0
+
+
+def observe(w: Path) -> dict[str, str]:
+    out = {}
+    for dp, _, fn in os.walk(w):
+        for f in fn:
+            p = Path(dp) / f
+            out[str(p.relative_to(w))] = _sha_file(p)
+    return out
+
+
+def check_log(lines: list[str], before: dict[str, str], seen: dict[str, str]) -> list[str]:
+    """Violations of the contract, given the files before the loop and what the mount shows now."""
+    known: dict[str, str | None] = dict(before)
+    pending: dict[str, tuple[str, str]] = {}
+    renaming: tuple[str, str, str | None, str | None] | None = None
+    unlinking: set[str] = set()
+    problems = []
+    for line in lines:
+        f = line.split()
+        if not f:
+            continue
+        op = f[0]
+        if op == "B":
+            pending[f[1]] = (f[2], f[3])
+        elif op in ("C", "F"):
+            known[f[1]] = f[2]
+            if op == "C":
+                pending.pop(f[1], None)
+        elif op == "R":
+            renaming = (f[1], f[2], known.get(f[1]), known.get(f[2]))
+        elif op == "r":
+            known[f[2]] = known.get(f[1])
+            known[f[1]] = None
+            renaming = None
+        elif op == "U":
+            unlinking.add(f[1])
+        elif op == "u":
+            known[f[1]] = None
+            unlinking.discard(f[1])
+        elif op == "X":
+            problems.append(f"writer read back different bytes from {f[1]}")
+    names = set(known) | set(pending) | set(seen)
+    if renaming:
+        tmp, name, tsha, nsha = renaming
+        got = (seen.get(tmp), seen.get(name))
+        if got not in ((tsha, nsha), (None, tsha)):
+            problems.append(f"rename {tmp} -> {name} half-visible: saw {got}, allowed {(tsha, nsha)} or "
+                            f"{(None, tsha)}")
+        names -= {tmp, name}
+    for name in sorted(names):
+        allowed = {known.get(name)}
+        if name in pending:
+            new, kind = pending[name]
+            allowed.add(new)
+            if kind == "inplace":
+                allowed.add(EMPTY)
+        if name in unlinking:
+            allowed.add(None)
+        got = seen.get(name)
+        if got not in allowed:
+            problems.append(f"{name}: content {got and got[:12]} not in allowed "
+                            f"{[a and a[:12] for a in allowed]}")
+    return problems
+
+
+class CrashLoop:
+    def __init__(self, workdir: Path, seed: int = 0, verify_every: int = 10, legacy_sessions: int = 8,
+                 min_ms: int = 50, max_ms: int = 400, out=print, progress: int = 0,
+                 keep_logs: bool = False, import_every: int = 7, mount_args: tuple[str, ...] = ()):
+        self.work = Path(workdir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.store = self.work / "store"
+        self.mount = Mount(self.store, self.work / "mnt", *mount_args)
+        self.rnd = random.Random(seed)
+        self.seed = seed
+        self.verify_every = verify_every
+        self.min_ms, self.max_ms = min_ms, max_ms
+        self.out = out
+        self.progress = progress
+        self.keep_logs = keep_logs
+        self.import_every = import_every
+        self.legacy = self.work / "legacy"
+        if not (self.legacy / "sessions").is_dir():
+            from contrib.corpus import write_legacy_store
+            write_legacy_store(self.legacy, legacy_sessions, seed=seed + 11, profile="small")
+        self.legacy_ids = sorted(p.stem for p in (self.legacy / "sessions").glob("*.json"))
+        self.imports_started: list[str] = []
+        self.imports_closed: set[str] = set()
+        self.counts = {"loops": 0, "kills": 0, "violations": 0, "verifies": 0, "imports": 0, "writer_steps": 0}
+        self.violations: list[str] = []
+        self.state: dict[str, str] = {}
+
+    # -- one loop ------------------------------------------------------------------
+    def loop(self, i: int) -> None:
+        m = self.mount
+        if m.pid is None:
+            m.start()
+            seen = observe(m.sessions / "w")
+            if seen != self.state:
+                self._violate(i, f"files changed across a clean remount: "
+                                 f"{sorted(set(seen.items()) ^ set(self.state.items()))}")
+            self.state = seen
+        (m.sessions / "w").mkdir(exist_ok=True)
+        sid = "-"
+        if i % self.import_every == 3 % self.import_every and len(self.imports_started) < len(self.legacy_ids):
+            sid = self.legacy_ids[len(self.imports_started)]
+            self.imports_started.append(sid)
+            self.counts["imports"] += 1
+        log_path = self.work / f"writer-{i}.log"
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(m.path), str(log_path),
+                                   str(self.seed * 100_000 + i), str(self.legacy), sid],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(self.rnd.uniform(self.min_ms, self.max_ms) / 1000)
+        pid = m.pid
+        m.kill9()
+        self.counts["kills"] += 1
+        try:
+            writer.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            writer.wait()
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        self.imports_closed.update(ln.split()[1] for ln in lines if ln.startswith("i "))
+        if not self.keep_logs:
+            log_path.unlink(missing_ok=True)
+        self.counts["writer_steps"] += sum(1 for ln in lines if ln[:1] in "CFrum")
+        assert not process_alive(pid)
+        m.start()
+        seen = observe(m.sessions / "w")
+        for sid in sorted(self.imports_closed):
+            # At every instant a closed drop is in import/ or its session is in sessions/ (the
+            # dropped file goes only in the commit that marks the imported session verified).
+            if not ((m.path / "import" / f"{sid}.json").exists() or (m.sessions / sid).exists()):
+                self._violate(i, f"dropped legacy file {sid}.json vanished: neither in import/ nor imported")
+                self.imports_closed.discard(sid)
+        for p in check_log(lines, self.state, seen):
+            self._violate(i, p)
+        self.state = seen
+        self.counts["peak_daemon_rss_mb"] = max(self.counts.get("peak_daemon_rss_mb", 0), _hwm_mb(m.pid))
+        self.counts["loops"] += 1
+        if (i + 1) % self.verify_every == 0:
+            self.verify(i)
+
+    def _violate(self, i: int, what: str) -> None:
+        self.counts["violations"] += 1
+        self.violations.append(f"loop {i}: {what}")
+        self.out(f"VIOLATION loop {i}: {what}")
+
+    def verify(self, i: int) -> None:
+        """Unmounted checks: the store's own verify and whole imported sessions."""
+        m = self.mount
+        # Let a queued import finish (it was dropped whole; the daemon imports it at mount).
+        deadline = time.monotonic() + 10
+        imp = m.path / "import"
+        while time.monotonic() < deadline and imp.is_dir() and any(p.suffix == ".json" for p in imp.iterdir()):
+            time.sleep(0.1)
+        m.umount()
+        self.counts["verifies"] += 1
+        r = sessionfs("verify", "--data", str(self.store), check=False)
+        if r.returncode != 0:
+            self._violate(i, f"sessionfs verify --data failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+        import orjson
+        from store import Store
+        from store.sessions import SessionStore
+        with Store.open(self.store) as st:
+            present = set(st.list_dir("sessions")) & set(self.legacy_ids)
+            self.counts["imported_present"] = len(present)
+            for sid in sorted(self.imports_closed - present):
+                self._violate(i, f"legacy session {sid} was dropped whole into import/ but never imported")
+            api = SessionStore(st)
+            for sid in present:
+                want = orjson.loads((self.legacy / "sessions" / f"{sid}.json").read_bytes())
+                if api.load_full_session(sid) != want:
+                    self._violate(i, f"imported session {sid} is not whole")
+
+    def run(self, loops: int) -> dict:
+        try:
+            # Attachments of the legacy sessions go into import/attachments/ once, cleanly; the
+            # loops then drop the session JSON files (the import itself runs under the kills).
+            m = self.mount
+            m.start()
+            att = m.path / "import" / "attachments"
+            att.mkdir(parents=True, exist_ok=True)
+            for a in sorted((self.legacy / "attachments").iterdir()):
+                if not (att / a.name).exists():
+                    shutil.copyfile(a, att / a.name)
+            m.umount()
+            for i in range(loops):
+                self.loop(i)
+                if self.progress and (i + 1) % self.progress == 0:
+                    self.out(json.dumps({"progress": True, **self.counts}))
+            if loops % self.verify_every:
+                self.verify(loops)
+        finally:
+            self.mount.cleanup()
+        return dict(self.counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loops", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--verify-every", type=int, default=10)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--maintenance", action="store_true",
+                    help="background compression and GC compaction with no age/grace limits, so the "
+                         "kills also land during them")
+    args = ap.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="sfs-crashloop-"))
+    start = time.monotonic()
+    cl = CrashLoop(work, seed=args.seed, verify_every=args.verify_every,
+                   legacy_sessions=max(8, min(60, args.loops // 7 + 1)),
+                   out=lambda text: print(text, flush=True), progress=50,
+                   mount_args=MAINTENANCE_ARGS if args.maintenance else ())
+    try:
+        counts = cl.run(args.loops)
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    counts["seconds"] = round(time.monotonic() - start, 1)
+    print(json.dumps(counts))
+    return 1 if counts["violations"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
