@@ -143,6 +143,8 @@ class SessionFS(pyfuse3.Operations):
         return a
 
     def _pinned(self, row: InodeRow) -> pyfuse3.EntryAttributes:
+        """Pin ``row`` for the kernel and return its attributes. May query the catalog (for
+        st_blocks of a non-empty file): call it on the event loop only for new, empty inodes."""
         self.store.pin(row.id)
         return self._entry(row)
 
@@ -317,7 +319,7 @@ class SessionFS(pyfuse3.Operations):
         self._check_root_write(new_parent_inode)
         if Views.is_virtual(inode):
             raise FsError(errno.EROFS)
-        return self._pinned(await _run(self.store.link, inode, new_parent_inode, new_name))
+        return await _run(lambda: self._pinned(self.store.link(inode, new_parent_inode, new_name)))
 
     @_handler
     async def unlink(self, parent_inode, name, ctx):
