@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
-import inspect
 import json
 import multiprocessing
 import os
@@ -44,13 +43,14 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 
 from . import peers
+from .mount_bench import fsync_path
 from .memfs import MemFS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,170 +119,23 @@ class Config:
         return c
 
 
-# ---------------------------------------------------------------- borrowed measuring functions
+# ---------------------------------------------------------------- shared measuring functions
 BORROWED: dict[str, str] = {}
 
-
-def _borrow(module: str, name: str, fallback, params: tuple[str, ...]):
-    """``contrib.bench.<module>.<name>`` when it exists with these parameter names, else ``fallback``."""
-    try:
-        fn = getattr(importlib.import_module(f"contrib.bench.{module}"), name)
-        got = tuple(inspect.signature(fn).parameters)
-        if got[:len(params)] != params:
-            raise TypeError(f"signature is now {got}")
-        BORROWED[name] = f"contrib/bench/{module}.py"
-        return fn
-    except Exception as exc:  # noqa: BLE001 - any failure: use our own copy and say so
-        BORROWED[name] = f"own copy in contrib/bench/runner.py ({module}.{name} unusable: {exc})"
-        return fallback
-
-
-def _own_drop_caches() -> bool:
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
-
-
-def _own_read_file(path: Path) -> int:
-    fd = os.open(path, os.O_RDONLY)
-    n = 0
-    try:
-        while chunk := os.read(fd, MiB):
-            n += len(chunk)
-    finally:
-        os.close(fd)
-    return n
-
-
-def _own_read_metadata(sessions: Path, ids: set[str]) -> float:
-    t = time.perf_counter()
-    seen = 0
-    for name in os.listdir(sessions):
-        if name in ids:
-            with open(sessions / name / "metadata.json", "rb") as f:
-                orjson.loads(f.read())
-            seen += 1
-    dt = time.perf_counter() - t
-    assert seen == len(ids), f"found {seen} of {len(ids)} sessions"
-    return dt
-
-
-def _own_read_tree(root: Path) -> float:
-    t = time.perf_counter()
-    for dirpath, _, names in os.walk(root):
-        for n in names:
-            _own_read_file(Path(dirpath, n))
-    return time.perf_counter() - t
-
-
-def _own_read_big(path: Path) -> float:
-    t = time.perf_counter()
-    _own_read_file(path)
-    return time.perf_counter() - t
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _own_write_session(root: Path, files: dict[str, bytes], durable) -> tuple[float, float]:
-    t = time.perf_counter()
-    for rel, data in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "wb") as f:
-            f.write(data)
-    closed = time.perf_counter() - t
-    durable(root, files)
-    return closed, time.perf_counter() - t
-
-
-def _own_durable_plain(root: Path, files: dict[str, bytes]) -> None:
-    dirs = {root}
-    for rel in files:
-        _fsync_path(root / rel)
-        dirs.update(p for p in (root / rel).parents if root in p.parents or p == root)
-    for d in dirs:
-        _fsync_path(d)
-
-
-def _own_durable_mount(root: Path, files: dict[str, bytes]) -> None:
-    _fsync_path(root)
-
-
-def _own_close_latencies(root: Path, n: int, pool: bytes) -> list[float]:
-    root.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        start = (i * 7919 * 4096) % (len(pool) - MB)
-        view = memoryview(pool[start:start + MB])
-        fd = os.open(root / f"f{i:04d}.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        while view:
-            view = view[os.write(fd, view):]
-        t = time.perf_counter()
-        os.close(fd)
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def _own_pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
-def _own_zstd_each(src: Path, out: Path, level: int) -> tuple[int, float]:
-    r = peers.zstd_each(src, out, level)
-    return r["bytes"], r["seconds"]
-
-
-def _own_run_api(store, queries: dict) -> dict:
-    from store.search import search
-    out = {}
-    for name, qs in queries.items():
-        samples, hits = [], 0
-        for q, kw in qs:
-            t = time.perf_counter()
-            hits += len(search(store, q, **kw))
-            samples.append(time.perf_counter() - t)
-        s = sorted(samples)
-        pick = lambda p: s[min(len(s) - 1, int(round(p * (len(s) - 1))))] * 1000  # noqa: E731
-        out[name] = (pick(0.5), pick(0.95), pick(0.99), None, len(qs), hits / max(1, len(qs)))
-    return out
-
-
-def _own_vocabulary(catalog: Path):
-    import sqlite3
-    db = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
-    db.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, search_fts, 'row')")
-    terms = db.execute("SELECT term, doc FROM temp.vocab").fetchall()
-    rows = db.execute("SELECT count(*) FROM search_docs").fetchone()[0]
-    db.close()
-    return terms, rows
+_SHARED = {"mount_bench": ("drop_caches", "read_metadata", "read_tree", "read_big", "write_session",
+                           "durable_plain", "durable_mount", "close_latencies", "pct"),
+           "compress_bench": ("zstd_each",),
+           "search_bench": ("run_api", "vocabulary", "phrases")}
 
 
 def borrow_all() -> dict:
+    """The measuring functions of the single-topic benches, so both measure the same way."""
     f = {}
-    f["drop_caches"] = _borrow("mount_bench", "drop_caches", _own_drop_caches, ())
-    f["read_metadata"] = _borrow("mount_bench", "read_metadata", _own_read_metadata, ("sessions", "ids"))
-    f["read_tree"] = _borrow("mount_bench", "read_tree", _own_read_tree, ("root",))
-    f["read_big"] = _borrow("mount_bench", "read_big", _own_read_big, ("path",))
-    f["write_session"] = _borrow("mount_bench", "write_session", _own_write_session, ("root", "files", "durable"))
-    f["durable_plain"] = _borrow("mount_bench", "durable_plain", _own_durable_plain, ("root", "files"))
-    f["durable_mount"] = _borrow("mount_bench", "durable_mount", _own_durable_mount, ("root", "files"))
-    f["close_latencies"] = _borrow("mount_bench", "close_latencies", _own_close_latencies, ("root", "n", "pool"))
-    f["pct"] = _borrow("mount_bench", "pct", _own_pct, ("values", "q"))
-    f["zstd_each"] = _borrow("compress_bench", "zstd_each", _own_zstd_each, ("src", "out", "level"))
-    f["run_api"] = _borrow("search_bench", "run_api", _own_run_api, ("store", "queries"))
-    f["vocabulary"] = _borrow("search_bench", "vocabulary", _own_vocabulary, ("catalog",))
-    f["phrases"] = _borrow("search_bench", "phrases", None, ("store", "rnd", "n"))
+    for module, names in _SHARED.items():
+        mod = importlib.import_module(f"contrib.bench.{module}")
+        for name in names:
+            f[name] = getattr(mod, name)
+            BORROWED[name] = f"contrib/bench/{module}.py"
     return f
 
 
@@ -845,7 +698,7 @@ class Bench:
         t = time.perf_counter()
         copy_tree_into(self.tree, m.sessions)
         closed = time.perf_counter() - t
-        _fsync_path(m.sessions)
+        fsync_path(m.sessions)
         durable = time.perf_counter() - t
         m.stop()
         self.mounts.remove(m)
@@ -952,16 +805,16 @@ class Bench:
             lat = f["close_latencies"](m.sessions / f"close-{r}", cfg.close_files, pool)
             rec("close_p50", "sessionfs", f["pct"](lat, 0.5))
             rec("close_p99", "sessionfs", f["pct"](lat, 0.99))
-            _fsync_path(m.sessions)         # let the queue drain before the next repeat
+            fsync_path(m.sessions)         # let the queue drain before the next repeat
             lat = f["close_latencies"](plainw / f"close-{r}", cfg.close_files, pool)
             rec("close_p50", "ext4", f["pct"](lat, 0.5))
             rec("close_p99", "ext4", f["pct"](lat, 0.99))
             n_drained = max(10, cfg.close_files // 4)
             lat = close_drained_latencies(m.sessions / f"drained-{r}", n_drained, pool,
-                                          lambda: _fsync_path(m.sessions))
+                                          lambda: fsync_path(m.sessions))
             rec("close_idle_p50", "sessionfs", f["pct"](lat, 0.5))
             d = plainw / f"drained-{r}"
-            lat = close_drained_latencies(d, n_drained, pool, lambda: _fsync_path(d))
+            lat = close_drained_latencies(d, n_drained, pool, lambda: fsync_path(d))
             rec("close_idle_p50", "ext4", f["pct"](lat, 0.5))
         self.results["rss"]["daemon_after_writes"] = rss_of(m.pid)
         pct = f["pct"]
@@ -1075,7 +928,7 @@ class Bench:
             written += cfg.rss_file_mb * MB
         closed = time.perf_counter() - t
         sampler.phase = "commit"
-        _fsync_path(m.sessions)
+        fsync_path(m.sessions)
         durable = time.perf_counter() - t
         hwm_ingest = rss_of(m.pid)["VmHWM"]
         sampler.phase = "read-back"
@@ -1100,8 +953,8 @@ class Bench:
                     fh.write(rnd.randbytes(MB))
         ext4_closed = time.perf_counter() - t
         for p in plain.iterdir():
-            _fsync_path(p)
-        _fsync_path(plain)
+            fsync_path(p)
+        fsync_path(plain)
         ext4_durable = time.perf_counter() - t
         shutil.rmtree(plain, ignore_errors=True)
         shutil.rmtree(self.work / "rss-store", ignore_errors=True)
