@@ -243,11 +243,12 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_continues(legacy_dir, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode in (130, 3), err.decode()
-    if proc.returncode == 130:
-        assert b"run the same command again" in out
-        assert b"Traceback" not in err
+    assert b"Traceback" not in err
     statuses = check_store(store_path, legacy)
     assert set(statuses.values()) <= {"verified"}          # in-flight sessions were verified before exit
+    if proc.returncode == 130 and set(statuses) != set(legacy.values):
+        # Interrupted with work left (on a fast machine the signal may land after the last session).
+        assert b"run the same command again" in out
     rerun = subprocess.run([sys.executable, "-m", "store.cli", "import", store_path, legacy_dir, "--no-progress"],
                            cwd=ROOT, env=env(), capture_output=True, timeout=120)
     assert rerun.returncode == 3
