@@ -79,6 +79,17 @@ dirs = ["."] + [d for d in ("d0", "d1", "d2") if os.path.isdir(os.path.join(W, d
 names = [f"f{i}" for i in range(6)]
 def pick():
     return os.path.join(rnd.choice(dirs), rnd.choice(names)).removeprefix("./")
+def put(name, data, flags, payload, fsync_share):
+    """Write payload to name (opened with flags) so that the file holds data; log each step."""
+    say("B", name, sha(data), "append" if flags & os.O_APPEND else "inplace")
+    fd = os.open(os.path.join(W, name), flags, 0o644)
+    write_all(fd, payload)
+    if rnd.random() < fsync_share:
+        os.fsync(fd)
+        say("F", name, sha(data))
+    os.close(fd)
+    cur[name] = data
+    say("C", name, sha(data))
 say("S", seed)
 try:
     if import_sid != "-" :
@@ -90,43 +101,17 @@ try:
     for step in range(100000):
         op = rnd.random()
         if op < 0.35:                                   # create / in-place rewrite
-            name = pick()
             data = body()
-            say("B", name, sha(data), "inplace")
-            fd = os.open(os.path.join(W, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            write_all(fd, data)
-            if rnd.random() < 0.3:
-                os.fsync(fd)
-                say("F", name, sha(data))
-            os.close(fd)
-            cur[name] = data
-            say("C", name, sha(data))
+            put(pick(), data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, data, 0.3)
         elif op < 0.5 and cur:                          # append
             name = rnd.choice(sorted(cur))
             extra = body()[:20000] or b"x"
-            data = cur[name] + extra
-            say("B", name, sha(data), "append")
-            fd = os.open(os.path.join(W, name), os.O_WRONLY | os.O_APPEND)
-            write_all(fd, extra)
-            if rnd.random() < 0.3:
-                os.fsync(fd)
-                say("F", name, sha(data))
-            os.close(fd)
-            cur[name] = data
-            say("C", name, sha(data))
+            put(name, cur[name] + extra, os.O_WRONLY | os.O_APPEND, extra, 0.3)
         elif op < 0.7:                                  # atomic replace: tmp + rename
             name = pick()
             tmp = name + ".tmp"
             data = body()
-            say("B", tmp, sha(data), "inplace")
-            fd = os.open(os.path.join(W, tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            write_all(fd, data)
-            if rnd.random() < 0.5:
-                os.fsync(fd)
-                say("F", tmp, sha(data))
-            os.close(fd)
-            cur[tmp] = data
-            say("C", tmp, sha(data))
+            put(tmp, data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, data, 0.5)
             say("R", tmp, name)
             os.rename(os.path.join(W, tmp), os.path.join(W, name))
             cur[name] = cur.pop(tmp)
