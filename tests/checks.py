@@ -31,3 +31,35 @@ def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> 
     if not allow_unlinked:
         unlinked = db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall()
         assert unlinked == [], f"inodes without a name survived: {unlinked[:10]}"
+
+
+def tree_digest(root) -> str:
+    """Every entry below root: path, type, mode, size, mtime and content hash."""
+    import hashlib
+    import os
+    import stat
+    from pathlib import Path
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            st = path.lstat()
+            h.update(f"{path.relative_to(root)}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+            if stat.S_ISREG(st.st_mode):
+                h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def sigkill_at(point: str | None, nth: int):
+    """A step hook that SIGKILLs this process at the nth passage of ``point``."""
+    import os
+    import signal
+    seen = {"n": 0}
+
+    def hook(where: str) -> None:
+        if where == point:
+            seen["n"] += 1
+            if seen["n"] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+    return hook

@@ -205,7 +205,7 @@ def test_symlinked_staging_is_refused(tmp_path):
     with pytest.raises(FormatError) as exc:
         Store.open(root)
     assert "staging" in str(exc.value) and "symbolic link" in str(exc.value)
-    r = sessionfs("cat", str(root), "sessions/s/f.txt", check=False)
+    sessionfs("cat", str(root), "sessions/s/f.txt", check=False)
     assert list(outside.iterdir()) == [], "the store wrote through a symlink out of its directory"
 
 

@@ -19,7 +19,7 @@ Every divergence is a bug of the mount; the few differences that come from the k
 module or from pyfuse3 and that no daemon can change are noted where the rules avoid them.
 The CI budget is fixed (30 runs of 50 steps, about 1,500 compared steps);
 ``SESSIONFS_FUZZ_EXAMPLES`` and ``SESSIONFS_FUZZ_STEPS`` raise it for long runs, e.g.
-``SESSIONFS_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_mount.py -s`` (``-s`` prints the step
+``SESSIONFS_FUZZ_EXAMPLES=2000 pytest tests/test_mount.py -s`` (``-s`` prints the step
 count and the daemon's peak memory; divergences are also written to ``divergences.log`` in the
 test's tmp dir with the steps that led to them).
 """
@@ -36,12 +36,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from mounting import FUSE_AVAILABLE, Mount
 
 EXAMPLES = int(os.environ.get("SESSIONFS_FUZZ_EXAMPLES", "30"))
 STEPS = int(os.environ.get("SESSIONFS_FUZZ_STEPS", "50"))
@@ -536,19 +534,8 @@ def _first_diff(a: bytes, b: bytes) -> str:
     return f"first difference at +{i}: mount {a[i:i + 16]!r} reference {b[i:i + 16]!r}"
 
 
-@pytest.fixture
-def fuzz_mount(tmp_path):
-    if not FUSE_AVAILABLE:
-        pytest.skip("FUSE is not available here (/dev/fuse or fusermount3 missing)")
-    m = Mount(tmp_path / "store", tmp_path / "mnt")
-    try:
-        yield m.start()
-    finally:
-        m.cleanup()
-
-
-def test_differential_fuzz(fuzz_mount, tmp_path):
-    mount_dir = fuzz_mount.sessions / "fuzz"
+def test_differential_fuzz(mount, tmp_path):
+    mount_dir = mount.sessions / "fuzz"
     mount_dir.mkdir()
     ref_dir = Path(tempfile.mkdtemp(prefix="ref-", dir=tmp_path))
     MountVsReference.mount_dir = mount_dir
@@ -556,7 +543,7 @@ def test_differential_fuzz(fuzz_mount, tmp_path):
     STATS.update(steps=0, examples=0)
     FINISHED.clear()
     DIVERGENCE_LOG[:] = [tmp_path / "divergences.log"]
-    rss_before = _rss_kb(fuzz_mount.pid)
+    rss_before = _rss_kb(mount.pid)
     try:
         run_state_machine_as_test(
             MountVsReference,
@@ -565,13 +552,13 @@ def test_differential_fuzz(fuzz_mount, tmp_path):
     finally:
         if DIVERGENCE_LOG[0].exists():
             print("\ndivergences seen (first of each kind):\n" + DIVERGENCE_LOG[0].read_text()[:20000])
-    peak = _rss_kb(fuzz_mount.pid, "VmHWM")
+    peak = _rss_kb(mount.pid, "VmHWM")
     STATS["peak_rss_kb"] = peak
     print(f"\ndifferential fuzz: {STATS['examples']} runs, {STATS['steps']} compared steps, "
           f"daemon RSS {rss_before} kB before, peak {peak} kB")
     assert peak < 400 * 1024, f"daemon peak RSS {peak} kB"
     # What was committed is what was written: a fresh daemon (and fresh kernel caches) must show
     # every run's final tree exactly as the reference has it.
-    fuzz_mount.remount()
+    mount.remount()
     for roots, touched in FINISHED:
         compare([snapshot(r, set(touched)) for r in roots], f"after remount, {roots[0].name}: ")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from contrib.corpus import generate_session
+from checks import sigkill_at
 from store import Store
 from store import gc as gcmod
 from store.cli import main
@@ -173,15 +174,7 @@ POINTS = ("appended", "synced", "committed", "deleted")
 
 def _child(root: str, point: str | None, nth: int, pipe) -> None:
     """Run a gc in small steps; SIGKILL ourselves at the nth passage of ``point``."""
-    seen = {"n": 0}
-
-    def hook(where: str) -> None:
-        if where == point:
-            seen["n"] += 1
-            if seen["n"] == nth:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    gcmod._hook = hook
+    gcmod._hook = sigkill_at(point, nth)
     store = open_store(Path(root), SMALL_PACKS)
     os.write(pipe, b"s")
     collect(store, GcOptions(grace=0, step_bytes=48 * 1024))

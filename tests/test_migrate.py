@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
 import shutil
-import stat
 import subprocess
 import sys
 import threading
@@ -18,6 +16,7 @@ import orjson
 import pytest
 
 from contrib.corpus import dumps_session, generate_session, write_legacy_store
+from checks import tree_digest
 from store import Store
 from store import legacy as legacy_mod
 from store.layout import attachment_refs
@@ -39,20 +38,6 @@ def run_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", "store.cli", *map(str, args)], capture_output=True,
                           cwd=ROOT, env=env, timeout=timeout)
-
-
-def tree_digest(root: Path) -> str:
-    """Every entry below root: path, type, mode, size, mtime and content hash."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath) / name
-            st = path.lstat()
-            h.update(f"{path.relative_to(root)}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-            if stat.S_ISREG(st.st_mode):
-                h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def check_refcounts(store: Store) -> None:

@@ -13,11 +13,9 @@ finds nothing, LEGACY_DIR is unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ import orjson
 import pytest
 
 from contrib.corpus import write_legacy_store
+from checks import tree_digest
 from store import Store
 from store.layout import attachment_refs
 from store.migrate import load_records
@@ -79,19 +78,6 @@ sys.exit(cli.main(args))
 """
 
 HOOKS = ("in-txn", "after-commit", "verify", "mark-verified", "write-files", "timer")
-
-
-def tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath) / name
-            st = path.lstat()
-            h.update(f"{path.relative_to(root)}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-            if stat.S_ISREG(st.st_mode):
-                h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
 
 
 def env() -> dict:

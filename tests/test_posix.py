@@ -14,7 +14,6 @@ import ctypes
 import errno
 import hashlib
 import json
-import mmap
 import os
 import pwd
 import shutil

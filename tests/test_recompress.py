@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from contrib.corpus import generate_session
+from checks import sigkill_at
 from store import Store, codec
 from store import gc as gcmod
 from store.cli import main
@@ -225,15 +226,7 @@ POINTS = ("appended", "synced", "committed", "deleted")
 
 
 def _child(root: str, point: str | None, nth: int, pipe) -> None:
-    seen = {"n": 0}
-
-    def hook(where: str) -> None:
-        if where == point:
-            seen["n"] += 1
-            if seen["n"] == nth:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    gcmod._hook = hook
+    gcmod._hook = sigkill_at(point, nth)
     import store.recompress as rc
     rc.BATCH_BLOCKS = 8                     # many small switch-overs
     store = open_store(Path(root))
