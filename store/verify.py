@@ -246,6 +246,16 @@ class Verifier:
                 out[ino].append((off, off + length))
         return {ino: _merge(r) for ino, r in out.items()}
 
+    def _mark_lost(self, blocks, why: str) -> tuple[str, list[str]]:
+        """Mark ``blocks`` (catalog rows, id first) and their chunks bad for ``why``;
+        returns the text and paths naming the files they affect."""
+        chunk_ids = self._chunks_of(b[0] for b in blocks)
+        for b in blocks:
+            self.report.bad_blocks[b[0]] = why
+        for c in chunk_ids:
+            self.report.bad_chunks[c] = why
+        return self.files_text(self.affected(chunk_ids))
+
     def files_text(self, affected: dict[int, list[tuple[int, int]]]) -> tuple[str, list[str]]:
         if not affected:
             return "no file refers to it", []
@@ -347,12 +357,7 @@ class Verifier:
             fsize = file_sizes[pid]
             if fsize is None:
                 self.report.missing_packs.append(pid)
-                chunk_ids = self._chunks_of(b[0] for b in pblocks)
-                text, paths = self.files_text(self.affected(chunk_ids))
-                for b in pblocks:
-                    self.report.bad_blocks[b[0]] = f"pack {pid:08d} is missing"
-                for c in chunk_ids:
-                    self.report.bad_chunks[c] = f"pack {pid:08d} is missing"
+                text, paths = self._mark_lost(pblocks, f"pack {pid:08d} is missing")
                 self.add("pack-missing", f"pack packs/{pid:08d}.pack is missing ({len(pblocks)} blocks, "
                                          f"{_human(sum(b[3] for b in pblocks))}); {text}",
                          paths=paths, repair="record the files in lost+found; drop the pack's catalog rows",
@@ -363,12 +368,7 @@ class Verifier:
             past = [b for b in pblocks if b[2] + b[3] > fsize]
             if fsize < committed:
                 self.report.truncated_packs[pid] = fsize
-                chunk_ids = self._chunks_of(b[0] for b in past)
-                text, paths = self.files_text(self.affected(chunk_ids))
-                for b in past:
-                    self.report.bad_blocks[b[0]] = f"pack {pid:08d} is truncated"
-                for c in chunk_ids:
-                    self.report.bad_chunks[c] = f"pack {pid:08d} is truncated"
+                text, paths = self._mark_lost(past, f"pack {pid:08d} is truncated")
                 self.add("pack-truncated", f"pack packs/{pid:08d}.pack is truncated: {fsize} bytes on disk, "
                                            f"catalog says {committed}; {len(past)} blocks lost; {text}",
                          paths=paths, repair="record the files in lost+found; drop the lost blocks",
