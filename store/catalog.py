@@ -14,6 +14,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -63,13 +64,17 @@ class BlockRow:
     dict_id: int
 
 
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+READER_CACHE_KIB = 2000
+WRITER_CACHE_KIB = 16000
+
+
+def _connect(path: Path, readonly: bool, cache_kib: int = READER_CACHE_KIB) -> sqlite3.Connection:
     uri = f"file:{path}?mode={'ro' if readonly else 'rw'}"
     db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=60)
     db.execute("PRAGMA busy_timeout = 60000")
-    # Page cache: 16 MiB for the one writer, 2 MiB for each reader (one per thread, and the
+    # Page cache: 16 MiB for the one writer, a little for each reader (one per thread, and the
     # FUSE layer runs dozens of threads: 16 MiB each put the daemon far past its cache bound).
-    db.execute(f"PRAGMA cache_size = {-2000 if readonly else -16000}")
+    db.execute(f"PRAGMA cache_size = {-(WRITER_CACHE_KIB if not readonly else cache_kib)}")
     db.execute("PRAGMA temp_store = MEMORY")
     return db
 
@@ -79,9 +84,10 @@ def now_ns() -> int:
 
 
 class Catalog:
-    def __init__(self, path: Path, *, readonly: bool = False):
+    def __init__(self, path: Path, *, readonly: bool = False, reader_cache_kib: int = READER_CACHE_KIB):
         self.path = Path(path)
         self.readonly = readonly
+        self.reader_cache_kib = reader_cache_kib
         self._local = threading.local()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -127,13 +133,33 @@ class Catalog:
 
     # -- connections -------------------------------------------------------
     def reader(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = _connect(self.path, readonly=True)
-            self._local.db = db
+        """This thread's read connection, opened on first use.
+
+        It is closed when the thread exits: the FUSE layer's worker threads come and go
+        (trio retires a thread idle for 10 s), and a connection kept for every thread that
+        ever ran would leak its file descriptors and page cache for the daemon's lifetime."""
+        holder = getattr(self._local, "reader", None)
+        if holder is None:
+            db = _connect(self.path, readonly=True, cache_kib=self.reader_cache_kib)
+            holder = _ThreadReader(db)
             with self._readers_lock:
                 self._all_readers.append(db)
-        return db
+            weakref.finalize(holder, self._retire, db)
+            self._local.reader = holder
+        return holder.db
+
+    def _retire(self, db: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            try:
+                self._all_readers.remove(db)
+            except ValueError:
+                return          # closed already by close()
+        db.close()
+
+    def open_readers(self) -> int:
+        """How many read connections are open (one per live thread that has read)."""
+        with self._readers_lock:
+            return len(self._all_readers)
 
     @contextlib.contextmanager
     def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
@@ -253,6 +279,14 @@ class Catalog:
             ino, name = names[0]
             parts.append(name.decode("utf-8", "surrogateescape"))
         return "/".join(reversed(parts))
+
+
+class _ThreadReader:
+    """Holds one thread's read connection; its finalizer closes the connection."""
+    __slots__ = ("db", "__weakref__")
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
 
 
 def _connect_create(path: Path) -> sqlite3.Connection:

@@ -1014,3 +1014,29 @@ def test_full_disk_gives_clear_errors_and_loses_nothing(store_dir):
         assert store.read_path("sessions/f/during") == data
         assert store.read_path("sessions/inode-file") == blob
         check_consistency(store)
+
+
+def test_read_connections_close_when_their_threads_exit(store):
+    """The mount's worker threads come and go; each one's catalog connection must go with it
+    (SQLite keeps a closed connection's descriptors for reuse while the store is open, so the
+    count of descriptors levels off at what the busiest moment needed instead of growing)."""
+    import gc
+    import threading
+
+    def burst():
+        threads = [threading.Thread(target=lambda: store.getattr(store.sessions_ino)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        gc.collect()
+
+    store.catalog.reader()
+    before = store.catalog.open_readers()
+    burst()
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        burst()
+        assert store.catalog.open_readers() == before
+    assert len(os.listdir("/proc/self/fd")) <= fds + 4     # kept connections would add 80 and more
+    assert store.getattr(store.sessions_ino).nlink >= 2       # this thread's connection still works
