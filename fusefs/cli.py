@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from store import recompress
+from store import memory, recompress
 from store.engine import DEFAULT_CACHE_BYTES
 
 from . import daemon
@@ -31,6 +31,8 @@ def register(sub) -> None:
     p.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground")
     p.add_argument("--cache-size", type=parse_size, default=DEFAULT_CACHE_BYTES,
                    help="decoded-block cache bound (default 100M)")
+    p.add_argument("--memory-limit", type=parse_size, default=memory.DEFAULT_LIMIT,
+                   help="the daemon's resident memory bound, cache included (default 512M)")
     p.add_argument("--allow-other", action="store_true", help="let other users in (permission bits decide)")
     p.add_argument("--debug", action="store_true", help="log every FUSE request")
     recompress.add_background_arguments(p)
@@ -43,13 +45,14 @@ def register(sub) -> None:
 
 def cmd_mount(args) -> int:
     from store import Store
+    budget = memory.plan(args.memory_limit, args.cache_size)
     daemon.preflight(args.store, args.mountpoint)     # in use, not a directory...: say so, change nothing
     Store.init(args.store, exist_ok=True)
     if args.debug:
         logging.getLogger().setLevel(logging.DEBUG)
 
     def run(ready=None):
-        daemon.serve(args.store, args.mountpoint, cache_bytes=args.cache_size, allow_other=args.allow_other,
+        daemon.serve(args.store, args.mountpoint, memory=budget, allow_other=args.allow_other,
                      debug=args.debug, ready=ready, store_options=recompress.background_kwargs(args))
 
     if args.foreground:

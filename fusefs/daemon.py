@@ -34,6 +34,8 @@ import trio
 
 from store import Store
 from store.errors import LockedError, StoreError
+from store.legacy import Limits
+from store.memory import MAX_TASKS, MemoryGovernor, MemoryPlan, tune_malloc
 from store.migrate import Migrator
 
 from .ops import SessionFS
@@ -200,18 +202,19 @@ def preflight(store_path: str, mountpoint: str) -> None:
         os.close(fd)
 
 
-def serve(store_path: str, mountpoint: str, *, cache_bytes: int, allow_other: bool = False,
+def serve(store_path: str, mountpoint: str, *, memory: MemoryPlan, allow_other: bool = False,
           debug: bool = False, ready=None, store_options: dict | None = None) -> None:
     """Open the store, mount and serve until unmounted or signalled; then commit and close.
 
-    ``store_options`` go to ``Store.open`` (background compression and gc settings).
+    ``memory`` divides the daemon's memory limit (``store.memory.plan``); ``store_options``
+    go to ``Store.open`` (background compression and gc settings).
 
     ``ready(error_or_None)`` reports startup."""
     mountpoint = os.path.abspath(mountpoint)
+    tune_malloc()
     try:
         check_mountpoint(mountpoint)
-        store = Store.open(store_path, cache_bytes=cache_bytes, owner={"mountpoint": mountpoint},
-                           **(store_options or {}))
+        store = Store.open(store_path, memory=memory, owner={"mountpoint": mountpoint}, **(store_options or {}))
     except (StoreError, OSError) as exc:
         if ready:
             ready(str(exc))
@@ -235,13 +238,19 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
     mountpoint = os.path.abspath(mountpoint)
     started = time.time()
 
-    migrator = Migrator(store)
+    memory = store.memory
+    limits = Limits()
+    if memory is not None:
+        limits = Limits(max_file_bytes=memory.import_file_bytes, max_attachment_bytes=memory.import_attachment_bytes)
+    migrator = Migrator(store, limits=limits)
     migrator.ensure_import_dir()
+    governor = MemoryGovernor(memory, store.cache) if memory is not None else None
 
     def render_stats() -> dict:
         stats = store.statistics().as_dict()
         return {"pid": os.getpid(), "store": str(store.root.resolve()), "mountpoint": mountpoint,
-                "started": started, **stats, "migration": migrator.progress().as_dict()}
+                "started": started, **stats, "migration": migrator.progress().as_dict(),
+                "memory": governor.statistics().as_dict() if governor else None}
 
     ops = SessionFS(store, render_stats)
     ops.migrator = migrator
@@ -260,23 +269,31 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
         ready(None)
     log.info("mounted %s at %s (pid %d)", store.root, mountpoint, os.getpid())
     migrator.start(rescan=True)         # legacy files dropped into import/ migrate in the background
+    if governor is not None:
+        governor.start()
+    max_tasks = memory.max_tasks if memory is not None else MAX_TASKS
     try:
-        trio.run(_main, signals)
+        trio.run(_main, signals, max_tasks)
     except BaseException:
-        migrator.stop()
-        invalidator.stop()
+        _stop_helpers(migrator, invalidator, governor)
         pyfuse3.close(unmount=False)    # after a failure pyfuse3 advises not to unmount: stale until cleaned up
         raise
-    migrator.stop()
-    invalidator.stop()                  # before the session goes: no invalidation may reach a closed one
+    _stop_helpers(migrator, invalidator, governor)   # before the session goes: no invalidation may reach it
     pyfuse3.close(unmount=True)         # after fusermount -u a no-op; after a signal this unmounts
 
 
-async def _main(signals: bool = True) -> None:
+def _stop_helpers(migrator: Migrator, invalidator: Invalidator, governor: MemoryGovernor | None) -> None:
+    migrator.stop()
+    invalidator.stop()
+    if governor is not None:
+        governor.stop()
+
+
+async def _main(signals: bool = True, max_tasks: int = MAX_TASKS) -> None:
     async with trio.open_nursery() as nursery:
         if signals:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
-        await pyfuse3.main()
+        await pyfuse3.main(max_tasks=max_tasks)
         nursery.cancel_scope.cancel()
 
 

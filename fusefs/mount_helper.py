@@ -13,6 +13,7 @@ Options (``-o``, comma-separated, may be repeated):
 
 ``allow_other``              ``--allow-other``
 ``cache_size=SIZE``          ``--cache-size SIZE`` (``cache-size=`` too; 100M, 2G, ...)
+``memory_limit=SIZE``        ``--memory-limit SIZE`` (``memory-limit=`` too)
 ``debug``                    ``--debug``
 ``log_level=LEVEL``          ``--log-level LEVEL``
 ``setuid=USER``              run the daemon as USER (when mount(8) runs as root, e.g. at boot)
@@ -135,8 +136,8 @@ def parse_args(argv: list[str]) -> Invocation:
             inv.args.append("--allow-other")
         elif key == "debug" and not eq:
             inv.args.append("--debug")
-        elif key == "cache_size" and value:
-            inv.args += ["--cache-size", value]
+        elif key in ("cache_size", "memory_limit") and value:
+            inv.args += ["--" + key.replace("_", "-"), value]
         elif key == "log_level" and value:
             inv.log_level = value
         elif key == "setuid" and value:

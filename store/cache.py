@@ -55,10 +55,19 @@ class ByteLRU:
                 self._held -= len(old)
             self._data[key] = value
             self._held += len(value)
-            while self._held > self.capacity and self._data:
-                _, evicted = self._data.popitem(last=False)
-                self._held -= len(evicted)
-                self._evictions += 1
+            self._evict_to_capacity()
+
+    def set_capacity(self, capacity_bytes: int) -> None:
+        """Change the bound; shrinking evicts the least recently used entries at once."""
+        with self._lock:
+            self.capacity = max(0, int(capacity_bytes))
+            self._evict_to_capacity()
+
+    def _evict_to_capacity(self) -> None:
+        while self._held > self.capacity and self._data:
+            _, evicted = self._data.popitem(last=False)
+            self._held -= len(evicted)
+            self._evictions += 1
 
     def get_or_load(self, key: Hashable, load: Callable[[], bytes]) -> bytes:
         value = self.get(key)

@@ -40,6 +40,7 @@ from .chunker import MAX_CHUNK
 from .dictionaries import Dictionaries
 from .errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
 from .ingest import BatchBuilder, Counters
+from .memory import MemoryPlan
 from .intervals import split_by
 from .overlay import MARKER_SUFFIX, Overlay, boot_id
 from .packs import PackFiles
@@ -136,13 +137,15 @@ class Store:
              compress_level: int = 3, packs: PackFiles | None = None,
              background_gc: bool = False, gc_grace: float = 600.0,
              background_compress: bool = False, recompress_level: int = 19, cold_age: float = 600.0,
-             cpu_share: float = 0.25) -> "Store":
+             cpu_share: float = 0.25, memory: MemoryPlan | None = None) -> "Store":
         """Open a store. The ``background_*`` options start maintenance in this process (the
         mount daemon): garbage collection of chunks unreferenced for ``gc_grace`` seconds with
         pack compaction (``store.gc``), and recompression of blocks older than ``cold_age``
         seconds at zstd ``recompress_level`` using at most ``cpu_share`` of one core
         (``store.recompress``). Both are off by default; ``sessionfs gc``/``compress`` run
-        them offline."""
+        them offline. ``memory`` (the mount's ``--memory-limit``, divided by ``memory.plan``)
+        sets the cache, the catalog readers' page caches and the queued-write bound instead
+        of ``cache_bytes`` and the defaults."""
         root = Path(path)
         if create and not (root / "catalog.db").exists():
             cls.init(root)
@@ -153,14 +156,16 @@ class Store:
             background = dict(gc=background_gc, gc_grace=gc_grace, compress=background_compress,
                               level=recompress_level, cold_age=cold_age, cpu_share=cpu_share)
         return cls(root, cache_bytes=cache_bytes, readonly=readonly, owner=owner, sync_interval=sync_interval,
-                   compress_level=compress_level, packs=packs, background=background)
+                   compress_level=compress_level, packs=packs, background=background, memory=memory)
 
     def __init__(self, root: Path, *, cache_bytes: int, readonly: bool, owner: dict | None,
                  sync_interval: float, compress_level: int, packs: PackFiles | None,
-                 background: dict | None = None):
+                 background: dict | None = None, memory: MemoryPlan | None = None):
         self.root = root
         self.readonly = readonly
         self.compress_level = compress_level
+        self.memory = memory
+        self.pending_bytes = memory.pending_bytes if memory else PENDING_API_BYTES
         for sub in ("packs", "staging"):
             # Symlinks inside the store are never followed: written through, staged data or
             # pack trims would land outside the store directory.
@@ -169,9 +174,10 @@ class Store:
                                   f"directory inside it (refusing to follow it)")
         self._lock_fd = None if readonly else self._take_lock(owner)
         try:
-            self.catalog = Catalog(root / "catalog.db", readonly=readonly)
+            self.catalog = Catalog(root / "catalog.db", readonly=readonly,
+                                   **({"reader_cache_kib": memory.reader_cache_kib} if memory else {}))
             self.packs = packs or PackFiles(root / "packs")
-            self.cache = ByteLRU(cache_bytes)
+            self.cache = ByteLRU(memory.cache_bytes if memory else cache_bytes)
             self.staging = root / "staging"
             self.sessions_ino = int(self.catalog.meta("sessions_ino"))
             root_row = self.catalog.inode(ROOT_INO)
@@ -851,7 +857,7 @@ class Store:
             if not parts:
                 raise BadInputError("cannot delete the root directory")
             trees.append("/".join(p.decode("utf-8", "surrogateescape") for p in parts))
-        self.persister.wait_for_room(PENDING_API_BYTES)
+        self.persister.wait_for_room(self.pending_bytes)
         with self._ov_lock:
             self._gen += 1
             gen = self._gen

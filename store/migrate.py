@@ -314,14 +314,24 @@ class _StoreAttachments:
 
     def read(self, name: str, limits: Limits) -> tuple[bytes, str]:
         path = f"{self.directory}/{name}"
-        try:
-            data = self.store.read_path(path)
-        except StoreError as exc:
-            raise LegacyError("attachments", f"cannot read {path}: {exc}") from None
-        if len(data) > limits.max_attachment_bytes:
-            raise LegacyError("attachments", f"{path} is {len(data):,} bytes, over the bound of "
-                                             f"{limits.max_attachment_bytes:,}")
-        return data, STORE_SOURCE + path
+        return _read_store_file(self.store, path, limits.max_attachment_bytes, "attachments"), STORE_SOURCE + path
+
+
+def _read_store_file(store: Store, path: str, bound: int, stage: str) -> bytes:
+    """The bytes of ``path`` in the store, refused (before reading) when over ``bound`` bytes."""
+    try:
+        ino = store.resolve(path)
+        size = store.getattr(ino).size if ino is not None else None
+        if size is not None and size > bound:
+            raise LegacyError(stage, f"{path} is {size:,} bytes, over the bound of {bound:,} (the mount's "
+                                     "memory limit sets it: raise --memory-limit, or unmount and run "
+                                     "'sessionfs import')", size=size)
+        data = store.read_path(path)
+    except StoreError as exc:
+        raise LegacyError(stage, f"cannot read {path}: {exc}") from None
+    if len(data) > bound:
+        raise LegacyError(stage, f"{path} is {len(data):,} bytes, over the bound of {bound:,}", size=len(data))
+    return data
 
 
 @dataclass
@@ -929,13 +939,7 @@ class Migrator:
     def _prepare_here(self, job: _Job) -> Prepared | LegacyError:
         try:
             if job.store_path is not None:
-                try:
-                    data = self.store.read_path(job.store_path)
-                except StoreError as exc:
-                    raise LegacyError("read", f"cannot read {job.store_path}: {exc}") from None
-                if len(data) > self.limits.max_file_bytes:
-                    raise LegacyError("read", f"the session file is {len(data):,} bytes, over the bound of "
-                                              f"{self.limits.max_file_bytes:,}", size=len(data))
+                data = _read_store_file(self.store, job.store_path, self.limits.max_file_bytes, "read")
                 return legacy.prepare_bytes(data, source=job.source, mtime_ns=job.mtime_ns, limits=self.limits)
             return legacy.prepare_file(job.path, self.limits, job.check_name)
         except LegacyError as exc:
