@@ -198,7 +198,22 @@ class SessionFS(pyfuse3.Operations):
         node = self.views.get(inode)
         if node is not None:
             return self._virtual_entry(node)
+        entry = self._cached_entry(inode)
+        if entry is not None:
+            return entry
         return await _run(lambda: self._entry(self.store.getattr(inode)))
+
+    def _cached_entry(self, ino: int) -> pyfuse3.EntryAttributes | None:
+        """Attributes from the store's memory (no thread hop); None when not all of it is cached."""
+        row = self.store.cached_getattr(ino)
+        if row is None:
+            return None
+        stored = None
+        if stat.S_ISREG(row.mode) and row.size:
+            stored = self.store.cached_stored_bytes(ino)
+            if stored is None:
+                return None
+        return self._entry(row, stored)
 
     @_handler
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -237,7 +252,7 @@ class SessionFS(pyfuse3.Operations):
         if node is not None and not node.is_dir:
             raise FsError(errno.ENOTDIR)
         if node is None:
-            row = await _run(self.store.getattr, inode)
+            row = self.store.cached_getattr(inode) or await _run(self.store.getattr, inode)
             if not stat.S_ISDIR(row.mode):
                 raise FsError(errno.ENOTDIR)
         return inode
@@ -352,7 +367,7 @@ class SessionFS(pyfuse3.Operations):
             snapshot = await _run(node.render)
             self._rendered_size[inode] = len(snapshot)
             return pyfuse3.FileInfo(fh=self._new_handle(Handle(inode, False, snapshot)), direct_io=True)
-        row = await _run(self.store.getattr, inode)
+        row = self.store.cached_getattr(inode) or await _run(self.store.getattr, inode)
         if stat.S_ISDIR(row.mode):
             raise FsError(errno.EISDIR)
         if flags & os.O_TRUNC and stat.S_ISREG(row.mode):
@@ -413,6 +428,9 @@ class SessionFS(pyfuse3.Operations):
             if not stat.S_ISREG(row.mode):
                 raise FsError(pyfuse3.ENOATTR)
             return (await _run(self.store.content_hash, inode)).encode()
+        if not self.store.may_have_xattr(name):
+            # The kernel asks for security.capability before every write(2) to a file.
+            raise FsError(pyfuse3.ENOATTR)
         return await _run(self.store.getxattr, inode, name)
 
     @_handler

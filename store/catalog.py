@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .attr_cache import CAPACITY, DATA, EVERYTHING, ROW, AttrCache
 from .errors import FormatError, IntegrityError
 from .rewrite import Extent
 from .schema import FORMAT_VERSION, ROOT_INO, create_tables, read_format_version
@@ -95,6 +96,8 @@ class Catalog:
         self._writer: sqlite3.Connection | None = None
         self.commits = 0
         self._checkpointed = 0
+        self.attrs = AttrCache(0 if readonly else CAPACITY)     # read-only: others commit unseen
+        self._touched: set[tuple[int, int]] = set()    # (kind, ino) changed by the open transaction
         try:
             self._open_checked()
         except BaseException as exc:
@@ -111,12 +114,33 @@ class Catalog:
                 raise FormatError(f"{self.path}: cannot switch the catalog to WAL mode (got {mode})")
             self._writer.execute("PRAGMA synchronous = NORMAL")
             self._writer.execute("PRAGMA wal_autocheckpoint = 4000")
+            self._watch_changes(self._writer)
         version = read_format_version(self.reader())
         if version is None:
             raise FormatError(f"{self.path} is not a sessionfs catalog (no format version)")
         if version != FORMAT_VERSION:
             raise FormatError(
                 f"{self.path} has catalog format {version}; this sessionfs reads format {FORMAT_VERSION}")
+
+    def _watch_changes(self, db: sqlite3.Connection) -> None:
+        """Temporary triggers (this connection only, nothing stored) report every change to what
+        the attribute cache holds: inode rows, a file's chunk list, a chunk's length. ``write``
+        hands what a transaction touched to the cache when it ends."""
+        db.create_function("sessionfs_changed", 2, self._note_change)
+        for table, key, kind in (("inodes", "id", ROW), ("file_chunks", "ino", DATA)):
+            db.execute(f"CREATE TEMP TRIGGER watch_{table}_insert AFTER INSERT ON main.{table} "
+                       f"BEGIN SELECT sessionfs_changed({kind}, NEW.{key}); END")
+            db.execute(f"CREATE TEMP TRIGGER watch_{table}_update AFTER UPDATE ON main.{table} "
+                       f"BEGIN SELECT sessionfs_changed({kind}, OLD.{key}), sessionfs_changed({kind}, NEW.{key}); END")
+            db.execute(f"CREATE TEMP TRIGGER watch_{table}_delete AFTER DELETE ON main.{table} "
+                       f"BEGIN SELECT sessionfs_changed({kind}, OLD.{key}); END")
+        db.execute("CREATE TEMP TRIGGER watch_chunks_length AFTER UPDATE OF length ON main.chunks "
+                   f"BEGIN SELECT sessionfs_changed({EVERYTHING}, 0); END")
+        db.execute("CREATE TEMP TRIGGER watch_chunks_delete AFTER DELETE ON main.chunks "
+                   f"BEGIN SELECT sessionfs_changed({EVERYTHING}, 0); END")
+
+    def _note_change(self, kind: int, ino: int) -> None:
+        self._touched.add((kind, ino))
 
     @staticmethod
     def initialize(path: Path, store_id: str) -> None:
@@ -180,6 +204,8 @@ class Catalog:
                 db.execute("COMMIT")
                 self.commits += 1
             finally:
+                touched, self._touched = self._touched, set()
+                self.attrs.changed(touched)
                 if durable:
                     db.execute("PRAGMA synchronous = NORMAL")
 
@@ -215,8 +241,42 @@ class Catalog:
         return row[0] if row else None
 
     def inode(self, ino: int, db=None) -> InodeRow | None:
-        row = self._db(db).execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
+        if db is not None:
+            row = db.execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
+            return InodeRow(*row) if row else None
+        reader = self.reader()
+        cacheable = not reader.in_transaction
+        row = self.attrs.row(ino) if cacheable else None
+        if row is None:
+            epoch = self.attrs.epoch
+            row = reader.execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
+            if row is not None and cacheable:
+                self.attrs.fill_row(epoch, ino, row)
         return InodeRow(*row) if row else None
+
+    def data_bytes(self, inos: list[int]) -> dict[int, int]:
+        """Committed bytes of each file that hold data, not holes (for st_blocks)."""
+        reader = self.reader()
+        cacheable = not reader.in_transaction
+        out = {}
+        missing = []
+        for ino in inos:
+            n = self.attrs.data_bytes(ino) if cacheable else None
+            if n is None:
+                missing.append(ino)
+            else:
+                out[ino] = n
+        epoch = self.attrs.epoch
+        found = dict.fromkeys(missing, 0)
+        for i in range(0, len(missing), 500):
+            part = missing[i:i + 500]
+            found.update(reader.execute(
+                "SELECT f.ino, sum(c.length) FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+                f"WHERE f.ino IN ({','.join('?' * len(part))}) GROUP BY f.ino", part))
+        if cacheable:
+            self.attrs.fill_data_bytes(epoch, found)
+        out.update(found)
+        return out
 
     def lookup(self, parent: int, name: bytes, db=None) -> int | None:
         row = self._db(db).execute("SELECT ino FROM dentries WHERE parent = ? AND name = ?",

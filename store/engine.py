@@ -74,7 +74,8 @@ class StoreStatistics:
     not holes; ``unique``: distinct chunk bytes still referenced; ``stored``: pack bytes
     on disk (committed); ``dedup_ratio`` = referenced / unique; ``compression_ratio`` =
     decoded / encoded block bytes. ``maintenance``: garbage collection and background
-    compression (``recompress.MaintenanceStatistics``)."""
+    compression (``recompress.MaintenanceStatistics``). ``attr_cache``: inode attributes
+    served from memory (``attr_cache.AttrCacheStatistics``)."""
     files: int
     sessions: int
     logical_bytes: int
@@ -91,6 +92,7 @@ class StoreStatistics:
     cache: object
     queue: object
     maintenance: object = None
+    attr_cache: object = None
 
     def as_dict(self) -> dict:
         from dataclasses import asdict
@@ -193,6 +195,9 @@ class Store:
             self._entry_listeners: list[Callable[[list[tuple[int, bytes]]], None]] = []
             self._gone: list[tuple[int, bytes]] = []     # (parent, name) removed by the batch being applied
             self._write_errors: dict[int, BaseException] = {}   # ino -> why a write was dropped
+            # Names of extended attributes any inode may have (a superset: never shrinks while open).
+            self._xattr_names = {bytes(r[0]) for r in
+                                 self.catalog.reader().execute("SELECT DISTINCT name FROM xattrs")}
             self.dictionaries = Dictionaries(self.catalog)
             # Foreground reads/writes stamp this (time.monotonic()); background work backs off.
             self.last_activity = time.monotonic()
@@ -362,6 +367,17 @@ class Store:
         row = self.catalog.inode(ino)
         if row is None:
             raise FsError(errno.ENOENT, f"inode {ino} does not exist")
+        return self._overlaid(row, layers)
+
+    def cached_getattr(self, ino: int) -> InodeRow | None:
+        """``getattr`` from memory only (no I/O: safe on an event loop); None if not cached."""
+        layers = self._layers(ino)
+        cached = self.catalog.attrs.row(ino)
+        return None if cached is None else self._overlaid(InodeRow(*cached), layers)
+
+    @staticmethod
+    def _overlaid(row: InodeRow, layers: list[Overlay]) -> InodeRow:
+        """``row`` as the file's uncommitted writes make it look."""
         if layers:
             top = layers[-1]
             row.size = top.size
@@ -624,8 +640,14 @@ class Store:
         return [bytes(r[0]) for r in self.catalog.reader().execute(
             "SELECT name FROM xattrs WHERE ino = ? ORDER BY name", (ino,))]
 
+    def may_have_xattr(self, name: bytes) -> bool:
+        """False when no inode has an attribute ``name`` (from memory: safe on an event loop).
+        A read-only store cannot know: the process that writes may have set it since."""
+        return self.readonly or name in self._xattr_names
+
     def setxattr(self, ino: int, name: bytes, value: bytes, *, create: bool = False, replace: bool = False) -> None:
         self._check_writable()
+        self._xattr_names.add(name)      # before the commit: a reader must never miss it
         with self.catalog.write() as db:
             namespace.get(db, ino)
             exists = db.execute("SELECT 1 FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).fetchone()
@@ -654,18 +676,18 @@ class Store:
 
     def stored_bytes(self, inos: Iterable[int]) -> dict[int, int]:
         """Bytes of each file that hold data, not holes (for st_blocks; pending writes counted)."""
-        inos = list(inos)
-        out = dict.fromkeys(inos, 0)
-        reader = self.catalog.reader()
-        for i in range(0, len(inos), 500):
-            part = inos[i:i + 500]
-            out.update(reader.execute(
-                "SELECT f.ino, sum(c.length) FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
-                f"WHERE f.ino IN ({','.join('?' * len(part))}) GROUP BY f.ino", part))
-        for ino in inos:
-            for ov in self._layers(ino):
-                out[ino] += ov.dirty.total()
+        out = self.catalog.data_bytes(list(inos))
+        for ino in out:
+            out[ino] += self._pending_data(ino)
         return out
+
+    def cached_stored_bytes(self, ino: int) -> int | None:
+        """``stored_bytes`` of one file from memory only; None if not cached."""
+        n = self.catalog.attrs.data_bytes(ino)
+        return None if n is None else n + self._pending_data(ino)
+
+    def _pending_data(self, ino: int) -> int:
+        return sum(ov.dirty.total() for ov in self._layers(ino))
 
     # -- writing file content ----------------------------------------------------
     def _check_writable(self) -> None:
@@ -907,7 +929,8 @@ class Store:
             dedup_ratio=referenced / unique if unique else 1.0,
             compression_ratio=raw / stored if stored else 1.0,
             space_saving=1 - pack_bytes / logical if logical else 0.0,
-            cache=self.cache.statistics(), queue=queue, maintenance=self._maintenance_statistics(r))
+            cache=self.cache.statistics(), queue=queue, maintenance=self._maintenance_statistics(r),
+            attr_cache=self.catalog.attrs.statistics())
 
     def _maintenance_statistics(self, r):
         from .recompress import maintenance_statistics
