@@ -244,20 +244,23 @@ class Catalog:
         if db is not None:
             row = db.execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
             return InodeRow(*row) if row else None
-        reader = self.reader()
-        cacheable = not reader.in_transaction
+        cacheable = self._cacheable()
         row = self.attrs.row(ino) if cacheable else None
         if row is None:
             epoch = self.attrs.epoch
-            row = reader.execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
+            row = self.reader().execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
             if row is not None and cacheable:
                 self.attrs.fill_row(epoch, ino, row)
         return InodeRow(*row) if row else None
 
+    def _cacheable(self) -> bool:
+        """False while this thread's reader is inside a read transaction (an older snapshot)."""
+        holder = getattr(self._local, "reader", None)
+        return holder is None or not holder.db.in_transaction
+
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         """Committed bytes of each file that hold data, not holes (for st_blocks)."""
-        reader = self.reader()
-        cacheable = not reader.in_transaction
+        cacheable = self._cacheable()
         out = {}
         missing = []
         for ino in inos:
@@ -266,7 +269,10 @@ class Catalog:
                 missing.append(ino)
             else:
                 out[ino] = n
+        if not missing:
+            return out
         epoch = self.attrs.epoch
+        reader = self.reader()
         found = dict.fromkeys(missing, 0)
         for i in range(0, len(missing), 500):
             part = missing[i:i + 500]

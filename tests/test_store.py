@@ -1024,7 +1024,7 @@ def test_read_connections_close_when_their_threads_exit(store):
     import threading
 
     def burst():
-        threads = [threading.Thread(target=lambda: store.getattr(store.sessions_ino)) for _ in range(8)]
+        threads = [threading.Thread(target=lambda: store.catalog.names_of(store.sessions_ino)) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
