@@ -408,9 +408,13 @@ class SessionFS(pyfuse3.Operations):
     async def release(self, fh):
         handle = self._handles.pop(fh, None)
         if handle is not None and handle.writable:
-            await _run(self.store.seal, handle.ino)
-            if self.migrator is not None:
-                await _run(self.migrator.file_closed, handle.ino)
+            await _run(self._closed, handle.ino)
+
+    def _closed(self, ino: int) -> None:
+        """The last reference to a written file is gone: seal it, hand an import/ drop over."""
+        self.store.seal(ino)
+        if self.migrator is not None:
+            self.migrator.file_closed(ino)
 
     @_handler
     async def fsync(self, fh, datasync):

@@ -22,6 +22,7 @@ from store import chunker, codec
 from store.cache import ByteLRU
 from store.errors import IntegrityError
 from store.intervals import IntervalSet, split_by
+from store.persist import PathGroup, Persister
 from store.rewrite import Extent, plan_commit
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -549,3 +550,43 @@ def test_lru_never_exceeds_capacity(puts, capacity):
         assert s.bytes_held <= capacity
         held = [lru._data[k] for k in lru._data]
         assert s.bytes_held == sum(map(len, held))
+
+
+# ---------------------------------------------------------------- persistence worker: group commit
+def _recording_persister(gather: float) -> tuple[Persister, list[list]]:
+    batches: list[list] = []
+    p = Persister(lambda items, durable: batches.append([i.gen for i in items]), lambda: None, gather=gather)
+    p.start()
+    return p, batches
+
+
+def test_a_burst_of_items_commits_as_one_batch_when_a_barrier_arrives():
+    """With a window far longer than the test, only the barrier can end it: the ten groups
+    commit together, and the barrier does not wait for the window."""
+    p, batches = _recording_persister(gather=300.0)
+    try:
+        for gen in range(10):
+            p.submit(PathGroup(gen, [(f"sessions/s/f{gen}", b"x")]))
+        p.barrier(durable=False).wait(timeout=20)
+        assert batches == [list(range(10))]
+    finally:
+        p.stop()
+
+
+def test_stop_commits_what_is_gathering():
+    p, batches = _recording_persister(gather=300.0)
+    for gen in range(3):
+        p.submit(PathGroup(gen, [(f"sessions/s/f{gen}", b"x")]))
+    p.stop()
+    assert batches == [[0, 1, 2]]
+
+
+def test_without_a_window_items_commit_as_they_come():
+    p, batches = _recording_persister(gather=0.0)
+    try:
+        for gen in range(3):
+            p.submit(PathGroup(gen, [(f"sessions/s/f{gen}", b"x")]))
+            p.barrier(durable=False).wait(timeout=20)
+        assert batches == [[0], [1], [2]]
+    finally:
+        p.stop()
