@@ -521,25 +521,32 @@ class Store:
         return bytes(row.target or b"")
 
     # -- namespace ------------------------------------------------------------
-    def _namespace(self, op, *args, parents: Iterable[int] = (), moved: Iterable[int] = ()):
+    def _namespace(self, op, *args, entries: Iterable[tuple[int, bytes]] = (), moved: Iterable[int] = ()):
         """Run a namespace op in a write transaction and keep the session index in step."""
         self._check_writable()
         with self.catalog.write() as db:
             now = now_ns()
             result = op(db, *args, now)
-            self._refresh_sessions(db, parents, moved)
+            self._refresh_sessions(db, entries, moved)
         return result
 
-    def _refresh_sessions(self, db, parents: Iterable[int], moved: Iterable[int]) -> None:
+    def _refresh_sessions(self, db, entries: Iterable[tuple[int, bytes]], moved: Iterable[int]) -> None:
+        """Keep the session rows and the search index in step with changed names: ``entries``
+        are the (parent, name) created, removed or replaced, ``moved`` the inodes that gained or
+        lost a name. A session's row depends only on its directory's name in sessions/ and on
+        its metadata.json, so other names in a session leave it alone (creating a file in a
+        session used to re-read and re-parse metadata.json)."""
+        entries, moved = list(entries), list(moved)
         dirs = set()
-        for p in parents:
-            if p == self.sessions_ino:
+        for parent, name in entries:
+            if parent == self.sessions_ino:
                 dirs.update(moved)
-            elif db.execute("SELECT 1 FROM dentries WHERE ino = ? AND parent = ?", (p, self.sessions_ino)).fetchone():
-                dirs.add(p)
+            elif name == session_index.METADATA_NAME and db.execute(
+                    "SELECT 1 FROM dentries WHERE ino = ? AND parent = ?", (parent, self.sessions_ino)).fetchone():
+                dirs.add(parent)
         for d in dirs:
             session_index.refresh(db, d, self.sessions_ino, lambda i: self._read_file_in(db, i))
-        self.text_index.namespace_changed(db, parents, moved)
+        self.text_index.namespace_changed(db, entries, moved)
 
     def _read_file_in(self, db, ino: int) -> bytes:
         row = namespace.get(db, ino)
@@ -554,20 +561,20 @@ class Store:
     def make_node(self, parent: int, name: bytes, mode: int, uid: int, gid: int, rdev: int = 0,
                   target: bytes | None = None) -> InodeRow:
         return self._namespace(lambda db, now: namespace.make_node(db, parent, name, mode, uid, gid, now, rdev,
-                                                                    target), parents=[parent])
+                                                                    target), entries=[(parent, name)])
 
     def link(self, ino: int, parent: int, name: bytes) -> InodeRow:
-        return self._namespace(lambda db, now: namespace.link(db, ino, parent, name, now), parents=[parent],
-                               moved=[ino])
+        return self._namespace(lambda db, now: namespace.link(db, ino, parent, name, now),
+                               entries=[(parent, name)], moved=[ino])
 
     def unlink(self, parent: int, name: bytes) -> None:
-        row = self._namespace(lambda db, now: namespace.unlink(db, parent, name, now), parents=[parent])
+        row = self._namespace(lambda db, now: namespace.unlink(db, parent, name, now), entries=[(parent, name)])
         self._maybe_delete(row)
 
     def rmdir(self, parent: int, name: bytes) -> None:
         ino = self.catalog.lookup(parent, name)
-        row = self._namespace(lambda db, now: namespace.rmdir(db, parent, name, now), parents=[parent],
-                              moved=[ino] if ino else [])
+        row = self._namespace(lambda db, now: namespace.rmdir(db, parent, name, now),
+                              entries=[(parent, name)], moved=[ino] if ino else [])
         self._maybe_delete(row)
 
     def rename(self, old_parent: int, old_name: bytes, new_parent: int, new_name: bytes, flags: int = 0) -> None:
@@ -575,7 +582,7 @@ class Store:
                  if i]
         replaced = self._namespace(
             lambda db, now: namespace.rename(db, old_parent, old_name, new_parent, new_name, flags, now),
-            parents=[old_parent, new_parent], moved=moved)
+            entries=[(old_parent, old_name), (new_parent, new_name)], moved=moved)
         if replaced is not None:
             self._maybe_delete(replaced)
 
@@ -1085,7 +1092,7 @@ class Store:
     def _refresh_for_file(self, db, ino: int) -> None:
         for parent, name in self.catalog.names_of(ino, db):
             if name == session_index.METADATA_NAME:
-                self._refresh_sessions(db, [parent], [])
+                self._refresh_sessions(db, [(parent, name)], [])
         self.text_index.content_changed(db, ino)
 
     def _apply_group(self, db, group: PathGroup, prep, now: int) -> list[int]:
@@ -1105,7 +1112,7 @@ class Store:
                     row = namespace.unlink(db, parent, parts[-1], now)
                     self._gone.append((parent, parts[-1]))
                     self._delete_if_unused(db, row, now)
-                    self._refresh_sessions(db, [parent], [])
+                    self._refresh_sessions(db, [(parent, parts[-1])], [])
                     changed.append(ino)
                 continue
             if ino is None:
@@ -1127,7 +1134,7 @@ class Store:
             if child is None:
                 child = namespace.make_node(db, ino, part, stat.S_IFDIR | 0o755, self.owner_uid, self.owner_gid,
                                             now).id
-                self._refresh_sessions(db, [ino], [child])
+                self._refresh_sessions(db, [(ino, part)], [child])
             elif not stat.S_ISDIR(namespace.get(db, child).mode):
                 raise FsError(errno.ENOTDIR, f"{part.decode(errors='replace')} is not a directory")
             ino = child
@@ -1147,7 +1154,7 @@ class Store:
             else:
                 row = namespace.unlink(db, parent, name, now)
             self._gone.append((parent, name))
-            self._refresh_sessions(db, [parent], [ino])
+            self._refresh_sessions(db, [(parent, name)], [ino])
         self._delete_if_unused(db, row, now)
         removed.append(ino)
         return removed

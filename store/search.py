@@ -607,17 +607,18 @@ class TextIndex:
         """The committed bytes of ``ino`` changed."""
         self._guarded(db, self._refresh_inode, ino, True)
 
-    def namespace_changed(self, db, parents: Iterable[int], moved: Iterable[int]) -> None:
-        """Entries in ``parents`` were created, renamed or removed; ``moved`` are inodes that
-        gained or lost a name (files, or directories whose whole subtree moved)."""
-        parents, moved = set(parents), set(moved)
-        if parents or moved:
-            self._guarded(db, self._namespace_changed, parents, moved)
+    def namespace_changed(self, db, entries: Iterable[tuple[int, bytes]], moved: Iterable[int]) -> None:
+        """The names ``entries`` (parent, name) were created, removed or replaced; ``moved`` are
+        inodes that gained or lost a name (files, or directories whose whole subtree moved)."""
+        entries, moved = set(entries), set(moved)
+        if entries or moved:
+            self._guarded(db, self._namespace_changed, entries, moved)
 
-    def _namespace_changed(self, db, parents: set[int], moved: set[int]) -> None:
+    def _namespace_changed(self, db, entries: set[tuple[int, bytes]], moved: set[int]) -> None:
         done: set[int] = set()
-        for parent in parents:
-            for ino, name in db.execute("SELECT ino, name FROM search_docs WHERE parent = ?", (parent,)).fetchall():
+        for parent, name in entries:
+            for (ino,) in db.execute("SELECT ino FROM search_docs WHERE parent = ? AND name = ?",
+                                     (parent, name)).fetchall():
                 if ino in done:
                     continue
                 now = db.execute("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, name)).fetchone()

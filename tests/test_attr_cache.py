@@ -256,3 +256,4 @@ def test_stat_through_the_mount_follows_writes_chmod_and_truncate(mount):
     assert os.stat(f).st_size == 10
     with open(f, "rb") as fh:
         assert fh.read() == b"x" * 10
+

@@ -3,8 +3,11 @@ of change equals a rebuilt one, filters, ranking, rebuild at open, the CLI."""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import random
 import sqlite3
 import stat
 import subprocess
@@ -16,9 +19,10 @@ import pytest
 from contrib.corpus import generate_session
 from store import search as search_mod
 from store.engine import Store
-from store.errors import BadInputError
+from store.errors import BadInputError, FsError
 from store.search import IndexUnavailableError, search
 from store.sessions import SessionStore
+from store.verify import verify
 
 REG = stat.S_IFREG | 0o644
 N_SESSIONS = 16
@@ -348,3 +352,54 @@ def test_cli_search_and_reindex(filled, corpus):
     assert cli("reindex", root, "--check").stdout == "search index: ok\n"
     assert {r["session_id"] for r in json.loads(cli("search", root, word, "--json", "--limit", "100").stdout)} \
         == expected
+
+
+def test_session_rows_and_search_index_follow_names_changed_one_by_one(tmp_path):
+    """Namespace operations refresh a session's row only when its metadata.json or the session
+    directory itself is among the changed names, and the search index only for the changed
+    names: after random creates, links, renames and unlinks (metadata.json among them)
+    ``verify`` finds the session rows right and the index matches a rebuild."""
+    rnd = random.Random(11)
+    store = Store.open(tmp_path / "s", create=True)
+    try:
+        sess = store.sessions_ino
+        uid, gid, mode = os.getuid(), os.getgid(), stat.S_IFDIR | 0o755
+        dirs = [store.make_node(sess, b"s%d" % k, mode, uid, gid).id for k in range(3)]
+        dirs.append(store.make_node(dirs[0], b"screenshots", mode, uid, gid).id)
+        names = [b"metadata.json", b"summary.json", b"transcription.json", b"chunk-001.json", b"notes.txt"]
+        for step in range(300):
+            op = rnd.choice(["write", "write", "link", "rename", "rename", "unlink", "session"])
+            d, name = rnd.choice(dirs), rnd.choice(names)
+            try:
+                if op == "write":
+                    ino = store.catalog.lookup(d, name) or store.make_node(d, name, REG, uid, gid).id
+                    doc = {"id": f"x{step}", "name": f"name {step}", "tags": [f"t{step % 3}"],
+                           "narrative": f"word{step}", "transcription": f"spoken{step}"}
+                    store.truncate(ino, 0)
+                    store.write(ino, 0, orjson.dumps(doc))
+                    store.seal(ino)
+                elif op == "link":
+                    src = store.catalog.lookup(d, name)
+                    if src:
+                        store.link(src, rnd.choice(dirs), rnd.choice(names))
+                elif op == "rename":
+                    store.rename(d, name, rnd.choice(dirs), rnd.choice(names))
+                elif op == "unlink":
+                    store.unlink(d, name)
+                else:
+                    k = rnd.randrange(3)
+                    store.rename(sess, b"s%d" % k, sess, b"s%d-%d" % (k, step))
+                    store.rename(sess, b"s%d-%d" % (k, step), sess, b"s%d" % k)
+            except FsError as exc:
+                assert exc.errno in (errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR), exc
+        store.settle()
+        report = verify(store)
+        assert not report.errors, report.errors
+        assert store.catalog.reader().execute("SELECT count(*) FROM sessions").fetchone()[0] > 0
+        docs = "SELECT ino, parent, name, dir_ino, path, size FROM search_docs ORDER BY ino, parent, name"
+        incremental = store.catalog.reader().execute(docs).fetchall()
+        assert incremental, "nothing was indexed: the test checked nothing"
+        store.text_index.rebuild()
+        assert store.catalog.reader().execute(docs).fetchall() == incremental
+    finally:
+        store.close()
