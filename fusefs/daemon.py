@@ -43,6 +43,7 @@ from .ops import SessionFS
 log = logging.getLogger("sessionfs.daemon")
 
 FSTYPE = "fuse.sessionfs"
+IDLE_TASKS = 4          # request tasks kept waiting on /dev/fuse (see _main)
 
 
 class MountError(StoreError):
@@ -293,7 +294,10 @@ async def _main(signals: bool = True, max_tasks: int = MAX_TASKS) -> None:
     async with trio.open_nursery() as nursery:
         if signals:
             nursery.start_soon(_watch_signals, nursery.cancel_scope)
-        await pyfuse3.main(max_tasks=max_tasks)
+        # Idle request tasks kept waiting on /dev/fuse. With pyfuse3's default of 1, every
+        # request of a sequential client spawned a task and ended another (the task that took
+        # a request finds no reader left, starts one, then finds two idle and exits).
+        await pyfuse3.main(min_tasks=min(IDLE_TASKS, max_tasks), max_tasks=max_tasks)
         nursery.cancel_scope.cancel()
 
 
