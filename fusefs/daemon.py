@@ -110,7 +110,8 @@ class Invalidator:
     """Drops what the kernel caches about files changed behind its back (session API, importer).
 
     A store commit listener (``inodes``: pages and attributes) and entry listener
-    (``entries``: names removed). pyfuse3 forbids invalidating from a request handler, so
+    (``entries``: names created or removed, so no positive or negative entry the kernel
+    cached outlives them). pyfuse3 forbids invalidating from a request handler, so
     the calls are made by a thread of its own; the persistence worker hands them over and
     waits (bounded) until they are done, so once ``Store.settle()`` or ``flush()`` returns
     the mount shows the new state.

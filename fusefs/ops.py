@@ -180,8 +180,24 @@ class SessionFS(pyfuse3.Operations):
             names = self.store.catalog.names_of(parent)
             row = self.store.getattr(names[0][0] if names else ROOT_INO)
         else:
-            row = self.store.lookup(parent, name)
+            try:
+                row = self.store.lookup(parent, name)
+            except FsError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                return self._negative_entry()
         return self._pinned(row)
+
+    @staticmethod
+    def _negative_entry() -> pyfuse3.EntryAttributes:
+        """"No such name", which the kernel caches like ext4's negative dentries: a repeated
+        lookup of a missing name (shells, editors, imports probing paths) costs no request. Names
+        created behind the kernel (session API, importer) are invalidated by the daemon's
+        entry listener; names created through the kernel replace the entry themselves."""
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = 0
+        a.entry_timeout = ENTRY_TIMEOUT
+        return a
 
     @_handler
     async def forget(self, inode_list):

@@ -193,7 +193,8 @@ class Store:
             self._boot = boot_id()
             self._commit_listeners: list[Callable[[list[int]], None]] = []
             self._entry_listeners: list[Callable[[list[tuple[int, bytes]]], None]] = []
-            self._gone: list[tuple[int, bytes]] = []     # (parent, name) removed by the batch being applied
+            # (parent, name) created or removed by the path-level batch being applied
+            self._names_changed: list[tuple[int, bytes]] = []
             self._write_errors: dict[int, BaseException] = {}   # ino -> why a write was dropped
             # Names of extended attributes any inode may have (a superset: never shrinks while open).
             self._xattr_names = {bytes(r[0]) for r in
@@ -785,9 +786,10 @@ class Store:
         self._commit_listeners.append(fn)
 
     def add_entry_listener(self, fn: Callable[[list[tuple[int, bytes]]], None]) -> None:
-        """``fn([(parent, name), ...])`` is called (in the worker thread) after a batch removed those
-        names (path-level deletions: ``write_files`` with None, ``delete_trees``); a mount uses it to
-        drop the kernel's cached directory entries."""
+        """``fn([(parent, name), ...])`` is called (in the worker thread) after a batch created or
+        removed those names at path level (``write_files``, ``delete_trees``); a mount uses it to
+        drop the kernel's cached directory entries, negative ones (a name looked up and not
+        found) included."""
         self._entry_listeners.append(fn)
 
     # -- path level (session API, CLI) -------------------------------------------
@@ -1038,7 +1040,7 @@ class Store:
     def _apply(self, items: list, prepared: list, builder: BatchBuilder, durable: bool) -> list[int]:
         now = now_ns()
         changed: list[int] = []
-        self._gone = []
+        self._names_changed = []
         with self.catalog.write(durable=durable) as db:
             for pack_id in builder.new_packs:
                 db.execute("INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, 0, ?)", (pack_id, now))
@@ -1110,7 +1112,7 @@ class Store:
             if data is None:
                 if ino is not None:
                     row = namespace.unlink(db, parent, parts[-1], now)
-                    self._gone.append((parent, parts[-1]))
+                    self._names_changed.append((parent, parts[-1]))
                     self._delete_if_unused(db, row, now)
                     self._refresh_sessions(db, [(parent, parts[-1])], [])
                     changed.append(ino)
@@ -1118,6 +1120,7 @@ class Store:
             if ino is None:
                 ino = namespace.make_node(db, parent, parts[-1], stat.S_IFREG | 0o644, self.owner_uid,
                                           self.owner_gid, now).id
+                self._names_changed.append((parent, parts[-1]))
             elif not stat.S_ISREG(namespace.get(db, ino).mode):
                 raise FsError(errno.EISDIR, f"{path} exists and is not a regular file")
             self._set_content(db, ino, extents, now)
@@ -1134,6 +1137,7 @@ class Store:
             if child is None:
                 child = namespace.make_node(db, ino, part, stat.S_IFDIR | 0o755, self.owner_uid, self.owner_gid,
                                             now).id
+                self._names_changed.append((ino, part))
                 self._refresh_sessions(db, [(ino, part)], [child])
             elif not stat.S_ISDIR(namespace.get(db, child).mode):
                 raise FsError(errno.ENOTDIR, f"{part.decode(errors='replace')} is not a directory")
@@ -1153,7 +1157,7 @@ class Store:
                 row = namespace.rmdir(db, parent, name, now)
             else:
                 row = namespace.unlink(db, parent, name, now)
-            self._gone.append((parent, name))
+            self._names_changed.append((parent, name))
             self._refresh_sessions(db, [(parent, name)], [ino])
         self._delete_if_unused(db, row, now)
         removed.append(ino)
@@ -1189,17 +1193,19 @@ class Store:
                     for t in item.trees:
                         if self._pending_trees.get(t) == item.gen:
                             del self._pending_trees[t]
-                item.done.set()
         if changed:
             for fn in self._commit_listeners:
                 try:
                     fn(changed)
                 except Exception:  # noqa: BLE001 - a listener must not break persistence
                     log.exception("commit listener failed")
-        gone, self._gone = self._gone, []
-        if gone:
+        names, self._names_changed = self._names_changed, []
+        if names:
             for fn in self._entry_listeners:
                 try:
-                    fn(gone)
+                    fn(names)
                 except Exception:  # noqa: BLE001 - a listener must not break persistence
                     log.exception("entry listener failed")
+        for item in items:
+            if not isinstance(item, Overlay):
+                item.done.set()         # after the listeners: a finished group shows in the mount

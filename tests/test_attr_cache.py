@@ -1,5 +1,6 @@
-"""The in-memory inode attribute cache (store.attr_cache) and its invalidation by the
-catalog's change triggers: a cached answer is always the committed state.
+"""What is cached about inodes and names, and that nothing cached outlives a change: the
+in-memory attribute cache (store.attr_cache) with its invalidation by the catalog's change
+triggers, and the kernel's entries (negative ones included) for names created behind it.
 
 The store tests compare every cached entry with a fresh read of the catalog file (its own
 connection, no cache) after each step of a random sequence of namespace and content
@@ -14,6 +15,8 @@ import random
 import sqlite3
 import stat
 import threading
+import time
+from pathlib import Path
 
 from store import Store
 from store.attr_cache import DATA, EVERYTHING, ROW, AttrCache
@@ -257,3 +260,29 @@ def test_stat_through_the_mount_follows_writes_chmod_and_truncate(mount):
     with open(f, "rb") as fh:
         assert fh.read() == b"x" * 10
 
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "legacy-store"
+
+
+def test_a_missing_name_the_kernel_remembers_appears_once_created_behind_its_back(mount):
+    """The kernel caches "no such name" (a negative entry, as ext4 does). The importer creates
+    sessions and .error files without the kernel, so its commits must drop those entries: a
+    stat right after the names appear in a listing finds them."""
+    example = next((EXAMPLE / "sessions").glob("*.json"))
+    target = mount.path / "sessions" / example.stem
+    error = mount.path / "import" / "broken.json.error"
+    for _ in range(3):
+        assert not target.exists() and not error.exists()
+    (mount.path / "import" / "attachments").mkdir(exist_ok=True)
+    for att in (EXAMPLE / "attachments").iterdir():
+        (mount.path / "import" / "attachments" / att.name).write_bytes(att.read_bytes())
+    (mount.path / "import" / example.name).write_bytes(example.read_bytes())
+    (mount.path / "import" / "broken.json").write_bytes(b'{"id": "x", ')
+    deadline = time.monotonic() + 60
+    # Wait on the daemon's counters: a directory listing would replace the negative entries.
+    while (m := mount.stats()["migration"])["imported"] + m["failed"] < 2 or m["state"] != "idle":
+        assert time.monotonic() < deadline, "the importer did not finish"
+        time.sleep(0.05)
+    assert target.is_dir() and (target / "metadata.json").is_file()
+    assert error.is_file() and b"JSON" in error.read_bytes()
