@@ -658,11 +658,13 @@ class Store:
         self._xattr_names.add(name)      # before the commit: a reader must never miss it
         with self.catalog.write() as db:
             namespace.get(db, ino)
-            exists = db.execute("SELECT 1 FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).fetchone()
-            if create and exists:
+            current = db.execute("SELECT value FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).fetchone()
+            if create and current:
                 raise FsError(errno.EEXIST, "attribute exists")
-            if replace and not exists:
+            if replace and not current:
                 raise FsError(errno.ENODATA, "no such attribute")
+            if current and bytes(current[0]) == value:
+                return          # like ext4: setting the value it has changes nothing, not even ctime
             db.execute("INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)", (ino, name, value))
             db.execute("UPDATE inodes SET ctime_ns = ? WHERE id = ?", (now_ns(), ino))
 

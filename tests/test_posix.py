@@ -563,6 +563,22 @@ def test_xattrs(d):
     assert err(os.setxattr, d / "link", "user.k", b"v", follow_symlinks=False) == errno.EPERM
 
 
+def test_setting_an_xattr_to_its_value_changes_nothing(d):
+    """As on ext4: ctime moves when an attribute's value changes, not when it is set again to
+    the value it has (found by the differential fuzzer)."""
+    os.mkdir(d / "dir")
+    touch(d / "f", b"x")
+    for path in (d / "dir", d / "f"):
+        os.setxattr(path, "user.a", b"")
+        before = os.stat(path).st_ctime_ns
+        time.sleep(0.01)
+        os.setxattr(path, "user.a", b"")
+        os.setxattr(path, "user.a", b"", os.XATTR_REPLACE)
+        assert os.stat(path).st_ctime_ns == before
+        os.setxattr(path, "user.a", b"new")
+        assert os.stat(path).st_ctime_ns > before
+
+
 # -- open flags, truncate, sizes -----------------------------------------------------------------
 def test_open_flags(d):
     touch(d / "f", b"hello world")
