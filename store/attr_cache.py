@@ -20,7 +20,8 @@ The contract:
 - Bounded: at most ``capacity`` entries; the oldest is dropped first. A catalog opened
   read-only uses capacity 0 (nothing cached): another process commits to it unseen.
 - ``row`` and ``data_bytes`` never block on I/O: a dict lookup under a lock held for
-  microseconds, safe on the event loop. A miss returns None and the caller reads the catalog on a worker thread.
+  microseconds, safe on the event loop. A miss returns None and the caller reads the
+  catalog on a worker thread.
 """
 
 from __future__ import annotations

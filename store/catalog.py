@@ -241,14 +241,11 @@ class Catalog:
         return row[0] if row else None
 
     def inode(self, ino: int, db=None) -> InodeRow | None:
-        if db is not None:
-            row = db.execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
-            return InodeRow(*row) if row else None
-        cacheable = self._cacheable()
+        cacheable = db is None and self._cacheable()     # inside a write transaction: never
         row = self.attrs.row(ino) if cacheable else None
         if row is None:
             epoch = self.attrs.epoch
-            row = self.reader().execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
+            row = self._db(db).execute(f"SELECT {INODE_COLUMNS} FROM inodes WHERE id = ?", (ino,)).fetchone()
             if row is not None and cacheable:
                 self.attrs.fill_row(epoch, ino, row)
         return InodeRow(*row) if row else None
