@@ -318,7 +318,7 @@ class CrashLoop:
             self._violate(i, f"sessionfs verify --data failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
         import orjson
         from store import Store
-        from store.sessions import SessionStore
+        from store.services.sessions import SessionStore
         with Store.open(self.store) as st:
             present = set(st.list_dir("sessions")) & set(self.legacy_ids)
             self.counts["imported_present"] = len(present)

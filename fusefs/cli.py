@@ -6,8 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from store import memory, recompress
-from store.engine import DEFAULT_CACHE_BYTES
+from store.engine import memory
+from store.services import recompress
+from store.engine.store import DEFAULT_CACHE_BYTES
 
 from . import daemon
 

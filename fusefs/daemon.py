@@ -33,10 +33,10 @@ import pyfuse3
 import trio
 
 from store import Store
-from store.errors import LockedError, StoreError
-from store.legacy import Limits
-from store.memory import MAX_TASKS, MemoryGovernor, MemoryPlan, tune_malloc
-from store.migrate import Migrator
+from store.core.errors import LockedError, StoreError
+from store.core.legacy import Limits
+from store.engine.memory import MAX_TASKS, MemoryGovernor, MemoryPlan, tune_malloc
+from store.services.migrate import Migrator
 
 from .ops import SessionFS
 

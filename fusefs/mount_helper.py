@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except HelperError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from store import cli
+    from store.cli import main as cli
     code = cli.main(inv.command()[1:])
     return 0 if code == 0 else EXIT_MOUNT_FAILURE
 

@@ -27,10 +27,10 @@ import orjson
 import pyfuse3
 
 from store import Store
-from store.catalog import InodeRow
-from store.errors import FsError, IntegrityError, StoreError
-from store.namespace import NAME_MAX
-from store.schema import ROOT_INO
+from store.backends.catalog.sqlite.catalog import InodeRow
+from store.core.errors import FsError, IntegrityError, StoreError
+from store.backends.catalog.sqlite.namespace import NAME_MAX
+from store.backends.catalog.sqlite.schema import ROOT_INO
 
 from .search_views import SearchViews
 from .threads import run as _run

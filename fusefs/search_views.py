@@ -36,8 +36,8 @@ from datetime import date, timedelta
 
 import pyfuse3
 
-from store import search as search_api
-from store.errors import BadInputError, FsError, StoreError
+from store.services import search as search_api
+from store.core.errors import BadInputError, FsError, StoreError
 
 from .views import VIEW_BASE, VirtualNode, Views
 from .threads import run as _run

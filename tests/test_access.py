@@ -22,8 +22,8 @@ import pytest
 
 from mounting import FUSE_AVAILABLE, Mount, sessionfs
 from store import BadInputError, IntegrityError, Store
-from store import codec
-from store.sessions import SessionStore
+from store.core import codec
+from store.services.sessions import SessionStore
 
 USER = "sfs_access_test"
 

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from store import Store
-from store.attr_cache import DATA, EVERYTHING, ROW, AttrCache
-from store.catalog import INODE_COLUMNS
-from store.errors import FsError
+from store.backends.catalog.attr_cache import DATA, EVERYTHING, ROW, AttrCache
+from store.backends.catalog.sqlite.catalog import INODE_COLUMNS
+from store.core.errors import FsError
 
 UID, GID = os.getuid(), os.getgid()
 REG = stat.S_IFREG | 0o644

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from store import cli
+from store.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 S1 = "00000000-0000-4000-8000-000000000001"

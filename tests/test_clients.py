@@ -32,9 +32,9 @@ import pytest
 from contrib.corpus import generate_session
 from fusefs import mount_helper
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
-from store.engine import Store
-from store.layout import ARRAY_KINDS, LARGE_OBJECTS, split_session
-from store.sessions import SessionStore
+from store.engine.store import Store
+from store.core.layout import ARRAY_KINDS, LARGE_OBJECTS, split_session
+from store.services.sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
 TAURI = ROOT / "contrib" / "tauri"

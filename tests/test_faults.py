@@ -23,12 +23,12 @@ from collections import Counter
 
 import pytest
 
-import store.persist as persist
-from store.engine import Store
-from store.errors import FsError
-from store.faults import CatalogFaults, FaultCounts, FaultyPacks, Schedule
-from store.packs import PACK_TARGET_SIZE, PackFiles
-from store.verify import verify
+import store.engine.persist as persist
+from store.engine.store import Store
+from store.core.errors import FsError
+from store.backends.objects.faults import CatalogFaults, FaultCounts, FaultyPacks, Schedule
+from store.backends.objects.packs import PACK_TARGET_SIZE, PackFiles
+from store.services.verify import verify
 
 EIO, ENOSPC = errno.EIO, errno.ENOSPC
 TOTALS = FaultCounts()

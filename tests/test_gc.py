@@ -23,12 +23,12 @@ import pytest
 from contrib.corpus import generate_session
 from checks import sigkill_at
 from store import Store
-from store import gc as gcmod
-from store.cli import main
-from store.gc import BackgroundGC, GcOptions, collect
-from store.packs import PackFiles
-from store.sessions import SessionStore
-from store.verify import verify
+from store.services import gc as gcmod
+from store.cli.main import main
+from store.services.gc import BackgroundGC, GcOptions, collect
+from store.backends.objects.packs import PackFiles
+from store.services.sessions import SessionStore
+from store.services.verify import verify
 
 SESSIONS = 10
 SMALL_PACKS = 128 * 1024

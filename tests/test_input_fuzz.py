@@ -17,7 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store import IntegrityError, Store, codec, legacy, text_index
+from store import IntegrityError, Store
+from store.core import codec
+from store.core import legacy
+from store.core import text_index
 
 FUZZ = settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
@@ -75,7 +78,7 @@ def test_legacy_corrupted_documents(doc, where, how):
 
 
 def test_rejected_legacy_file_writes_nothing(tmp_path):
-    from store.migrate import Migrator
+    from store.services.migrate import Migrator
     root = tmp_path / "store"
     src = tmp_path / "legacy" / "sessions"
     src.mkdir(parents=True)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store.layout import (
+from store.core.layout import (
     ARRAY_KINDS,
     LARGE_OBJECTS,
     LEGACY_KEY,

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from store.cache import ByteLRU
-from store.errors import BadInputError
-from store.memory import BASE_BYTES, HIGH, LOW, MiB, next_cache_capacity, plan
+from store.engine.cache import ByteLRU
+from store.core.errors import BadInputError
+from store.engine.memory import BASE_BYTES, HIGH, LOW, MiB, next_cache_capacity, plan
 
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
 

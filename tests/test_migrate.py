@@ -18,12 +18,12 @@ import pytest
 from contrib.corpus import dumps_session, generate_session, write_legacy_store
 from checks import tree_digest
 from store import Store
-from store import legacy as legacy_mod
-from store.layout import attachment_refs
-from store.legacy import LegacyError, Limits
-from store.migrate import Migrator, load_records, migration_status, parse_duration
-from store.migrate_export import export_sessions
-from store.sessions import SessionStore
+from store.core import legacy as legacy_mod
+from store.core.layout import attachment_refs
+from store.core.legacy import LegacyError, Limits
+from store.services.migrate import Migrator, load_records, migration_status, parse_duration
+from store.services.migrate_export import export_sessions
+from store.services.sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = Path("/work/shared/examples/legacy-store")

@@ -27,12 +27,12 @@ import pytest
 from contrib.corpus import write_legacy_store
 from checks import tree_digest
 from store import Store
-from store.layout import attachment_refs
-from store.migrate import load_records
-from store.sessions import SessionStore
+from store.core.layout import attachment_refs
+from store.services.migrate import load_records
+from store.services.sessions import SessionStore
 
 try:
-    from store.verify import Verifier          # ``sessionfs verify``
+    from store.services.verify import Verifier          # ``sessionfs verify``
 except ImportError:                          # pragma: no cover - older checkouts
     Verifier = None
 
@@ -44,7 +44,9 @@ CHILD = r"""
 import os, random, signal, sys, threading
 hook, nth, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 args = sys.argv[4:]
-from store import engine, migrate, cli
+from store.engine import store as engine
+from store.services import migrate
+from store.cli import main as cli
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)

@@ -51,7 +51,7 @@ def shell(script: str, cwd: Path | str | None = None) -> str:
 def write_session_tree(sessions_dir: Path, seed: int, index: int) -> tuple[str, dict]:
     """Write one generated small session as the mount shows it; returns (id, session dict)."""
     from contrib.corpus import generate_session
-    from store.layout import split_session
+    from store.core.layout import split_session
 
     session, attachments = generate_session(seed, index, profile="small")
     sid = session["id"]
@@ -260,7 +260,7 @@ def test_umount_waits_for_the_daemon_and_a_second_mount_is_refused(mount: Mount,
     assert sorted(p.name for p in mount.store.iterdir()) == before
     assert (mount.store / "owner.json").read_bytes() == owner
     # a second writer in-process is refused the same way
-    from store.errors import LockedError
+    from store.core.errors import LockedError
     with pytest.raises(LockedError, match="in use"):
         Store.open(mount.store)
     # the same mountpoint again (another store): refused before that store is even created

@@ -18,12 +18,13 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store import chunker, codec
-from store.cache import ByteLRU
-from store.errors import IntegrityError
-from store.intervals import IntervalSet, split_by
-from store.persist import PathGroup, Persister
-from store.rewrite import Extent, plan_commit
+from store.core import chunker
+from store.core import codec
+from store.engine.cache import ByteLRU
+from store.core.errors import IntegrityError
+from store.core.intervals import IntervalSet, split_by
+from store.engine.persist import PathGroup, Persister
+from store.core.rewrite import Extent, plan_commit
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

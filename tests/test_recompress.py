@@ -18,14 +18,15 @@ import pytest
 
 from contrib.corpus import generate_session
 from checks import sigkill_at
-from store import Store, codec
-from store import gc as gcmod
-from store.cli import main
-from store.gc import GcOptions, collect
-from store.packs import PackFiles
-from store.recompress import (CompressOptions, candidates, compress, pending)
-from store.sessions import SessionStore
-from store.verify import verify
+from store import Store
+from store.core import codec
+from store.services import gc as gcmod
+from store.cli.main import main
+from store.services.gc import GcOptions, collect
+from store.backends.objects.packs import PackFiles
+from store.services.recompress import (CompressOptions, candidates, compress, pending)
+from store.services.sessions import SessionStore
+from store.services.verify import verify
 
 PACK_SIZE = 256 * 1024
 CRASH_ROUNDS = int(os.environ.get("SESSIONFS_COMPRESS_CRASH_ROUNDS", "24"))
@@ -227,7 +228,7 @@ POINTS = ("appended", "synced", "committed", "deleted")
 
 def _child(root: str, point: str | None, nth: int, pipe) -> None:
     gcmod._hook = sigkill_at(point, nth)
-    import store.recompress as rc
+    import store.services.recompress as rc
     rc.BATCH_BLOCKS = 8                     # many small switch-overs
     store = open_store(Path(root))
     os.write(pipe, b"s")

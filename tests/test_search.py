@@ -17,12 +17,12 @@ import orjson
 import pytest
 
 from contrib.corpus import generate_session
-from store import search as search_mod
-from store.engine import Store
-from store.errors import BadInputError, FsError
-from store.search import IndexUnavailableError, search
-from store.sessions import SessionStore
-from store.verify import verify
+from store.services import search as search_mod
+from store.engine.store import Store
+from store.core.errors import BadInputError, FsError
+from store.services.search import IndexUnavailableError, search
+from store.services.sessions import SessionStore
+from store.services.verify import verify
 
 REG = stat.S_IFREG | 0o644
 N_SESSIONS = 16

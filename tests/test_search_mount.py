@@ -20,9 +20,9 @@ import pytest
 
 from contrib.corpus import generate_session
 from mounting import FUSE_AVAILABLE, Mount
-from store.engine import Store
-from store.search import search
-from store.sessions import SessionStore
+from store.engine.store import Store
+from store.services.search import search
+from store.services.sessions import SessionStore
 
 pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here")
 

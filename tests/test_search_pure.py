@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from store.errors import BadInputError
-from store.schema import SEARCH_TOKENIZE
-from store.search import Atom, Clause, Filters, make_snippet, parse_query, time_bound
-from store.text_index import column_of, extract, indexed_path, iter_text
+from store.core.errors import BadInputError
+from store.backends.catalog.sqlite.schema import SEARCH_TOKENIZE
+from store.services.search import Atom, Clause, Filters, make_snippet, parse_query, time_bound
+from store.core.text_index import column_of, extract, indexed_path, iter_text
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from store.engine import Store
-from store.errors import BadInputError, ConflictError, FsError, StoreError
-from store.layout import LayoutError, chunk_path
-from store.sessions import SessionStore
+from store.engine.store import Store
+from store.core.errors import BadInputError, ConflictError, FsError, StoreError
+from store.core.layout import LayoutError, chunk_path
+from store.services.sessions import SessionStore
 
 LEGACY_STORE = Path(__file__).resolve().parents[2] / "shared/examples/legacy-store"
 SID = "00000000-0000-4000-8000-000000000001"

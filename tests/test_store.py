@@ -20,10 +20,10 @@ import orjson
 import pytest
 
 from store import Store
-from store.codec import CODEC_RAW, CODEC_ZSTD, HEADER
-from store.errors import BadInputError, FormatError, FsError, IntegrityError, LockedError
-from store.namespace import RENAME_NOREPLACE
-from store.schema import FORMAT_VERSION
+from store.core.codec import CODEC_RAW, CODEC_ZSTD, HEADER
+from store.core.errors import BadInputError, FormatError, FsError, IntegrityError, LockedError
+from store.backends.catalog.sqlite.namespace import RENAME_NOREPLACE
+from store.backends.catalog.sqlite.schema import FORMAT_VERSION
 from checks import assert_catalog_consistent
 
 
@@ -965,7 +965,7 @@ class FullDiskPacks:
     """A PackFiles whose sync fails with ENOSPC while ``full`` is set."""
 
     def __new__(cls, directory):
-        from store.packs import PackFiles
+        from store.backends.objects.packs import PackFiles
 
         class _Packs(PackFiles):
             full = False

@@ -35,11 +35,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from store import Store, codec
-from store.engine import Store as EngineStore
-from store.packs import PackFiles
-from store.persist import Persister
-from store.overlay import Overlay
+from store import Store
+from store.core import codec
+from store.engine.store import Store as EngineStore
+from store.backends.objects.packs import PackFiles
+from store.engine.persist import Persister
+from store.engine.overlay import Overlay
 from checks import assert_catalog_consistent
 
 WORDS = ("session editor terminal focus python function review commit branch window screenshot "

@@ -16,11 +16,11 @@ import pytest
 
 from contrib.corpus import generate_session
 from store import Store
-from store.cli import main
-from store.errors import IntegrityError
-from store.packs import PackFiles
-from store.sessions import SessionStore
-from store.verify import verify
+from store.cli.main import main
+from store.core.errors import IntegrityError
+from store.backends.objects.packs import PackFiles
+from store.services.sessions import SessionStore
+from store.services.verify import verify
 
 PACK_SIZE = 64 * 1024
 

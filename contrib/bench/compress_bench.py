@@ -93,9 +93,9 @@ from pathlib import Path
 
 from contrib.corpus import generate_session
 from store import Store
-from store.gc import GcOptions, collect
-from store.recompress import Compressor, CompressOptions, pending
-from store.sessions import SessionStore
+from store.services.gc import GcOptions, collect
+from store.services.recompress import Compressor, CompressOptions, pending
+from store.services.sessions import SessionStore
 
 
 def human(n: float) -> str:

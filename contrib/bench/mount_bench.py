@@ -49,7 +49,7 @@ MB = 1_000_000
 def session_files(seed: int, index: int, profile: str = "full", attachments: bool = True) -> tuple[str, dict]:
     """(id, {relative path: bytes}) of one generated session in the mount's layout."""
     from contrib.corpus import generate_session
-    from store.layout import split_session
+    from store.core.layout import split_session
 
     session, blobs = generate_session(seed, index, profile=profile, attachments=attachments)
     files = {p: orjson.dumps(v, option=JSON_OPTS) for p, v in split_session(session).items()}
@@ -64,7 +64,7 @@ def many_metadata(n: int, variants: int = 10) -> dict[str, bytes]:
     import uuid
 
     from contrib.corpus import generate_session
-    from store.layout import split_session
+    from store.core.layout import split_session
 
     rnd = random.Random(99)
     out: dict[str, bytes] = {}

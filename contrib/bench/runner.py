@@ -141,7 +141,7 @@ def borrow_all() -> dict:
 
 # ---------------------------------------------------------------- corpus (runs in worker processes)
 def _split_files(session: dict) -> dict[str, bytes]:
-    from store.layout import split_session
+    from store.core.layout import split_session
     return {p: orjson.dumps(v, option=JSON_OPTS) for p, v in split_session(session).items()}
 
 
@@ -1060,9 +1060,9 @@ class Bench:
 
     def _search(self, store_dir: Path, plain: Path) -> dict:
         try:
-            import store.search  # noqa: F401
+            import store.services.search  # noqa: F401
         except ImportError:
-            self.note("no search numbers: store/search.py does not exist")
+            self.note("no search numbers: store/services/search.py does not exist")
             return {}
         from store import Store
         f, cfg = self.f, self.cfg

@@ -43,7 +43,7 @@ def _generate(index: int) -> dict:
 
 def build(root: Path, n: int) -> None:
     from store import Store
-    from store.sessions import SessionStore
+    from store.services.sessions import SessionStore
     Store.init(root)
     started = time.monotonic()
     with Store.open(root) as store, multiprocessing.get_context("fork").Pool(max(1, (os.cpu_count() or 2) - 1)) \
@@ -75,7 +75,7 @@ def vocabulary(catalog: Path) -> tuple[list[tuple[str, int]], int]:
 def phrases(store, rnd: random.Random, n: int) -> list[str]:
     """Two consecutive words from the text of random indexed files."""
     import re
-    from store.search import columns
+    from store.services.search import columns
     db = store.catalog.reader()
     ids = [r[0] for r in db.execute("SELECT id FROM search_docs WHERE path IN ('summary.json', "
                                     "'transcription.json', 'audio-insights.json')")]
@@ -90,7 +90,7 @@ def phrases(store, rnd: random.Random, n: int) -> list[str]:
 
 
 def run_api(store, queries: dict[str, list[tuple[str, dict]]]) -> dict[str, tuple]:
-    from store.search import search
+    from store.services.search import search
     out = {}
     for name, qs in queries.items():
         for q, kw in qs[:10]:                       # warm the caches a little

@@ -44,7 +44,7 @@ def session_files(seed: int, index: int, profile: str = "full") -> tuple[str, di
     """(session id, {relative path: bytes}) of one generated session, as the store lays it out."""
     try:
         from contrib.corpus import generate_session
-        from store.layout import split_session
+        from store.core.layout import split_session
     except ImportError:                                   # pragma: no cover - fallback without the corpus
         return _simple_session(seed, index)
     session, attachments = generate_session(seed, index, profile=profile)
@@ -74,7 +74,7 @@ def many_metadata(n: int, seed: int) -> dict[str, bytes]:
     """{session id: metadata.json bytes} of ``n`` generated (small profile) sessions."""
     try:
         from contrib.corpus import generate_session
-        from store.layout import split_session
+        from store.core.layout import split_session
     except ImportError:                                   # pragma: no cover
         return {sid: files["metadata.json"] for sid, files in (_simple_session(seed, i) for i in range(n))}
     out = {}

@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from contrib.corpus import generate_session  # noqa: E402
-from store.engine import Store  # noqa: E402
-from store.sessions import SessionStore  # noqa: E402
+from store.engine.store import Store  # noqa: E402
+from store.services.sessions import SessionStore  # noqa: E402
 
 TAURI = ROOT / "contrib" / "tauri"
 

@@ -33,13 +33,14 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .engine import Store
-from .errors import FsError, StoreError
+from store.engine.store import Store
+from store.core.errors import FsError, StoreError
 
 PROG = "sessionfs"
 
 #: Modules whose ``register(subparsers)`` adds more subcommands; skipped when not importable.
-EXTENSIONS: list[str] = ["fusefs.cli", "store.migrate_cli", "store.verify", "store.gc", "store.recompress", "store.search"]
+EXTENSIONS: list[str] = ["fusefs.cli", "store.cli.migrate", "store.services.verify", "store.services.gc",
+                         "store.services.recompress", "store.services.search"]
 
 #: Extra ``register(subparsers)`` callables (for embedding and tests); called after EXTENSIONS.
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = []
@@ -289,7 +290,7 @@ def format_stats(path: str, s: dict) -> str:
                               f" waiting, {queue.get('failures', 0):,} failures"))
     else:
         rows.append(("queue", "none (store opened read-only)"))
-    from .recompress import format_maintenance
+    from store.services.recompress import format_maintenance
     rows.extend(format_maintenance(s))
     width = max(len(k) for k, _ in rows)
     return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in rows)

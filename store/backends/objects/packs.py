@@ -20,7 +20,7 @@ import stat
 import threading
 from pathlib import Path
 
-from .errors import IntegrityError
+from store.core.errors import IntegrityError
 
 PACK_TARGET_SIZE = 64 * 1024 * 1024
 _PACK_NAME = re.compile(r"^(\d{8,})\.pack$")

@@ -33,21 +33,22 @@ from typing import Callable, Iterable
 
 import orjson
 
-from . import codec, namespace, session_index
+from store.core import codec
+from store.backends.catalog.sqlite import namespace, session_index
 from .cache import ByteLRU
-from .catalog import Catalog, ChunkLocation, InodeRow, now_ns
-from .chunker import MAX_CHUNK
-from .dictionaries import Dictionaries
-from .errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
+from store.backends.catalog.sqlite.catalog import Catalog, ChunkLocation, InodeRow, now_ns
+from store.core.chunker import MAX_CHUNK
+from store.backends.catalog.sqlite.dictionaries import Dictionaries
+from store.core.errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
 from .ingest import BatchBuilder, Counters
 from .memory import MemoryPlan
-from .intervals import split_by
+from store.core.intervals import split_by
 from .overlay import MARKER_SUFFIX, Overlay, boot_id
-from .packs import PackFiles
+from store.backends.objects.packs import PackFiles
 from .persist import PathGroup, Persister
-from .rewrite import plan_commit
-from .schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
-from .search import TextIndex
+from store.core.rewrite import plan_commit
+from store.backends.catalog.sqlite.schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
+from store.services.search import TextIndex
 
 log = logging.getLogger("sessionfs.store")
 
@@ -214,7 +215,7 @@ class Store:
                 self.persister = Persister(self._commit_batch, self.catalog.checkpoint, sync_interval)
                 self.persister.start()
                 if background:
-                    from .recompress import start_background
+                    from store.services.recompress import start_background
                     self.background = start_background(self, **background)
         except BaseException:
             self._release_lock()
@@ -478,7 +479,7 @@ class Store:
                                      "the file under lost+found)")
             raise IntegrityError(f"block {block_id} is missing from the catalog")
         where = f"pack {b.pack_id:08d} offset {b.offset} (block {block_id})"
-        from .chunker import chunk_hash
+        from store.core.chunker import chunk_hash
         reader = db or self.catalog.reader()
         chunk_rows = reader.execute("SELECT id, hash, block_off, length FROM chunks WHERE block_id = ?",
                                     (block_id,)).fetchall()
@@ -944,7 +945,7 @@ class Store:
             attr_cache=self.catalog.attrs.statistics())
 
     def _maintenance_statistics(self, r):
-        from .recompress import maintenance_statistics
+        from store.services.recompress import maintenance_statistics
         return maintenance_statistics(self, r)
 
     # -- the persistence worker's commit ----------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from .intervals import IntervalSet
+from store.core.intervals import IntervalSet
 
 MARKER_SUFFIX = ".sealed"
 DATA_SUFFIX = ".data"

@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import FsError, StoreError
+from store.core.errors import FsError, StoreError
 from .overlay import Overlay
 
 log = logging.getLogger("sessionfs.persist")

@@ -86,11 +86,12 @@ from typing import Callable, Iterable
 
 import orjson
 
-from . import codec, session_index
-from .chunker import chunk_hash
-from .errors import IntegrityError
-from .layout import ARRAY_KINDS, LARGE_OBJECTS, METADATA_FILE, parse_chunk_file_name
-from .schema import (FORMAT_VERSION, LOST_BLOCK, LOST_HASH_PREFIX, ROOT_INO, has_table,
+from store.core import codec
+from store.backends.catalog.sqlite import session_index
+from store.core.chunker import chunk_hash
+from store.core.errors import IntegrityError
+from store.core.layout import ARRAY_KINDS, LARGE_OBJECTS, METADATA_FILE, parse_chunk_file_name
+from store.backends.catalog.sqlite.schema import (FORMAT_VERSION, LOST_BLOCK, LOST_HASH_PREFIX, ROOT_INO, has_table,
                      read_format_version)
 
 log = logging.getLogger("sessionfs.verify")
@@ -952,9 +953,9 @@ def cmd_verify(args) -> int:
 
 
 def _verify_command(args) -> int:
-    from .cli import CliError, open_store, store_path, write_out
-    from .engine import Store
-    from .errors import FormatError, LockedError
+    from store.cli.main import CliError, open_store, store_path, write_out
+    from store.engine.store import Store
+    from store.core.errors import FormatError, LockedError
 
     def run(store, desc: str) -> Report:
         with progress_bar(desc) as update:

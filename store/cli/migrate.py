@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import CliError, human_bytes, open_store, write_out
-from .errors import LockedError
-from .legacy import Limits
-from .migrate import Migrator, Outcome, finalize, migration_status, parse_duration
-from .migrate_export import export_sessions
+from .main import CliError, human_bytes, open_store, write_out
+from store.core.errors import LockedError
+from store.core.legacy import Limits
+from store.services.migrate import Migrator, Outcome, finalize, migration_status, parse_duration
+from store.services.migrate_export import export_sessions
 
 #: Block cache of the store while importing: verification reads each block once, so a big cache only costs RSS.
 IMPORT_CACHE_BYTES = 32 * 1024 * 1024

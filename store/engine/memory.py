@@ -36,7 +36,7 @@ import threading
 from dataclasses import asdict, dataclass
 
 from .cache import ByteLRU
-from .errors import BadInputError
+from store.core.errors import BadInputError
 
 log = logging.getLogger("sessionfs.memory")
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from .attr_cache import CAPACITY, DATA, EVERYTHING, ROW, AttrCache
-from .errors import FormatError, IntegrityError
-from .rewrite import Extent
+from store.backends.catalog.attr_cache import CAPACITY, DATA, EVERYTHING, ROW, AttrCache
+from store.core.errors import FormatError, IntegrityError
+from store.core.rewrite import Extent
 from .schema import FORMAT_VERSION, ROOT_INO, create_tables, read_format_version
 
 

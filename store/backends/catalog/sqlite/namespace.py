@@ -12,7 +12,7 @@ import sqlite3
 import stat
 
 from .catalog import INODE_COLUMNS, InodeRow
-from .errors import FsError
+from store.core.errors import FsError
 
 NAME_MAX = 255
 RENAME_NOREPLACE = 1

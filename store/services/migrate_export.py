@@ -26,9 +26,9 @@ from pathlib import Path
 
 import orjson
 
-from .engine import READ_WINDOW, Store
-from .errors import BadInputError, FsError, StoreError
-from .layout import validate_name, validate_session_id
+from store.engine.store import READ_WINDOW, Store
+from store.core.errors import BadInputError, FsError, StoreError
+from store.core.layout import validate_name, validate_session_id
 from .sessions import ATTACHMENTS_DIR, SESSIONS_DIR, SessionStore
 
 LEGACY_DUMP = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE

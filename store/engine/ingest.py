@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from . import chunker, codec
-from .packs import PackFiles
+from store.core import chunker, codec
+from store.backends.objects.packs import PackFiles
 
 BLOCK_TARGET = 1024 * 1024
 

@@ -63,13 +63,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-from . import codec
-from .chunker import chunk_hash
-from .dictionaries import Dictionaries, train
-from .errors import IntegrityError
+from store.core import codec
+from store.core.chunker import chunk_hash
+from store.backends.catalog.sqlite.dictionaries import Dictionaries, train
+from store.core.errors import IntegrityError
 from .gc import Appender, after_commit, drop_empty_packs
-from .schema import has_table
-from .session_index import METADATA_NAME
+from store.backends.catalog.sqlite.schema import has_table
+from store.backends.catalog.sqlite.session_index import METADATA_NAME
 
 log = logging.getLogger("sessionfs.recompress")
 
@@ -427,7 +427,7 @@ def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> t
         due = False                     # too little data last time; wait for more
     if not (due or force):
         return store.dictionaries.latest(db), False
-    from .dictionaries import MAX_TRAINING_BYTES
+    from store.backends.catalog.sqlite.dictionaries import MAX_TRAINING_BYTES
     samples = _small_text_blocks(store, MAX_TRAINING_BYTES, options.merge)
     dict_id = Dictionaries.next_id(db)
     data = train(samples, dict_id, options.level)
@@ -760,8 +760,8 @@ def background_kwargs(args) -> dict:
 def cmd_compress(args) -> int:
     import json
 
-    from .cli import CliError, open_store, write_out
-    from .errors import LockedError
+    from store.cli.main import CliError, open_store, write_out
+    from store.core.errors import LockedError
     from .verify import progress_bar
 
     if not 1 <= args.level <= 22:

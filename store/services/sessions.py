@@ -45,9 +45,9 @@ from datetime import datetime, timezone
 
 import orjson
 
-from .engine import Store
-from .errors import BadInputError, ConflictError, FsError, StoreError
-from .layout import (
+from store.engine.store import Store
+from store.core.errors import BadInputError, ConflictError, FsError, StoreError
+from store.core.layout import (
     ARRAY_KINDS,
     HAS_FLAGS,
     LARGE_OBJECTS,

@@ -30,7 +30,7 @@ import time
 
 import zstandard
 
-from .errors import IntegrityError
+from store.core.errors import IntegrityError
 from .schema import has_table
 
 #: Largest dictionary trained (zstd's own default is 110 KiB).

@@ -47,10 +47,10 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import codec
-from .chunker import chunk_hash
-from .errors import IntegrityError
-from .schema import has_table
+from store.core import codec
+from store.core.chunker import chunk_hash
+from store.core.errors import IntegrityError
+from store.backends.catalog.sqlite.schema import has_table
 
 log = logging.getLogger("sessionfs.gc")
 
@@ -502,8 +502,8 @@ class BackgroundGC:
 def cmd_gc(args) -> int:
     import json
 
-    from .cli import CliError, open_store, write_out
-    from .errors import LockedError
+    from store.cli.main import CliError, open_store, write_out
+    from store.core.errors import LockedError
     from .verify import progress_bar
 
     options = GcOptions(grace=args.grace, threshold=args.threshold)

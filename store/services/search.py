@@ -65,13 +65,13 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
 
-from .catalog import ChunkLocation
-from .errors import BadInputError, StoreError
-from .schema import (SEARCH_INDEX_VERSION, SEARCH_SESSION_SHIFT, create_search_tables, has_table)
-from .text_index import column_of, extract, indexed_path, iter_text
+from store.backends.catalog.sqlite.catalog import ChunkLocation
+from store.core.errors import BadInputError, StoreError
+from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SESSION_SHIFT, create_search_tables, has_table)
+from store.core.text_index import column_of, extract, indexed_path, iter_text
 
 if TYPE_CHECKING:
-    from .engine import Store
+    from store.engine.store import Store
 
 log = logging.getLogger("sessionfs.search")
 
@@ -1284,7 +1284,7 @@ def store_of(arg: str) -> str:
 
 
 def cmd_search(args) -> int:
-    from .cli import open_store, write_out
+    from store.cli.main import open_store, write_out
     with open_store(store_of(args.store)) as store:
         results = search(store, args.query, tags=args.tag, status=args.status, after=args.after,
                          before=args.before, topic=args.topic, limit=args.limit)
@@ -1312,7 +1312,7 @@ def cmd_search(args) -> int:
 
 def cmd_reindex(args) -> int:
     import sys
-    from .cli import open_store, write_out
+    from store.cli.main import open_store, write_out
     if args.check:
         with open_store(args.store) as store:
             # FTS5's integrity-check is an INSERT in form: run it on a connection of our own, in

@@ -72,12 +72,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import legacy
-from .engine import Store
-from .errors import BadInputError, StoreError
-from .legacy import LegacyError, Limits, Prepared
-from .persist import PathGroup
-from .schema import ROOT_INO, ensure_migration_tables, has_migration_tables
+from store.core import legacy
+from store.engine.store import Store
+from store.core.errors import BadInputError, StoreError
+from store.core.legacy import LegacyError, Limits, Prepared
+from store.engine.persist import PathGroup
+from store.backends.catalog.sqlite.schema import ROOT_INO, ensure_migration_tables, has_migration_tables
 from .sessions import ATTACHMENTS_DIR, SESSIONS_DIR, SessionStore
 
 log = logging.getLogger("sessionfs.migrate")
