@@ -6,7 +6,8 @@ With the helper on mount(8)'s search path (``/sbin/mount.fuse.sessionfs``),
     /home/alice/.local/share/sessionfs  /home/alice/sessions  fuse.sessionfs  noauto,user,cache_size=200M  0 0
 
 mount(8) calls ``mount.fuse.sessionfs STORE MNT [-sfnvrw] [-o OPTS] [-t TYPE] [-N NS]``;
-the helper translates that into ``sessionfs mount STORE MNT [flags]``, which
+the helper translates that into ``sessionfs mount STORE MNT [flags]`` and runs it (as
+``python -P -m store.cli`` with this interpreter, so no PATH is needed); that command
 daemonizes and returns once the mount is up (what mount(8) expects of a helper).
 
 Options (``-o``, comma-separated, may be repeated):
@@ -33,8 +34,10 @@ convention); the message is on stderr.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass, field
 
@@ -173,6 +176,15 @@ def drop_privileges(user: str) -> None:
     os.environ.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name)
 
 
+def _cli_environment() -> dict[str, str]:
+    """The environment for ``python -P -m store.cli``: it finds the store package this process
+    uses (an installed one or a checkout), never a ``store`` directory in mount(8)'s cwd."""
+    spec = importlib.util.find_spec("store")
+    where = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else ""
+    path = [p for p in (where, os.environ.get("PYTHONPATH")) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)} if path else dict(os.environ)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -188,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except HelperError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from store.cli import main as cli
-    code = cli.main(inv.command()[1:])
+    code = subprocess.call([sys.executable, "-P", "-m", "store.cli", *inv.command()[1:]], env=_cli_environment())
     return 0 if code == 0 else EXIT_MOUNT_FAILURE
 
 

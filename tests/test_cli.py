@@ -7,12 +7,14 @@ import os
 import random
 import subprocess
 import sys
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 
 from store import Store
 from store.cli import main as cli
+from store.core.units import human_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 S1 = "00000000-0000-4000-8000-000000000001"
@@ -191,12 +193,12 @@ def test_stats_human(store):
 
 
 def test_human_bytes():
-    assert cli.human_bytes(0) == "0 B"
-    assert cli.human_bytes(1023) == "1023 B"
-    assert cli.human_bytes(1536) == "1.5 KiB"
-    assert cli.human_bytes(3 * 1024 ** 2) == "3.0 MiB"
-    assert cli.human_bytes(5 * 1024 ** 3) == "5.0 GiB"
-    assert cli.human_bytes(2 * 1024 ** 6) == "2048.0 PiB"
+    assert human_bytes(0) == "0 B"
+    assert human_bytes(1023) == "1023 B"
+    assert human_bytes(1536) == "1.5 KiB"
+    assert human_bytes(3 * 1024 ** 2) == "3.0 MiB"
+    assert human_bytes(5 * 1024 ** 3) == "5.0 GiB"
+    assert human_bytes(2 * 1024 ** 6) == "2048.0 PiB"
 
 
 # -- reading beside a writer --------------------------------------------------------------
@@ -264,8 +266,11 @@ def test_other_modules_register_subcommands(monkeypatch, capsys, store):
         p.add_argument("store", metavar="STORE")
         p.set_defaults(func=lambda args: print(f"hello {Path(args.store).name}") or 3)
 
+    missing = EntryPoint("gone", "fusefs.no_such_module_for_test:register", cli.ENTRY_POINT_GROUP)
+    installed = cli.command_entry_points()
+    assert [ep.value for ep in installed] == ["fusefs.cli:register"]
     monkeypatch.setattr(cli, "REGISTRARS", [register])
-    monkeypatch.setattr(cli, "EXTENSIONS", ["fusefs.no_such_module_for_test", *cli.EXTENSIONS])
+    monkeypatch.setattr(cli, "command_entry_points", lambda: [missing, *installed])
     assert cli.main(["hello", str(store)]) == 3
     assert capsys.readouterr().out == "hello store\n"
     assert cli.main(["--help"]) == 0

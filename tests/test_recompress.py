@@ -22,6 +22,7 @@ from store import Store
 from store.core import codec
 from store.services import gc as gcmod
 from store.cli.main import main
+from store.services.background import maintenance
 from store.services.gc import GcOptions, collect
 from store.backends.objects.packs import PackFiles
 from store.services.recompress import (CompressOptions, candidates, compress, pending)
@@ -173,7 +174,7 @@ def test_dictionary_versions_all_decode(tmp_path):
 
 def test_background_compressor_throttled_and_paused(copy):
     root, hashes = copy
-    with open_store(root, background_compress=True, cold_age=0.0, cpu_share=0.5) as store:
+    with open_store(root, maintenance=maintenance(compress=True, cold_age=0.0, cpu_share=0.5)) as store:
         comp = store.background.compressor
         comp.poll = 0.1
         comp.options.quiet = 0.3

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from store.core.errors import BadInputError
 from store.backends.catalog.sqlite.schema import SEARCH_TOKENIZE
-from store.services.search import Atom, Clause, Filters, make_snippet, parse_query, time_bound
+from store.core.query import Atom, Clause, parse_query, time_bound
+from store.core.snippets import make_snippet
+from store.services.search import Filters
 from store.core.text_index import column_of, extract, indexed_path, iter_text
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -93,6 +93,7 @@ from pathlib import Path
 
 from contrib.corpus import generate_session
 from store import Store
+from store.services.background import maintenance
 from store.services.gc import GcOptions, collect
 from store.services.recompress import Compressor, CompressOptions, pending
 from store.services.sessions import SessionStore
@@ -131,7 +132,7 @@ def store_bytes(store: Store) -> dict:
 def build(root: Path, sessions: list[tuple[dict, dict]], attachments: bool, background: bool = True) -> Store:
     Store.init(root)
     if background:
-        store = Store.open(root, background_compress=True, cold_age=0.0, cpu_share=1.0, recompress_level=19)
+        store = Store.open(root, maintenance=maintenance(compress=True, cold_age=0.0, cpu_share=1.0, level=19))
         store.background.compressor.options.quiet = 0.0
         store.background.compressor.poll = 0.2
     else:
@@ -220,7 +221,7 @@ def serve(store_dir: str, mountpoint: str, compress: bool) -> None:
     """(child process) Serve the store at ``mountpoint`` as the daemon would, until unmounted."""
     from fusefs import daemon
     store = Store.open(store_dir, cache_bytes=4 << 20, owner={"mountpoint": mountpoint},
-                       background_compress=compress, cold_age=0.0, recompress_level=19)
+                       maintenance=maintenance(compress=compress, cold_age=0.0, level=19))
     try:
         daemon.serve_store(store, mountpoint)
     finally:

@@ -75,7 +75,7 @@ def vocabulary(catalog: Path) -> tuple[list[tuple[str, int]], int]:
 def phrases(store, rnd: random.Random, n: int) -> list[str]:
     """Two consecutive words from the text of random indexed files."""
     import re
-    from store.services.search import columns
+    from store.core.text_index import columns
     db = store.catalog.reader()
     ids = [r[0] for r in db.execute("SELECT id FROM search_docs WHERE path IN ('summary.json', "
                                     "'transcription.json', 'audio-insights.json')")]

@@ -1,4 +1,4 @@
-"""``sessionfs import | export | migrate-status | migrate-finalize`` (registered via cli.EXTENSIONS).
+"""``sessionfs import | export | migrate-status | migrate-finalize``.
 
 Exit status: 0 success; 1 an error stopped the command (one line on stderr); 3 the
 command finished but some sessions failed (listed, and in ``--report``/``--json``);
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .main import CliError, human_bytes, open_store, write_out
+from store.cli.common import CliError, human_bytes, open_store, write_out
 from store.core.errors import LockedError
 from store.core.legacy import Limits
 from store.services.migrate import Migrator, Outcome, finalize, migration_status, parse_duration

@@ -1,18 +1,18 @@
-"""The legacy (monolithic) session format: reading, checking and preparing one file for import.
+"""The legacy (monolithic) session format: checking and preparing one file for import.
 
 A legacy store is ``sessions/<id>.json`` (one whole session per file) plus
 ``attachments/<attachment-id>.<ext>``. This module turns one legacy file into what
 the importer writes, without touching a store:
 
-``prepare_file(path, limits)``
-    reads the file (read-only, ``O_NOATIME`` where allowed), hashes it, parses it,
-    checks it (``check_session``), computes the canonical digest of its values and
+``prepare_bytes(data, source=...)`` (``services.legacy_files.prepare_file`` reads the
+    file first, read-only)
+    parses it, checks it (``check_session``), computes the canonical digest of its values and
     splits it into the chunked layout as the bytes of each file. Returns a
     ``Prepared`` (picklable: it runs in worker processes for ``--jobs``), or raises
     ``LegacyError`` with a ``stage`` and a reason naming the culprit.
 
-Everything here is a pure function over bytes and dicts, except the two readers at
-the edge (``read_file``, ``prepare_file``), which only ever open for reading.
+Everything here is a pure function over bytes and dicts; reading files is
+``store.services.legacy_files``.
 
 What is accepted (``Limits``; each bound is a reason in the report, never a crash):
 
@@ -34,11 +34,8 @@ JSON values (key order aside; ``1`` and ``1.0`` count as different, which is str
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 
@@ -298,65 +295,6 @@ def session_attachment_ids(doc: dict, data: bytes | None = None) -> list[str]:
         raise LegacyError("validate", f"attachmentId {exc}") from None
 
 
-# -- reading (the only I/O; read-only) -----------------------------------------------------------
-
-_NOATIME = getattr(os, "O_NOATIME", 0)
-
-
-def open_readonly(path: str | os.PathLike) -> int:
-    """An fd for reading ``path`` that leaves its atime alone where the kernel allows it."""
-    flags = os.O_RDONLY | os.O_CLOEXEC
-    if _NOATIME:
-        try:
-            return os.open(path, flags | _NOATIME)
-        except PermissionError:      # O_NOATIME needs ownership; fall back to a plain read
-            pass
-    return os.open(path, flags)
-
-
-def read_file(path: str | os.PathLike, max_bytes: int, what: str = "file") -> tuple[bytes, os.stat_result]:
-    """The bytes and stat of a regular file of at most ``max_bytes``; LegacyError("read") otherwise."""
-    try:
-        fd = open_readonly(path)
-    except OSError as exc:
-        raise LegacyError("read", f"cannot open the {what}: {exc.strerror or exc}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise LegacyError("read", f"the {what} is not a regular file")
-        if st.st_size > max_bytes:
-            raise LegacyError("read", f"the {what} is {st.st_size:,} bytes, over the bound of {max_bytes:,}",
-                              size=st.st_size)
-        chunks, total = [], 0
-        while True:
-            piece = os.read(fd, min(8 * MiB, max_bytes + 1 - total))
-            if not piece:
-                break
-            chunks.append(piece)
-            total += len(piece)
-            if total > max_bytes:
-                raise LegacyError("read", f"the {what} grew past the bound of {max_bytes:,} bytes while read")
-        return b"".join(chunks), st
-    except OSError as exc:
-        raise LegacyError("read", f"cannot read the {what}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-
-
-def hash_file(path: str | os.PathLike) -> tuple[str, int]:
-    """(SHA-256 hex, size) of a file, streamed; OSError when it cannot be read."""
-    h = hashlib.sha256()
-    size = 0
-    fd = open_readonly(path)
-    try:
-        while piece := os.read(fd, 8 * MiB):
-            h.update(piece)
-            size += len(piece)
-    finally:
-        os.close(fd)
-    return h.hexdigest(), size
-
-
 def parse(data: bytes) -> object:
     """Parse legacy JSON bytes; LegacyError("parse") with orjson's position on failure."""
     if not data:
@@ -393,45 +331,6 @@ def prepare_bytes(data: bytes, *, source: str, mtime_ns: int = 0, expected_id: s
                     files=files, attachment_ids=attachment_ids, nbytes=sum(map(len, files.values())))
 
 
-def worker_init(importer_pid: int | None = None) -> None:
-    """Initializer of preparing worker processes: Ctrl-C is the importer's to handle, and a
-    worker must not outlive a killed importer (SIGKILL leaves pool workers blocked forever):
-    it gets SIGKILL when its parent dies (Linux prctl), and polls the importer's pid."""
-    import signal
-    import threading
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)     # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if importer_pid is None:
-        return
-
-    def watch() -> None:
-        import time
-        while True:
-            time.sleep(0.5)
-            try:
-                os.kill(importer_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:
-                pass
-
-    threading.Thread(target=watch, name="importer-watch", daemon=True).start()
-
-
-def prepare_file(path: str, limits: Limits = Limits(), check_name: bool = True) -> Prepared:
-    """Read, check and split one legacy session file (see the module docstring)."""
-    data, st = read_file(path, limits.max_file_bytes, "session file")
-    expected = None
-    if check_name:
-        name = os.path.basename(path)
-        expected = name[:-len(".json")] if name.endswith(".json") else name
-    return prepare_bytes(data, source=path, mtime_ns=st.st_mtime_ns, expected_id=expected, limits=limits)
-
-
 # -- attachments -------------------------------------------------------------------------------
 
 def attachment_index(names: Iterable[str]) -> dict[str, list[str]]:
@@ -448,15 +347,6 @@ def attachment_index(names: Iterable[str]) -> dict[str, list[str]]:
     return index
 
 
-def scan_attachments(directory: Path) -> dict[str, list[str]]:
-    """``attachment_index`` of a directory's regular files; {} when it does not exist."""
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return {}
-    return attachment_index(e.name for e in entries if e.is_file())
-
-
 def pick_attachment(attachment_id: str, index: dict[str, list[str]], where: str) -> str:
     """The one file name of ``attachment_id``; LegacyError("attachments") when missing or ambiguous."""
     names = index.get(attachment_id)
@@ -468,6 +358,5 @@ def pick_attachment(attachment_id: str, index: dict[str, list[str]], where: str)
 
 
 __all__ = ["FIELD_TYPES", "LegacyError", "Limits", "Prepared", "attachment_index", "canonical_digest",
-           "check_session", "check_types", "hash_file", "longest_string", "open_readonly", "parse",
-           "pick_attachment", "prepare_bytes", "prepare_file", "read_file", "scan_attachments",
+           "check_session", "check_types", "longest_string", "parse", "pick_attachment", "prepare_bytes",
            "session_attachment_ids", "split_to_bytes"]

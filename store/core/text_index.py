@@ -157,3 +157,10 @@ def _segments(doc: object) -> Iterator[tuple[str, object]]:
 def column_of(field: str) -> int:
     """0 for the title column, 1 for the body."""
     return 0 if field in TITLE_FIELDS else 1
+
+
+def columns(rows: list[tuple[str, str]]) -> tuple[str, str]:
+    """The (title, body) values of an FTS row holding ``rows``."""
+    title = "\n".join(t for f, t in rows if column_of(f) == 0)
+    body = "\n".join(t for f, t in rows if column_of(f) == 1)
+    return title, body

@@ -39,6 +39,7 @@ from .cache import ByteLRU
 from store.backends.catalog.sqlite.catalog import Catalog, ChunkLocation, InodeRow, now_ns
 from store.core.chunker import MAX_CHUNK
 from store.backends.catalog.sqlite.dictionaries import Dictionaries
+from store.backends.catalog.sqlite.maintenance import maintenance_statistics
 from store.core.errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
 from .ingest import BatchBuilder, Counters
 from .memory import MemoryPlan
@@ -48,7 +49,7 @@ from store.backends.objects.packs import PackFiles
 from .persist import PathGroup, Persister
 from store.core.rewrite import plan_commit
 from store.backends.catalog.sqlite.schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
-from store.services.search import TextIndex
+from store.backends.catalog.sqlite.search_index import TextIndex
 
 log = logging.getLogger("sessionfs.store")
 
@@ -138,15 +139,12 @@ class Store:
     def open(cls, path: str | os.PathLike, *, cache_bytes: int = DEFAULT_CACHE_BYTES, readonly: bool = False,
              create: bool = False, owner: dict | None = None, sync_interval: float = 5.0,
              compress_level: int = 3, packs: PackFiles | None = None,
-             background_gc: bool = False, gc_grace: float = 600.0,
-             background_compress: bool = False, recompress_level: int = 19, cold_age: float = 600.0,
-             cpu_share: float = 0.25, memory: MemoryPlan | None = None) -> "Store":
-        """Open a store. The ``background_*`` options start maintenance in this process (the
-        mount daemon): garbage collection of chunks unreferenced for ``gc_grace`` seconds with
-        pack compaction (``store.gc``), and recompression of blocks older than ``cold_age``
-        seconds at zstd ``recompress_level`` using at most ``cpu_share`` of one core
-        (``store.recompress``). Both are off by default; ``sessionfs gc``/``compress`` run
-        them offline. ``memory`` (the mount's ``--memory-limit``, divided by ``memory.plan``)
+             maintenance: Callable[["Store"], object] | None = None,
+             memory: MemoryPlan | None = None) -> "Store":
+        """Open a store. ``maintenance(store)`` starts maintenance in this process (the mount
+        daemon) once a writable store is open and returns an object with ``statistics()`` and
+        ``stop()`` (``store.services.background.maintenance`` makes one: background gc and
+        recompression). Off by default; ``sessionfs gc``/``compress`` run them offline. ``memory`` (the mount's ``--memory-limit``, divided by ``memory.plan``)
         sets the cache, the catalog readers' page caches and the queued-write bound instead
         of ``cache_bytes`` and the defaults."""
         root = Path(path)
@@ -154,16 +152,13 @@ class Store:
             cls.init(root)
         if not (root / "catalog.db").exists():
             raise FormatError(f"{root} is not a sessionfs store (no catalog.db); create one with 'sessionfs init'")
-        background = None
-        if (background_gc or background_compress) and not readonly:
-            background = dict(gc=background_gc, gc_grace=gc_grace, compress=background_compress,
-                              level=recompress_level, cold_age=cold_age, cpu_share=cpu_share)
         return cls(root, cache_bytes=cache_bytes, readonly=readonly, owner=owner, sync_interval=sync_interval,
-                   compress_level=compress_level, packs=packs, background=background, memory=memory)
+                   compress_level=compress_level, packs=packs, maintenance=None if readonly else maintenance,
+                   memory=memory)
 
     def __init__(self, root: Path, *, cache_bytes: int, readonly: bool, owner: dict | None,
                  sync_interval: float, compress_level: int, packs: PackFiles | None,
-                 background: dict | None = None, memory: MemoryPlan | None = None):
+                 maintenance: Callable[["Store"], object] | None = None, memory: MemoryPlan | None = None):
         self.root = root
         self.readonly = readonly
         self.compress_level = compress_level
@@ -214,9 +209,8 @@ class Store:
                 self.text_index.rebuild_if_needed()
                 self.persister = Persister(self._commit_batch, self.catalog.checkpoint, sync_interval)
                 self.persister.start()
-                if background:
-                    from store.services.recompress import start_background
-                    self.background = start_background(self, **background)
+                if maintenance is not None:
+                    self.background = maintenance(self)
         except BaseException:
             self._release_lock()
             raise
@@ -941,12 +935,9 @@ class Store:
             dedup_ratio=referenced / unique if unique else 1.0,
             compression_ratio=raw / stored if stored else 1.0,
             space_saving=1 - pack_bytes / logical if logical else 0.0,
-            cache=self.cache.statistics(), queue=queue, maintenance=self._maintenance_statistics(r),
+            cache=self.cache.statistics(), queue=queue,
+            maintenance=maintenance_statistics(r, self.background.statistics() if self.background else None),
             attr_cache=self.catalog.attrs.statistics())
-
-    def _maintenance_statistics(self, r):
-        from store.services.recompress import maintenance_statistics
-        return maintenance_statistics(self, r)
 
     # -- the persistence worker's commit ----------------------------------------
     def _known_chunk(self, digest: bytes):

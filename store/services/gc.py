@@ -42,7 +42,6 @@ valid), and a read that raced with a move retries on the new locations
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -50,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from store.core import codec
 from store.core.chunker import chunk_hash
 from store.core.errors import IntegrityError
+from store.core.units import human_bytes
 from store.backends.catalog.sqlite.schema import has_table
 
 log = logging.getLogger("sessionfs.gc")
@@ -89,26 +89,19 @@ class GcResult:
 
     def summary(self) -> str:
         verb = "would reclaim" if self.dry_run else "reclaimed"
-        lines = [f"{verb} {self.chunks_reclaimed:,} unreferenced chunks ({_human(self.chunk_bytes_reclaimed)}), "
+        lines = [f"{verb} {self.chunks_reclaimed:,} unreferenced chunks ({human_bytes(self.chunk_bytes_reclaimed)}), "
                  f"{'would drop' if self.dry_run else 'dropped'} {self.blocks_dropped:,} blocks"]
         if self.dry_run:
             todo = sum(size * share for _, size, share in self.compaction_plan)
-            lines.append(f"would compact {len(self.compaction_plan)} packs (about {_human(todo)} of live data to "
+            lines.append(f"would compact {len(self.compaction_plan)} packs (about {human_bytes(todo)} of live data to "
                          f"copy) and delete {self.packs_deleted} empty packs")
         else:
             lines.append(f"compacted {self.packs_compacted} packs: copied {self.blocks_copied:,} blocks "
-                         f"({_human(self.bytes_copied)}), re-encoded {self.blocks_reencoded:,} mostly dead blocks; "
+                         f"({human_bytes(self.bytes_copied)}), re-encoded {self.blocks_reencoded:,} mostly dead blocks; "
                          f"deleted {self.packs_deleted} packs")
-            lines.append(f"stored bytes: {_human(self.stored_before)} -> {_human(self.stored_after)}")
+            lines.append(f"stored bytes: {human_bytes(self.stored_before)} -> {human_bytes(self.stored_after)}")
         return "\n".join(lines)
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
 
 
 def _hook(point: str) -> None:
@@ -499,39 +492,5 @@ class BackgroundGC:
 
 
 # -- command line -----------------------------------------------------------------------------
-def cmd_gc(args) -> int:
-    import json
-
-    from store.cli.main import CliError, open_store, write_out
-    from store.core.errors import LockedError
-    from .verify import progress_bar
-
-    options = GcOptions(grace=args.grace, threshold=args.threshold)
-    try:
-        with open_store(args.store, readonly=args.dry_run) as store:
-            with progress_bar("gc: compacting") as update:
-                result = collect(store, options, progress=update, dry_run=args.dry_run)
-    except LockedError as exc:
-        raise CliError(f"{exc}; a mounted store collects garbage in its daemon (or use --dry-run)") from None
-    if args.json:
-        write_out(json.dumps(result.as_dict(), indent=2) + "\n")
-    else:
-        write_out(result.summary() + "\n")
-    return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "gc", help="reclaim unreferenced chunks and compact packs",
-        description="Delete chunks unreferenced for longer than the grace period, drop blocks and packs left "
-                    "without data, and compact packs whose live share is low (crash-safe at every step). Needs the "
-                    "store unmounted (a mounted store does this in its daemon); --dry-run works beside a daemon.")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("--dry-run", action="store_true", help="say what would be done; change nothing")
-    p.add_argument("--grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
-                   help=f"reclaim chunks unreferenced for at least this long (default {DEFAULT_GRACE:.0f})")
-    p.add_argument("--threshold", type=float, default=GcOptions.threshold, metavar="SHARE",
-                   help="compact packs whose live share is below this (default 0.5); packs are also compacted, "
-                        "emptiest first, while the dead bytes exceed 5%% of the live bytes")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_gc)

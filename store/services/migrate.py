@@ -1,6 +1,6 @@
 """Migration from the legacy monolithic format: import, verify, record, resume, finalize.
 
-What. ``Migrator(store)`` imports legacy session files (``legacy.prepare_file``:
+What. ``Migrator(store)`` imports legacy session files (``legacy_files.prepare_file``:
 read-only, hashed, parsed, checked, split into the chunked layout) into an open,
 writable ``Store``:
 
@@ -73,6 +73,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from store.core import legacy
+from store.services import legacy_files
 from store.engine.store import Store
 from store.core.errors import BadInputError, StoreError
 from store.core.legacy import LegacyError, Limits, Prepared
@@ -284,14 +285,14 @@ class _DirAttachments:
     @property
     def index(self) -> dict[str, list[str]]:
         if self._index is None:
-            self._index = legacy.scan_attachments(self.directory)
+            self._index = legacy_files.scan_attachments(self.directory)
         return self._index
 
     def find(self, attachment_id: str) -> str:
         return legacy.pick_attachment(attachment_id, self.index, str(self.directory))
 
     def read(self, name: str, limits: Limits) -> tuple[bytes, str]:
-        data, _ = legacy.read_file(self.directory / name, limits.max_attachment_bytes, f"attachment {name}")
+        data, _ = legacy_files.read_file(self.directory / name, limits.max_attachment_bytes, f"attachment {name}")
         return data, str(self.directory / name)
 
 
@@ -895,7 +896,7 @@ class Migrator:
         exhausted = False
         broken = False
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
-                                                    initializer=legacy.worker_init,
+                                                    initializer=legacy_files.worker_init,
                                                     initargs=(os.getpid(),)) as pool:
             try:
                 while True:
@@ -907,7 +908,7 @@ class Migrator:
                             break
                         fut = None
                         if plan == "prepare" and job.path is not None and not broken:
-                            fut = pool.submit(legacy.prepare_file, job.path, self.limits, job.check_name)
+                            fut = pool.submit(legacy_files.prepare_file, job.path, self.limits, job.check_name)
                             in_flight += job.size
                         window.append((job, plan, fut))
                     if not window:
@@ -941,7 +942,7 @@ class Migrator:
             if job.store_path is not None:
                 data = _read_store_file(self.store, job.store_path, self.limits.max_file_bytes, "read")
                 return legacy.prepare_bytes(data, source=job.source, mtime_ns=job.mtime_ns, limits=self.limits)
-            return legacy.prepare_file(job.path, self.limits, job.check_name)
+            return legacy_files.prepare_file(job.path, self.limits, job.check_name)
         except LegacyError as exc:
             return exc
         except MemoryError:
@@ -1218,7 +1219,7 @@ def _hash_state(path: str, sha: str | None) -> str:
     if path.startswith(STORE_SOURCE):
         return "in-store"
     try:
-        got, _ = legacy.hash_file(path)
+        got, _ = legacy_files.hash_file(path)
     except FileNotFoundError:
         return "missing"
     except OSError:
@@ -1287,7 +1288,7 @@ _ATTACHMENT_ID = re.compile(rb'"attachmentId"\s*:\s*"((?:[^"\\]|\\.)*)"')
 def _ids_mentioned(path: Path) -> set[str]:
     """attachmentIds mentioned in a file's raw bytes (works on broken JSON too)."""
     try:
-        data, _ = legacy.read_file(path, 1 << 40, "session file")
+        data, _ = legacy_files.read_file(path, 1 << 40, "session file")
     except LegacyError:
         return set()
     return {m.group(1).decode("utf-8", "replace") for m in _ATTACHMENT_ID.finditer(data)}
@@ -1413,7 +1414,7 @@ def _reverify(store: Store, sessions: SessionStore, rec: Record) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return "original is not a regular file"
     try:
-        data, _ = legacy.read_file(rec.source, 1 << 40, "session file")
+        data, _ = legacy_files.read_file(rec.source, 1 << 40, "session file")
     except LegacyError as exc:
         return exc.reason
     if hashlib.sha256(data).hexdigest() != rec.sha256:

@@ -55,7 +55,6 @@ durable and in use.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import logging
 import os
@@ -66,7 +65,9 @@ from dataclasses import asdict, dataclass
 from store.core import codec
 from store.core.chunker import chunk_hash
 from store.backends.catalog.sqlite.dictionaries import Dictionaries, train
+from store.backends.catalog.sqlite.maintenance import pending
 from store.core.errors import IntegrityError
+from store.core.units import human_bytes
 from .gc import Appender, after_commit, drop_empty_packs
 from store.backends.catalog.sqlite.schema import has_table
 from store.backends.catalog.sqlite.session_index import METADATA_NAME
@@ -116,20 +117,12 @@ class CompressResult:
 
     def summary(self) -> str:
         saved = self.bytes_before - self.bytes_after
-        return (f"handled {self.blocks:,} blocks, re-encoded {self.recompressed:,}: {_human(self.bytes_before)} -> "
-                f"{_human(self.bytes_after)} (saved {_human(saved)}); trained {self.dictionaries_trained} "
+        return (f"handled {self.blocks:,} blocks, re-encoded {self.recompressed:,}: {human_bytes(self.bytes_before)} -> "
+                f"{human_bytes(self.bytes_after)} (saved {human_bytes(saved)}); trained {self.dictionaries_trained} "
                 f"dictionar{'ies' if self.dictionaries_trained != 1 else 'y'}"
                 + (f"; skipped {self.skipped_damaged} damaged blocks (run sessionfs verify --data)"
                    if self.skipped_damaged else "")
-                + f"\nstored bytes: {_human(self.stored_before)} -> {_human(self.stored_after)}")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
+                + f"\nstored bytes: {human_bytes(self.stored_before)} -> {human_bytes(self.stored_after)}")
 
 
 # -- choosing ---------------------------------------------------------------------------------
@@ -145,15 +138,6 @@ def candidates(db, cold_age: float, limit: int, after: tuple[int, int] = (-1, -1
         f"SELECT b.created, {BLOCK_COLUMNS} FROM blocks b WHERE b.created <= ? {handled} "
         "AND (b.created, b.id) > (?, ?) ORDER BY b.created, b.id LIMIT ?",
         (cutoff, *after, limit)).fetchall()
-
-
-def pending(db, cold_age: float | None) -> tuple[int, int]:
-    """(blocks, framed bytes) that are cold (None: of any age) and not yet handled."""
-    cutoff = (1 << 62) if cold_age is None else time.time_ns() - int(cold_age * 1e9)
-    handled = "AND NOT EXISTS (SELECT 1 FROM recompressed r WHERE r.block_id = b.id)" \
-        if has_table(db, "recompressed") else ""
-    return db.execute(f"SELECT count(*), coalesce(sum(length), 0) FROM blocks b WHERE created <= ? {handled}",
-                      (cutoff,)).fetchone()
 
 
 _TEXT_BYTES = bytes([9, 10, 13, *range(32, 127)])
@@ -643,151 +627,3 @@ class Compressor:
             level = self.options.level
             _account(self.result, self.store.run_in_worker(lambda: switch_over(self.store, batch, level)))
         return True
-
-
-# -- statistics --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MaintenanceStatistics:
-    """``recompressed_blocks``: blocks the compressor handled (of the blocks stored now), whose
-    framed bytes went from ``recompress_bytes_before`` to ``recompress_bytes_after``;
-    ``blocks_pending``/``bytes_pending``: blocks not handled yet (whatever their age);
-    ``dictionary_bytes``: trained dictionaries (stored in the catalog, counted as stored);
-    ``dead_pack_bytes``: pack bytes no block uses (gc compaction reclaims them);
-    ``lost_files``: files in lost+found; ``background``: this process's gc and compressor."""
-    recompressed_blocks: int
-    recompress_bytes_before: int
-    recompress_bytes_after: int
-    blocks_pending: int
-    bytes_pending: int
-    dictionaries: int
-    dictionary_bytes: int
-    dead_pack_bytes: int
-    lost_files: int
-    background: object = None
-
-
-def maintenance_statistics(store, r) -> MaintenanceStatistics:
-    blocks, before, after = 0, 0, 0
-    if has_table(r, "recompressed"):
-        blocks, before, after = r.execute(
-            "SELECT count(*), coalesce(sum(x.length_before), 0), coalesce(sum(b.length), 0) "
-            "FROM recompressed x JOIN blocks b ON b.id = x.block_id").fetchone()
-    pending_blocks, pending_bytes = pending(r, None)
-    ndicts = r.execute("SELECT count(*) FROM dictionaries").fetchone()[0] if has_table(r, "dictionaries") else 0
-    live = r.execute("SELECT coalesce(sum(length), 0) FROM blocks").fetchone()[0]
-    packs = r.execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
-    lost = r.execute("SELECT count(DISTINCT ino) FROM lost_found").fetchone()[0] if has_table(r, "lost_found") else 0
-    bg = store.background.statistics() if getattr(store, "background", None) is not None else None
-    return MaintenanceStatistics(blocks, before, after, pending_blocks, pending_bytes, ndicts,
-                                 Dictionaries.total_bytes(r), packs - live, lost, bg)
-
-
-def format_maintenance(stats: dict) -> list[tuple[str, str]]:
-    """Rows for ``sessionfs stats`` (``cli.format_stats``) from ``statistics().as_dict()``."""
-    m = stats.get("maintenance")
-    if not isinstance(m, dict):
-        return []
-    rows = [("recompressed", f"{m['recompressed_blocks']:,} blocks, {_human(m['recompress_bytes_before'])} -> "
-                             f"{_human(m['recompress_bytes_after'])}; {m['blocks_pending']:,} blocks "
-                             f"({_human(m['bytes_pending'])}) not yet"),
-            ("dictionaries", f"{m['dictionaries']} ({_human(m['dictionary_bytes'])})"),
-            ("dead pack bytes", f"{_human(m['dead_pack_bytes'])} (gc compaction reclaims them)")]
-    if m.get("lost_files"):
-        rows.append(("lost+found", f"{m['lost_files']} files with lost data (sessionfs verify lists them)"))
-    bg = m.get("background") or {}
-    if bg.get("compressor"):
-        c = bg["compressor"]
-        rows.append(("compressor", f"{c['state']}, level {c['level']}, {c['blocks']:,} blocks handled in this run"))
-    if bg.get("gc"):
-        g = bg["gc"]
-        rows.append(("background gc", f"{g['passes']} passes, {g['chunks_reclaimed']:,} chunks reclaimed, "
-                                      f"{g['packs_compacted']} packs compacted in this run"))
-    return rows
-
-
-class Background:
-    """Maintenance running in this process (the mount daemon): gc as an idle task of the
-    persistence worker, recompression in a low-priority thread."""
-
-    def __init__(self, store, *, gc: bool, gc_grace: float, compress: bool, level: int, cold_age: float,
-                 cpu_share: float):
-        from .gc import BackgroundGC, GcOptions
-        self.store = store
-        self.gc = BackgroundGC(store, GcOptions(grace=gc_grace)) if gc else None
-        self.compressor = Compressor(store, CompressOptions(level=level, cold_age=cold_age, cpu_share=cpu_share)) \
-            if compress else None
-
-    def statistics(self) -> dict:
-        return {"gc": self.gc.statistics() if self.gc else None,
-                "compressor": self.compressor.statistics() if self.compressor else None}
-
-    def stop(self) -> None:
-        if self.compressor is not None:
-            self.compressor.stop()
-        if self.gc is not None:
-            self.gc.stop()
-
-
-def start_background(store, **options) -> Background:
-    return Background(store, **options)
-
-
-# -- command line ------------------------------------------------------------------------------------
-def add_background_arguments(parser: argparse.ArgumentParser) -> None:
-    """The daemon's maintenance flags (``sessionfs mount``); ``background_kwargs`` turns them into
-    ``Store.open`` keyword arguments."""
-    parser.add_argument("--compress", dest="compress", action="store_true", default=True,
-                        help="recompress cold data in the background (default)")
-    parser.add_argument("--no-compress", dest="compress", action="store_false",
-                        help="no background recompression")
-    parser.add_argument("--compress-level", type=int, default=DEFAULT_LEVEL, metavar="LEVEL",
-                        help=f"zstd level for cold data (default {DEFAULT_LEVEL})")
-    parser.add_argument("--cold-age", type=float, default=DEFAULT_COLD_AGE, metavar="SECONDS",
-                        help=f"recompress blocks written at least this long ago (default {DEFAULT_COLD_AGE:.0f})")
-    parser.add_argument("--cpu-share", type=float, default=DEFAULT_CPU_SHARE, metavar="SHARE",
-                        help=f"share of one core the compressor may use (default {DEFAULT_CPU_SHARE})")
-    parser.add_argument("--no-gc", dest="gc", action="store_false", default=True,
-                        help="no background garbage collection")
-    parser.add_argument("--gc-grace", type=float, default=600.0, metavar="SECONDS",
-                        help="reclaim chunks unreferenced for at least this long (default 600)")
-
-
-def background_kwargs(args) -> dict:
-    return dict(background_compress=args.compress, recompress_level=args.compress_level, cold_age=args.cold_age,
-                cpu_share=args.cpu_share, background_gc=args.gc, gc_grace=args.gc_grace)
-
-
-def cmd_compress(args) -> int:
-    import json
-
-    from store.cli.main import CliError, open_store, write_out
-    from store.core.errors import LockedError
-    from .verify import progress_bar
-
-    if not 1 <= args.level <= 22:
-        raise CliError(f"--level {args.level}: zstd levels are 1 to 22")
-    options = CompressOptions(level=args.level, cold_age=args.cold_age, dictionary=not args.no_dictionary)
-    try:
-        with open_store(args.store, readonly=False) as store:
-            with progress_bar("compress") as update:
-                result = compress(store, options, progress=update, threads=args.threads)
-    except LockedError as exc:
-        raise CliError(f"{exc}; a mounted store recompresses in its daemon") from None
-    write_out(json.dumps(result.as_dict(), indent=2) + "\n" if args.json else result.summary() + "\n")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "compress", help="recompress cold data at a high zstd level (offline)",
-        description="Re-encode blocks older than --cold-age at a high zstd level, oldest first; small text blocks "
-                    "also try a zstd dictionary trained from the store's own small files. Crash-safe; needs the "
-                    "store unmounted (a mounted store does this in its daemon).")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("--level", type=int, default=DEFAULT_LEVEL, help=f"zstd level (default {DEFAULT_LEVEL})")
-    p.add_argument("--cold-age", type=float, default=0.0, metavar="SECONDS",
-                   help="only blocks written at least this long ago (default 0: all)")
-    p.add_argument("--no-dictionary", action="store_true", help="do not train or use a dictionary")
-    p.add_argument("--threads", type=int, default=None, help="encoding threads (default: one per core)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_compress)

@@ -71,14 +71,12 @@ invalid JSON, a failing ``quick_check``, a wrong format version.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import re
 import sqlite3
 import stat
-import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -90,6 +88,7 @@ from store.core import codec
 from store.backends.catalog.sqlite import session_index
 from store.core.chunker import chunk_hash
 from store.core.errors import IntegrityError
+from store.core.units import human_bytes
 from store.core.layout import ARRAY_KINDS, LARGE_OBJECTS, METADATA_FILE, parse_chunk_file_name
 from store.backends.catalog.sqlite.schema import (FORMAT_VERSION, LOST_BLOCK, LOST_HASH_PREFIX, ROOT_INO, has_table,
                      read_format_version)
@@ -165,7 +164,7 @@ class Report:
         checked = (f"checked {c.get('packs', 0):,} packs, {c.get('blocks', 0):,} blocks, "
                    f"{c.get('chunks', 0):,} chunks, {c.get('files', 0):,} files, {c.get('sessions', 0):,} sessions")
         if self.data:
-            checked += f"; {_human(c.get('decoded_bytes', 0))} decoded and hashed"
+            checked += f"; {human_bytes(c.get('decoded_bytes', 0))} decoded and hashed"
         else:
             checked += " (locations and headers; --data reads and hashes everything)"
         e, w = len(self.errors), len(self.warnings)
@@ -183,15 +182,8 @@ class Report:
                 "errors": len(self.errors), "warnings": len(self.warnings)}
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
 
-
-def _ranges_text(ranges: list[tuple[int, int]]) -> str:
+def ranges_text(ranges: list[tuple[int, int]]) -> str:
     shown = ", ".join(f"[{a}, {b})" for a, b in ranges[:3])
     return shown + (f" and {len(ranges) - 3} more ranges" if len(ranges) > 3 else "")
 
@@ -261,7 +253,7 @@ class Verifier:
         if not affected:
             return "no file refers to it", []
         paths = sorted((self.path(ino), ranges) for ino, ranges in affected.items())
-        shown = "; ".join(f"{p} {_ranges_text(r)}" for p, r in paths[:MAX_PATHS])
+        shown = "; ".join(f"{p} {ranges_text(r)}" for p, r in paths[:MAX_PATHS])
         more = f"; and {len(paths) - MAX_PATHS} more files (--json lists all)" if len(paths) > MAX_PATHS else ""
         return f"affects {shown}{more}", [p for p, _ in paths]
 
@@ -360,7 +352,7 @@ class Verifier:
                 self.report.missing_packs.append(pid)
                 text, paths = self._mark_lost(pblocks, f"pack {pid:08d} is missing")
                 self.add("pack-missing", f"pack packs/{pid:08d}.pack is missing ({len(pblocks)} blocks, "
-                                         f"{_human(sum(b[3] for b in pblocks))}); {text}",
+                                         f"{human_bytes(sum(b[3] for b in pblocks))}); {text}",
                          paths=paths, repair="record the files in lost+found; drop the pack's catalog rows",
                          pack=pid, recheck=self._pack_recheck(pid))
                 done += sum(b[3] for b in pblocks)
@@ -549,7 +541,7 @@ class Verifier:
             "SELECT count(*) FROM inodes WHERE mode & 61440 = 32768").fetchone()[0]
         for ino, spans in overlaps.items():
             self.add("extent-overlap", f"{self.path(ino)}: chunk references overlap at "
-                                       f"{_ranges_text(spans)}", paths=[self.path(ino)], ino=ino)
+                                       f"{ranges_text(spans)}", paths=[self.path(ino)], ino=ino)
         for ino, spans in past.items():
             self.add("extent-past-eof", f"{self.path(ino)}: chunk references end past the file size "
                                         f"{spans[0][2]} (at {', '.join(str(e) for _, e, _ in spans[:3])})",
@@ -568,7 +560,7 @@ class Verifier:
                 if end > off:
                     lost.append((off, end))
                 self.report.missing_refs.append((ino, off, cid, end - off))
-            where = _ranges_text(_merge(lost)) if lost else f"offsets past the end of the file ({size} bytes)"
+            where = ranges_text(_merge(lost)) if lost else f"offsets past the end of the file ({size} bytes)"
             self.add("missing-chunk", f"{self.path(ino)} refers to {len(refs)} chunk(s) that do not exist "
                                       f"(chunk ids {', '.join(str(c) for _, c in refs[:3])}) at {where}",
                      paths=[self.path(ino)], ino=ino, ranges=_merge(lost),
@@ -744,7 +736,7 @@ class Verifier:
             if ino not in recorded:
                 self.report.unrecorded[ino] = "refers to lost data"
                 self.add("unrecorded-loss", f"{self.path(ino)} refers to lost data at "
-                                            f"{_ranges_text(_merge(ranges))} but is not in lost+found",
+                                            f"{ranges_text(_merge(ranges))} but is not in lost+found",
                          paths=[self.path(ino)], ino=ino, repair="record it in lost+found")
                 continue
             entry = dict(recorded[ino][-1])
@@ -851,7 +843,7 @@ def repair(store, report: Report) -> list[str]:
             reason = "; ".join(entry["reasons"])
             db.execute("INSERT INTO lost_found (ino, path, reason, ranges, found_at) VALUES (?, ?, ?, ?, ?)",
                        (ino, path, reason, json.dumps(ranges), now))
-            actions.append(f"moved {path or f'inode {ino}'} to lost+found: bytes {_ranges_text(ranges)} are lost "
+            actions.append(f"moved {path or f'inode {ino}'} to lost+found: bytes {ranges_text(ranges)} are lost "
                            f"({reason}); reading them fails, the rest of the file reads")
         # 3. Namespace.
         for parent, name in report.dangling:
@@ -910,115 +902,5 @@ def repair(store, report: Report) -> list[str]:
 
 
 # -- command line -------------------------------------------------------------------------
-@contextlib.contextmanager
-def progress_bar(desc: str, *, unit: str = "B", enabled: bool | None = None):
-    """A tqdm bar on stderr (only when it is a terminal) driven by ``update(done, total)``."""
-    from tqdm import tqdm
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    bar = tqdm(total=0, desc=desc, unit=unit, unit_scale=True, unit_divisor=1024 if unit == "B" else 1000,
-               disable=not enabled, file=sys.stderr, leave=False, dynamic_ncols=True)
-
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-    try:
-        yield update
-    finally:
-        bar.close()
 
 
-def _print_report(report: Report, out: Callable[[str], None], heading: str | None = None) -> None:
-    if heading:
-        out(heading + "\n")
-    for p in report.problems:
-        out(p.line() + "\n")
-    for entry in report.lost:
-        out(f"lost+found: {entry['current_path']}: bytes {_ranges_text([tuple(r) for r in entry['lost_ranges']])} "
-            f"lost ({entry['reason']})\n")
-    out(report.summary() + "\n")
-
-
-def cmd_verify(args) -> int:
-    engine_log = logging.getLogger("sessionfs.store")
-    saved = engine_log.level
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # Reading damaged data makes the engine log each failure; the report names them all.
-        engine_log.setLevel(logging.CRITICAL)
-    try:
-        return _verify_command(args)
-    finally:
-        engine_log.setLevel(saved)
-
-
-def _verify_command(args) -> int:
-    from store.cli.main import CliError, open_store, store_path, write_out
-    from store.engine.store import Store
-    from store.core.errors import FormatError, LockedError
-
-    def run(store, desc: str) -> Report:
-        with progress_bar(desc) as update:
-            return verify(store, data=args.data, progress=update)
-
-    try:
-        with open_store(args.store) as store:
-            before = run(store, "verify")
-    except FormatError as exc:
-        if args.json:
-            write_out(json.dumps({"ok": False, "problems": [{"kind": "format", "message": str(exc)}]}) + "\n")
-        else:
-            write_out(f"error: format: {exc}\n1 error\n")
-        return 1
-    result = {"before": before.as_dict()}
-    if not args.json:
-        _print_report(before, write_out)
-    if not args.repair:
-        if args.json:
-            write_out(json.dumps(before.as_dict(), indent=2) + "\n")
-        return 0 if before.ok else 1
-    if not before.repairable:
-        if args.json:
-            result["repairs"] = []
-            write_out(json.dumps(result, indent=2) + "\n")
-        else:
-            write_out("nothing that --repair can fix\n")
-        return 0 if before.ok else 1
-    try:
-        store = Store.open(store_path(args.store))
-    except LockedError as exc:
-        raise CliError(f"refusing to repair: {exc}") from None
-    actions = []
-    with store:
-        for pid in before.orphan_packs:
-            if store.packs.file_size(pid) is None:
-                actions.append(f"deleted orphan pack file packs/{pid:08d}.pack (when the store was opened)")
-        plan = run(store, "verify (for repair)")
-        merge_plans(plan, before)
-        actions += repair(store, plan)
-        store.flush()
-        after = run(store, "verify (after repair)")
-    if args.json:
-        result.update(repairs=actions, after=after.as_dict())
-        write_out(json.dumps(result, indent=2) + "\n")
-    else:
-        write_out("".join(f"repaired: {a}\n" for a in actions) or "repaired: nothing\n")
-        _print_report(after, write_out, "after repair:")
-    return 0 if after.ok else 1
-
-
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "verify", help="check the catalog against the packs; --repair fixes what needs no guessing",
-        description="Check the format version, every pack, block and chunk location, reference and link count, "
-                    "the session index, and (--data) decode every block, hash every chunk and parse every session "
-                    "JSON file. Prints one line per problem naming the files affected, then a summary; exits 1 "
-                    "when there is an error. Read-only (safe while mounted) unless --repair.")
-    p.add_argument("store", metavar="STORE")
-    p.add_argument("--data", action="store_true", help="read, decode and hash all data (slow)")
-    p.add_argument("--repair", action="store_true",
-                   help="fix what needs no guessing (recount references and links, drop orphans and dangling "
-                        "entries, rebuild the session index, record files with lost data in lost+found), say what "
-                        "was done and verify again; refused while the store is mounted")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_verify)

@@ -1,0 +1,62 @@
+"""Text of indexed files kept for the search index: a cache of extracted rows keyed by
+content, and the packed extent lists that let an old version's text be re-derived."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+from collections import OrderedDict
+
+
+class TextCache:
+    """(content digest, path) -> extracted rows; content-addressed, so never stale."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._data: OrderedDict = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key, rows) -> None:
+        size = sum(len(t) for _, t in rows) + 100 * len(rows) + 100      # roughly bytes of Python objects
+        if size > self.capacity // 8:
+            return
+        with self._lock:
+            if key in self._data:
+                return
+            self._data[key] = (rows, size)
+            self._held += size
+            while self._held > self.capacity and self._data:
+                _, (_, old) = self._data.popitem(last=False)
+                self._held -= old
+
+    def rows(self, key):
+        value = self.get(key)
+        return value[0] if value is not None else None
+
+
+def pack_extents(extents: list[tuple]) -> bytes:
+    flat = [v for e in extents for v in (e[0], e[2])]
+    return struct.pack(f"<{len(flat)}q", *flat)
+
+
+def unpack_extents(blob: bytes) -> list[tuple[int, int]]:
+    flat = struct.unpack(f"<{len(blob) // 8}q", blob)
+    return list(zip(flat[0::2], flat[1::2]))
+
+
+def content_digest(size: int, extents: list[tuple]) -> bytes:
+    """Identity of a file's content: its size, chunk offsets and chunk hashes."""
+    h = hashlib.sha256(size.to_bytes(8, "little"))
+    for e in extents:
+        h.update(e[0].to_bytes(8, "little"))
+        h.update(bytes(e[3]))
+    return h.digest()[:16]
