@@ -208,7 +208,7 @@ def serve(store_path: str, mountpoint: str, *, memory: MemoryPlan, allow_other: 
           debug: bool = False, ready=None, store_options: dict | None = None) -> None:
     """Open the store, mount and serve until unmounted or signalled; then commit and close.
 
-    ``memory`` divides the daemon's memory limit (``store.memory.plan``); ``store_options``
+    ``memory`` divides the daemon's memory limit (``store.engine.memory.plan``); ``store_options``
     go to ``Store.open`` (background compression and gc settings).
 
     ``ready(error_or_None)`` reports startup."""

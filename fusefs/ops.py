@@ -101,7 +101,7 @@ class SessionFS(pyfuse3.Operations):
         self.store = store
         self.views = Views(ROOT_INO, lambda: orjson.dumps(render_stats(), option=orjson.OPT_INDENT_2) + b"\n")
         self.search_views = SearchViews(store, self.views, ROOT_INO)     # tags/, by-date/, search/
-        self.migrator = None      # store.migrate.Migrator serving import/, set by the daemon
+        self.migrator = None      # store.services.migrate.Migrator serving import/, set by the daemon
         self._handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
         self._rendered_size: dict[int, int] = {}

@@ -21,7 +21,8 @@ from store import Store
 from store.core import legacy as legacy_mod
 from store.core.layout import attachment_refs
 from store.core.legacy import LegacyError, Limits
-from store.services.migrate import Migrator, load_records, migration_status, parse_duration
+from store.services.migrate import Migrator, load_records
+from store.services.migrate_status import migration_status, parse_duration
 from store.services.migrate_export import export_sessions
 from store.services.sessions import SessionStore
 
@@ -535,7 +536,7 @@ def test_memory_stays_bounded_for_one_big_file(tmp_path):
     (legacy / "sessions" / f"{session['id']}.json").write_bytes(data)
     code = (
         "import resource, sys\n"
-        "from store import Store\nfrom store.migrate import Migrator\n"
+        "from store import Store\nfrom store.services.migrate import Migrator\n"
         "store = Store.open(sys.argv[1], create=True)\nm = Migrator(store)\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "r = m.import_dir(sys.argv[2])\nstore.close()\n"

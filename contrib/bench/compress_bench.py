@@ -95,7 +95,8 @@ from contrib.corpus import generate_session
 from store import Store
 from store.services.background import maintenance
 from store.services.gc import GcOptions, collect
-from store.services.recompress import Compressor, CompressOptions, pending
+from store.services.background import Compressor
+from store.services.recompress import CompressOptions, pending
 from store.services.sessions import SessionStore
 
 

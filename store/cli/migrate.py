@@ -19,7 +19,8 @@ from pathlib import Path
 from store.cli.common import CliError, human_bytes, open_store, write_out
 from store.core.errors import LockedError
 from store.core.legacy import Limits
-from store.services.migrate import Migrator, Outcome, finalize, migration_status, parse_duration
+from store.services.migrate import Migrator, Outcome
+from store.services.migrate_status import finalize, migration_status, parse_duration
 from store.services.migrate_export import export_sessions
 
 #: Block cache of the store while importing: verification reads each block once, so a big cache only costs RSS.

@@ -9,7 +9,8 @@ from typing import Callable
 from store.cli.common import CliError, open_store, progress_bar, store_path, write_out
 from store.core.errors import FormatError, LockedError
 from store.engine.store import Store
-from store.services.verify import Report, merge_plans, ranges_text, repair, verify
+from store.services.repair import repair
+from store.services.verify import Report, merge_plans, ranges_text, verify
 
 
 def _print_report(report: Report, out: Callable[[str], None], heading: str | None = None) -> None:

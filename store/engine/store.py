@@ -144,9 +144,10 @@ class Store:
         """Open a store. ``maintenance(store)`` starts maintenance in this process (the mount
         daemon) once a writable store is open and returns an object with ``statistics()`` and
         ``stop()`` (``store.services.background.maintenance`` makes one: background gc and
-        recompression). Off by default; ``sessionfs gc``/``compress`` run them offline. ``memory`` (the mount's ``--memory-limit``, divided by ``memory.plan``)
-        sets the cache, the catalog readers' page caches and the queued-write bound instead
-        of ``cache_bytes`` and the defaults."""
+        recompression). Off by default; ``sessionfs gc``/``compress`` run them offline.
+        ``memory`` (the mount's ``--memory-limit``, divided by ``memory.plan``) sets the cache,
+        the catalog readers' page caches and the queued-write bound instead of ``cache_bytes``
+        and the defaults."""
         root = Path(path)
         if create and not (root / "catalog.db").exists():
             cls.init(root)

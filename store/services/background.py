@@ -4,11 +4,18 @@ through the callable ``maintenance(...)`` returns (the engine never imports the 
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import threading
+import time
 from typing import Callable
 
 from store.services.gc import DEFAULT_GRACE, BackgroundGC, GcOptions
-from store.services.recompress import (DEFAULT_COLD_AGE, DEFAULT_CPU_SHARE, DEFAULT_LEVEL, CompressOptions,
-                                       Compressor)
+from store.services.recompress import (BATCH_BYTES, DEFAULT_COLD_AGE, DEFAULT_CPU_SHARE, DEFAULT_LEVEL,
+                                       CompressOptions, CompressResult, account, candidates, ensure_dictionary,
+                                       run_unit, switch_over, work_units)
+
+log = logging.getLogger("sessionfs.recompress")
 
 
 class Background:
@@ -44,3 +51,95 @@ def maintenance(*, gc: bool = False, gc_grace: float = DEFAULT_GRACE, compress: 
         return None
     return functools.partial(Background, gc=gc, gc_grace=gc_grace, compress=compress, level=level,
                              cold_age=cold_age, cpu_share=cpu_share)
+
+
+class Compressor:
+    """The background compressor thread (see the module doc)."""
+
+    def __init__(self, store, options: CompressOptions | None = None, *, poll: float = 30.0):
+        self.store = store
+        self.options = options or CompressOptions()
+        self.poll = poll
+        self.result = CompressResult()
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.busy_seconds = 0.0
+        self._stop = threading.Event()
+        self._skip: set[int] = set()        # damaged blocks (this process)
+        self._thread = threading.Thread(target=self._run, name="sessionfs-compress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def statistics(self) -> dict:
+        return {"state": self.state, "level": self.options.level, "cold_age": self.options.cold_age,
+                "cpu_share": self.options.cpu_share, "busy_seconds": round(self.busy_seconds, 3),
+                "last_error": self.last_error, **self.result.as_dict()}
+
+    def _wait_quiet(self) -> bool:
+        """Wait until foreground I/O has been quiet for ``quiet`` seconds; False when stopping."""
+        store = self.store
+        while not self._stop.is_set():
+            idle_for = time.monotonic() - store.last_activity
+            persister = store.persister
+            if persister is not None and persister.idle and idle_for >= self.options.quiet:
+                return True
+            self.state = "paused"
+            self._stop.wait(max(0.02, self.options.quiet - idle_for))
+        return False
+
+    def _throttle(self, worked: float) -> None:
+        self.busy_seconds += worked
+        share = min(1.0, max(0.01, self.options.cpu_share))
+        self._stop.wait(worked * (1 / share - 1))
+
+    def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (OSError, AttributeError):
+            pass
+        while not self._stop.is_set():
+            try:
+                worked = self._round()
+            except Exception as exc:  # noqa: BLE001 - keep the daemon alive; try again later
+                log.exception("background compression failed; retrying later")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                worked = None
+            if worked is None:
+                self.state = "idle"
+                self._stop.wait(self.poll)
+
+    def _round(self) -> bool | None:
+        """Handle one batch of cold blocks; None when there is nothing to do."""
+        if not self._wait_quiet():
+            return False
+        rows = [r for r in candidates(self.store.catalog.reader(), self.options.cold_age, 256)
+                if r[1] not in self._skip]
+        if not rows:
+            return None
+        # Only with work in hand: checking whether a dictionary is due counts the store's small
+        # blocks, a scan that must not compete with foreground reads of an idle store.
+        t0 = time.monotonic()
+        zdict, trained = ensure_dictionary(self.store, self.options)
+        self.result.dictionaries_trained += trained
+        self._throttle(time.monotonic() - t0)
+        batch, nbytes = [], 0
+        for unit in work_units(self.store, rows, self.options, set(), self._skip):
+            if self._stop.is_set() or not self._wait_quiet():
+                break
+            self.state = "working"
+            t0 = time.monotonic()
+            prepared, bad = run_unit(self.store, unit, self.options, zdict)
+            self._throttle(time.monotonic() - t0)
+            self._skip.update(bad)
+            self.result.skipped_damaged += len(bad)
+            batch.extend(prepared)
+            nbytes += sum(len(p.framed or b"") for p in prepared)
+            if len(batch) >= 16 or nbytes >= BATCH_BYTES:
+                break
+        if batch and not self._stop.is_set():
+            level = self.options.level
+            account(self.result, self.store.run_in_worker(lambda: switch_over(self.store, batch, level)))
+        return True

@@ -359,75 +359,6 @@ def switch_over(store, items: list[Prepared], level: int) -> tuple[int, int, int
 
 
 # -- dictionaries ----------------------------------------------------------------------------------
-def _population(merge: bool) -> tuple[str, tuple]:
-    """SQL condition (on blocks ``b``) and parameters of the blocks a dictionary is for: small
-    ones; with merging, only those of metadata.json files (the small files that stay alone:
-    the others of a session are merged, and a dictionary adds nothing to a merged block)."""
-    cond = "b.raw_length <= ? AND b.raw_length > 0"
-    if not merge:
-        return cond, (SMALL_BLOCK,)
-    return (cond + " AND EXISTS (SELECT 1 FROM chunks c JOIN file_chunks f ON f.chunk_id = c.id "
-                   "JOIN dentries d ON d.ino = f.ino WHERE c.block_id = b.id AND d.name = ?)",
-            (SMALL_BLOCK, METADATA_NAME))
-
-
-def _small_text_blocks(store, limit_bytes: int, merge: bool) -> list[bytes]:
-    """Decoded text blocks of the dictionary's population, newest first, up to ``limit_bytes``."""
-    db = store.catalog.reader()
-    cond, params = _population(merge)
-    rows = db.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks b WHERE {cond} ORDER BY b.created DESC",
-                      params).fetchall()
-    samples, total = [], 0
-    for bid, pid, off, length, raw_length, codec_id, dict_id in rows:
-        if total >= limit_bytes:
-            break
-        try:
-            raw = codec.decode_block(store.packs.read(pid, off, length), f"block {bid}", store.dictionaries)
-        except IntegrityError:
-            continue
-        if looks_like_text(raw):
-            samples.append(raw)
-            total += len(raw)
-    return samples
-
-
-def small_block_count(db, merge: bool = True) -> int:
-    cond, params = _population(merge)
-    return db.execute(f"SELECT count(*) FROM blocks b WHERE {cond}", params).fetchone()[0]
-
-
-def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> tuple[tuple | None, bool]:
-    """The dictionary to encode small blocks with ((id, dict) or None), training a new version
-    when there is none yet, or the store holds ``RETRAIN_GROWTH`` times more small blocks than
-    when the newest was trained. Returns (dictionary, trained now). Training runs in the
-    calling thread; the insert in the persistence worker."""
-    if not options.dictionary:
-        return None, False
-    db = store.catalog.reader()
-    info = store.dictionaries.latest_info(db)
-    small = small_block_count(db, options.merge)
-    due = info is None or small >= max(info[3], 1) * RETRAIN_GROWTH
-    if store.dictionaries.training_failed_at and small < store.dictionaries.training_failed_at * RETRAIN_GROWTH:
-        due = False                     # too little data last time; wait for more
-    if not (due or force):
-        return store.dictionaries.latest(db), False
-    from store.backends.catalog.sqlite.dictionaries import MAX_TRAINING_BYTES
-    samples = _small_text_blocks(store, MAX_TRAINING_BYTES, options.merge)
-    dict_id = Dictionaries.next_id(db)
-    data = train(samples, dict_id, options.level)
-    if data is None:
-        store.dictionaries.training_failed_at = max(small, 1)
-        return store.dictionaries.latest(db), False
-
-    def insert():
-        with store.catalog.write(durable=True) as wdb:
-            if Dictionaries.next_id(wdb) != dict_id:
-                return False            # trained by someone else meanwhile (not expected)
-            Dictionaries.add(wdb, dict_id, data, len(samples), sum(len(s) for s in samples), small)
-        return True
-    added = store.run_in_worker(insert)
-    store.dictionaries.training_failed_at = 0
-    return store.dictionaries.latest(), bool(added)
 
 
 # -- units of work -----------------------------------------------------------------------------------
@@ -502,7 +433,7 @@ def compress(store, options: CompressOptions | None = None, *, progress=None, th
     damaged: set = set()
 
     def switch(batch: list[Prepared]) -> None:
-        _account(result, store.run_in_worker(lambda: switch_over(store, batch, options.level)))
+        account(result, store.run_in_worker(lambda: switch_over(store, batch, options.level)))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
         while not (stop and stop.is_set()):
@@ -528,7 +459,7 @@ def compress(store, options: CompressOptions | None = None, *, progress=None, th
     return result
 
 
-def _account(result: CompressResult, counts: tuple[int, int, int, int]) -> None:
+def account(result: CompressResult, counts: tuple[int, int, int, int]) -> None:
     handled, placed, before, after = counts
     result.blocks += handled
     result.recompressed += placed
@@ -537,93 +468,74 @@ def _account(result: CompressResult, counts: tuple[int, int, int, int]) -> None:
 
 
 # -- in the daemon -----------------------------------------------------------------------------------
-class Compressor:
-    """The background compressor thread (see the module doc)."""
 
-    def __init__(self, store, options: CompressOptions | None = None, *, poll: float = 30.0):
-        self.store = store
-        self.options = options or CompressOptions()
-        self.poll = poll
-        self.result = CompressResult()
-        self.state = "starting"
-        self.last_error: str | None = None
-        self.busy_seconds = 0.0
-        self._stop = threading.Event()
-        self._skip: set[int] = set()        # damaged blocks (this process)
-        self._thread = threading.Thread(target=self._run, name="sessionfs-compress", daemon=True)
-        self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+def _population(merge: bool) -> tuple[str, tuple]:
+    """SQL condition (on blocks ``b``) and parameters of the blocks a dictionary is for: small
+    ones; with merging, only those of metadata.json files (the small files that stay alone:
+    the others of a session are merged, and a dictionary adds nothing to a merged block)."""
+    cond = "b.raw_length <= ? AND b.raw_length > 0"
+    if not merge:
+        return cond, (SMALL_BLOCK,)
+    return (cond + " AND EXISTS (SELECT 1 FROM chunks c JOIN file_chunks f ON f.chunk_id = c.id "
+                   "JOIN dentries d ON d.ino = f.ino WHERE c.block_id = b.id AND d.name = ?)",
+            (SMALL_BLOCK, METADATA_NAME))
 
-    def statistics(self) -> dict:
-        return {"state": self.state, "level": self.options.level, "cold_age": self.options.cold_age,
-                "cpu_share": self.options.cpu_share, "busy_seconds": round(self.busy_seconds, 3),
-                "last_error": self.last_error, **self.result.as_dict()}
 
-    def _wait_quiet(self) -> bool:
-        """Wait until foreground I/O has been quiet for ``quiet`` seconds; False when stopping."""
-        store = self.store
-        while not self._stop.is_set():
-            idle_for = time.monotonic() - store.last_activity
-            persister = store.persister
-            if persister is not None and persister.idle and idle_for >= self.options.quiet:
-                return True
-            self.state = "paused"
-            self._stop.wait(max(0.02, self.options.quiet - idle_for))
-        return False
-
-    def _throttle(self, worked: float) -> None:
-        self.busy_seconds += worked
-        share = min(1.0, max(0.01, self.options.cpu_share))
-        self._stop.wait(worked * (1 / share - 1))
-
-    def _run(self) -> None:
+def _small_text_blocks(store, limit_bytes: int, merge: bool) -> list[bytes]:
+    """Decoded text blocks of the dictionary's population, newest first, up to ``limit_bytes``."""
+    db = store.catalog.reader()
+    cond, params = _population(merge)
+    rows = db.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks b WHERE {cond} ORDER BY b.created DESC",
+                      params).fetchall()
+    samples, total = [], 0
+    for bid, pid, off, length, raw_length, codec_id, dict_id in rows:
+        if total >= limit_bytes:
+            break
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (OSError, AttributeError):
-            pass
-        while not self._stop.is_set():
-            try:
-                worked = self._round()
-            except Exception as exc:  # noqa: BLE001 - keep the daemon alive; try again later
-                log.exception("background compression failed; retrying later")
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                worked = None
-            if worked is None:
-                self.state = "idle"
-                self._stop.wait(self.poll)
+            raw = codec.decode_block(store.packs.read(pid, off, length), f"block {bid}", store.dictionaries)
+        except IntegrityError:
+            continue
+        if looks_like_text(raw):
+            samples.append(raw)
+            total += len(raw)
+    return samples
 
-    def _round(self) -> bool | None:
-        """Handle one batch of cold blocks; None when there is nothing to do."""
-        if not self._wait_quiet():
-            return False
-        rows = [r for r in candidates(self.store.catalog.reader(), self.options.cold_age, 256)
-                if r[1] not in self._skip]
-        if not rows:
-            return None
-        # Only with work in hand: checking whether a dictionary is due counts the store's small
-        # blocks, a scan that must not compete with foreground reads of an idle store.
-        t0 = time.monotonic()
-        zdict, trained = ensure_dictionary(self.store, self.options)
-        self.result.dictionaries_trained += trained
-        self._throttle(time.monotonic() - t0)
-        batch, nbytes = [], 0
-        for unit in work_units(self.store, rows, self.options, set(), self._skip):
-            if self._stop.is_set() or not self._wait_quiet():
-                break
-            self.state = "working"
-            t0 = time.monotonic()
-            prepared, bad = run_unit(self.store, unit, self.options, zdict)
-            self._throttle(time.monotonic() - t0)
-            self._skip.update(bad)
-            self.result.skipped_damaged += len(bad)
-            batch.extend(prepared)
-            nbytes += sum(len(p.framed or b"") for p in prepared)
-            if len(batch) >= 16 or nbytes >= BATCH_BYTES:
-                break
-        if batch and not self._stop.is_set():
-            level = self.options.level
-            _account(self.result, self.store.run_in_worker(lambda: switch_over(self.store, batch, level)))
+
+def small_block_count(db, merge: bool = True) -> int:
+    cond, params = _population(merge)
+    return db.execute(f"SELECT count(*) FROM blocks b WHERE {cond}", params).fetchone()[0]
+
+
+def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> tuple[tuple | None, bool]:
+    """The dictionary to encode small blocks with ((id, dict) or None), training a new version
+    when there is none yet, or the store holds ``RETRAIN_GROWTH`` times more small blocks than
+    when the newest was trained. Returns (dictionary, trained now). Training runs in the
+    calling thread; the insert in the persistence worker."""
+    if not options.dictionary:
+        return None, False
+    db = store.catalog.reader()
+    info = store.dictionaries.latest_info(db)
+    small = small_block_count(db, options.merge)
+    due = info is None or small >= max(info[3], 1) * RETRAIN_GROWTH
+    if store.dictionaries.training_failed_at and small < store.dictionaries.training_failed_at * RETRAIN_GROWTH:
+        due = False                     # too little data last time; wait for more
+    if not (due or force):
+        return store.dictionaries.latest(db), False
+    from store.backends.catalog.sqlite.dictionaries import MAX_TRAINING_BYTES
+    samples = _small_text_blocks(store, MAX_TRAINING_BYTES, options.merge)
+    dict_id = Dictionaries.next_id(db)
+    data = train(samples, dict_id, options.level)
+    if data is None:
+        store.dictionaries.training_failed_at = max(small, 1)
+        return store.dictionaries.latest(db), False
+
+    def insert():
+        with store.catalog.write(durable=True) as wdb:
+            if Dictionaries.next_id(wdb) != dict_id:
+                return False            # trained by someone else meanwhile (not expected)
+            Dictionaries.add(wdb, dict_id, data, len(samples), sum(len(s) for s in samples), small)
         return True
+    added = store.run_in_worker(insert)
+    store.dictionaries.training_failed_at = 0
+    return store.dictionaries.latest(), bool(added)

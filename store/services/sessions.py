@@ -2,7 +2,7 @@
 
 What: ``SessionStore`` loads and saves sessions the way the desktop app thinks of them
 (metadata, large objects, record arrays, whole sessions, attachments, transactions)
-and stores them as ordinary files at the paths of ``store.layout``::
+and stores them as ordinary files at the paths of ``store.core.layout``::
 
     sessions/<id>/metadata.json, summary.json, ..., screenshots/chunk-001.json, ...,
     sessions/<id>/attachments/<attachment-id>.<ext>

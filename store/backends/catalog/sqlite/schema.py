@@ -85,7 +85,7 @@ def create_tables(db: sqlite3.Connection) -> None:
         ``sessions.dir_ino`` is the session directory's inode, ``id`` its name.
         A session directory without a valid metadata.json has no row.
 
-    ``migrations``, ``migration_attachments`` (MIGRATION_TABLES; ``store.migrate``)
+    ``migrations``, ``migration_attachments`` (MIGRATION_TABLES; ``store.services.migrate``)
         The migration record: one row per legacy file the importer has seen.
         Written by the importer inside the very ``write_files`` group that
         commits the session's files (or removes them again), so a record never
@@ -114,7 +114,7 @@ def create_tables(db: sqlite3.Connection) -> None:
         from ``source`` (absolute path, or ``store:<path>``), with their SHA-256.
 
     ``lost_found``, ``dictionaries``, ``recompressed`` (MAINTENANCE_TABLES;
-    ``store.verify``, ``store.recompress``, ``store.gc``)
+    ``store.services.verify``, ``store.services.recompress``, ``store.services.gc``)
         Created like the migration tables: here, and on demand in older catalogs
         (``ensure_maintenance_tables``, at every writable open). Readers treat a
         missing table as empty.
@@ -145,7 +145,7 @@ def create_tables(db: sqlite3.Connection) -> None:
         worth re-encoding), with their framed length before. A block without a row
         is still as ingested. Rows go with their block.
 
-    ``search_docs``, ``search_fts`` (SEARCH_TABLES; ``store.search``)
+    ``search_docs``, ``search_fts`` (SEARCH_TABLES; ``search_index``)
         The full-text index of session files, kept in step with the files in the
         same transaction that commits, renames or deletes them. One row per
         directory entry of an indexed file (``text_index.indexed_path``: metadata.json,
@@ -374,7 +374,7 @@ SEARCH_SESSION_SHIFT = 32
 #: The FTS5 tokenizer: ``_`` is part of words, as for ``grep -w`` (``add_argument`` is one word).
 SEARCH_TOKENIZE = "unicode61 remove_diacritics 2 tokenchars '_'"
 
-#: The full-text index (see create_tables); ``store.search`` drops and recreates it on rebuild.
+#: The full-text index (see create_tables); ``search_index.TextIndex`` drops and recreates it on rebuild.
 SEARCH_TABLES = f"""
     CREATE TABLE search_docs (
         id      INTEGER PRIMARY KEY,
