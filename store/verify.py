@@ -8,9 +8,9 @@ kind                   meaning
 =====================  =============================================================
 format                 the catalog's format version is not this program's
 catalog                SQLite's own ``quick_check`` fails
-pack-missing           a pack the catalog lists is not on disk
-pack-truncated         a pack file is shorter than its committed size
-orphan-pack            a pack file the catalog does not list
+pack-missing           a pack the catalog lists is neither in the object store nor local
+pack-truncated         a pack is shorter than its committed size
+orphan-pack            a pack (object or local) the catalog does not list
 block-outside-pack     a block's extent is past its pack's committed size
 block-without-pack     a block names a pack the catalog does not list
 block-overlap          two blocks share bytes of a pack
@@ -89,6 +89,7 @@ import orjson
 from . import codec, session_index
 from .chunker import chunk_hash
 from .errors import IntegrityError
+from .packs import pack_name
 from .layout import ARRAY_KINDS, LARGE_OBJECTS, METADATA_FILE, parse_chunk_file_name
 from .schema import (FORMAT_VERSION, LOST_BLOCK, LOST_HASH_PREFIX, ROOT_INO, has_table,
                      read_format_version)
@@ -326,14 +327,13 @@ class Verifier:
         packs = self.store.packs
         rows = {pid: size for pid, size in self.db.execute("SELECT id, size FROM packs")}
         self.report.counts["packs"] = len(rows)
-        file_sizes = {pid: packs.file_size(pid) for pid in rows}
-        for pid in packs.list_ids():
+        present = packs.sizes()
+        for pid, size in present.items():
             if pid not in rows:
-                size = packs.file_size(pid)
                 self.report.orphan_packs.append(pid)
-                self.add("orphan-pack", f"pack file packs/{pid:08d}.pack ({size} bytes) is not in the catalog "
+                self.add("orphan-pack", f"pack {pack_name(pid)} ({size} bytes) is not in the catalog "
                                         "(left by a batch that never committed)",
-                         repair="delete the file", pack=pid, size=size,
+                         repair="delete the pack", pack=pid, size=size,
                          recheck=lambda db, pid=pid: db.execute("SELECT 1 FROM packs WHERE id = ?",
                                                                 (pid,)).fetchone() is None)
         self._dict_ids = {r[0] for r in self.db.execute("SELECT id FROM dictionaries")} \
@@ -354,11 +354,11 @@ class Verifier:
                                     f"block {b[0]} names pack {pid:08d}, which the catalog does not list")
                 done += sum(b[3] for b in pblocks)
                 continue
-            fsize = file_sizes[pid]
+            fsize = present.get(pid)
             if fsize is None:
                 self.report.missing_packs.append(pid)
                 text, paths = self._mark_lost(pblocks, f"pack {pid:08d} is missing")
-                self.add("pack-missing", f"pack packs/{pid:08d}.pack is missing ({len(pblocks)} blocks, "
+                self.add("pack-missing", f"pack {pack_name(pid)} is missing ({len(pblocks)} blocks, "
                                          f"{_human(sum(b[3] for b in pblocks))}); {text}",
                          paths=paths, repair="record the files in lost+found; drop the pack's catalog rows",
                          pack=pid, recheck=self._pack_recheck(pid))
@@ -369,10 +369,10 @@ class Verifier:
             if fsize < committed:
                 self.report.truncated_packs[pid] = fsize
                 text, paths = self._mark_lost(past, f"pack {pid:08d} is truncated")
-                self.add("pack-truncated", f"pack packs/{pid:08d}.pack is truncated: {fsize} bytes on disk, "
+                self.add("pack-truncated", f"pack {pack_name(pid)} is truncated: {fsize} bytes stored, "
                                            f"catalog says {committed}; {len(past)} blocks lost; {text}",
                          paths=paths, repair="record the files in lost+found; drop the lost blocks",
-                         pack=pid, file_size=fsize, size=committed, recheck=self._pack_recheck(pid))
+                         pack=pid, stored_size=fsize, size=committed, recheck=self._pack_recheck(pid))
             past_ids = {b[0] for b in past}
             prev_end, prev_id = 0, None
             for b in pblocks:
@@ -843,7 +843,7 @@ def repair(store, report: Report) -> list[str]:
                 actions.append(f"dropped missing pack {pid:08d} from the catalog")
         for pid, fsize in report.truncated_packs.items():
             db.execute("UPDATE packs SET size = ? WHERE id = ? AND size > ?", (fsize, pid, fsize))
-            actions.append(f"set the size of truncated pack {pid:08d} to its {fsize} bytes on disk")
+            actions.append(f"set the size of truncated pack {pid:08d} to its {fsize} bytes stored")
         for ino, entry in sorted(lost_files.items()):
             ranges = _merge(entry["ranges"])
             path = store.catalog.path_of(ino, db)
@@ -901,10 +901,10 @@ def repair(store, report: Report) -> list[str]:
         store.maintenance_epoch += 1
         store.cache.clear()             # decoded blocks of data now marked lost
     for pid in report.orphan_packs:
-        if store.packs.file_size(pid) is not None and not store.catalog.reader().execute(
+        if store.packs.size(pid) is not None and not store.catalog.reader().execute(
                 "SELECT 1 FROM packs WHERE id = ?", (pid,)).fetchone():
             store.packs.delete(pid)
-            actions.append(f"deleted orphan pack file packs/{pid:08d}.pack")
+            actions.append(f"deleted orphan pack {pack_name(pid)}")
     return actions
 
 
@@ -990,8 +990,8 @@ def _verify_command(args) -> int:
     actions = []
     with store:
         for pid in before.orphan_packs:
-            if store.packs.file_size(pid) is None:
-                actions.append(f"deleted orphan pack file packs/{pid:08d}.pack (when the store was opened)")
+            if store.packs.size(pid) is None:
+                actions.append(f"deleted orphan pack {pack_name(pid)} (when the store was opened)")
         plan = run(store, "verify (for repair)")
         merge_plans(plan, before)
         actions += repair(store, plan)

@@ -22,7 +22,7 @@ from store import Store, codec
 from store import gc as gcmod
 from store.cli import main
 from store.gc import GcOptions, collect
-from store.packs import PackFiles
+from store.packs import local_packer
 from store.recompress import (CompressOptions, candidates, compress, pending)
 from store.sessions import SessionStore
 from store.verify import verify
@@ -34,7 +34,7 @@ CRASH_ROUNDS = int(os.environ.get("SESSIONFS_COMPRESS_CRASH_ROUNDS", "24"))
 def open_store(root: Path, **kw) -> Store:
     if not (root / "catalog.db").exists():
         Store.init(root)
-    return Store.open(root, packs=PackFiles(root / "packs", PACK_SIZE), **kw)
+    return Store.open(root, packs=local_packer(root, PACK_SIZE), **kw)
 
 
 def save_sessions(store: Store, indices, attachments: bool = True) -> None:
