@@ -287,7 +287,8 @@ class Store:
     def _recover(self) -> None:
         """Bring the store to a consistent state after whatever happened before."""
         reader = self.catalog.reader()
-        rows = {pid: (size, bool(sealed)) for pid, size, sealed in reader.execute("SELECT id, size, sealed FROM packs")}
+        rows = {pid: (size, bool(sealed))
+                for pid, size, sealed in reader.execute("SELECT id, size, sealed FROM packs")}
         to_seal = self.packs.recover(rows)
         with self.catalog.write() as db:
             ensure_maintenance_tables(db)

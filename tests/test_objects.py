@@ -275,3 +275,27 @@ def test_the_layout_before_the_interface_opens_and_reads_the_same(tmp_path):
         assert st.packs.write_position[0] > open_id
         assert verify(st, data=True).ok
     assert {p.name: p.read_bytes() for p in (root / "packs").iterdir() if p.name in before} == before
+
+
+def test_gc_compaction_writes_through_the_packer_and_deletes_objects(tmp_path):
+    from store.gc import GcOptions, collect
+    root = tmp_path / "store"
+    files = _files(12, 4)
+    objects = LocalObjectStore(root, ".pack")
+    with Store.open(root, create=True, packs=local_packer(root, PACK_SIZE, seal_every_commit=True)) as st:
+        names = sorted(files)
+        for pair in zip(names[::2], names[1::2]):          # two files a commit: a pack each
+            st.write_files({p: files[p] for p in pair})
+            st.flush()
+        doomed = names[::2]
+        st.write_files({path: None for path in doomed})
+        st.flush()
+        before = set(objects.list("packs/"))
+        result = collect(st, GcOptions(grace=0))
+        assert result.packs_deleted > 0 and result.bytes_copied > 0
+        after = set(objects.list("packs/"))
+        assert after == {pack_name(pid) for pid in _rows(root)} and not before <= after
+        assert _local(root) == [] and all(sealed for _, sealed in _rows(root).values())
+        for path in set(files) - set(doomed):
+            assert st.read_path(path) == files[path]
+        assert verify(st, data=True).ok
