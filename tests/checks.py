@@ -6,6 +6,9 @@ tables whose invariants ``store.schema.create_tables`` documents.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from store import Store
 
 
@@ -63,3 +66,18 @@ def sigkill_at(point: str | None, nth: int):
             if seen["n"] == nth:
                 os.kill(os.getpid(), signal.SIGKILL)
     return hook
+
+
+def pack_files(root) -> list[Path]:
+    """Files holding the packs of a local store: sealed objects (packs/) and the open or
+    not yet put ones (packing/)."""
+    root = Path(root)
+    return sorted((p for d in ("packs", "packing") if (root / d).is_dir() for p in (root / d).iterdir()
+                   if p.name.endswith(".pack")), key=lambda p: p.name)
+
+
+def pack_file(root, pack_id: int) -> Path:
+    """The file holding pack ``pack_id`` of a local store, wherever it is now."""
+    name = f"{pack_id:08d}.pack"
+    sealed = Path(root) / "packs" / name
+    return sealed if os.path.lexists(sealed) else Path(root) / "packing" / name

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mounting import FUSE_AVAILABLE, Mount, sessionfs
+from checks import pack_files
 from store import BadInputError, IntegrityError, Store
 from store.core import codec
 from store.services.sessions import SessionStore
@@ -154,12 +155,12 @@ def test_store_directory_is_private(tmp_path):
         Store.init(root)
     finally:
         os.umask(old)
-    for d in (root, root / "packs", root / "staging"):
+    for d in (root, root / "packs", root / "packing", root / "staging"):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     with Store.open(root) as st:
         st.write_files({"sessions/s/f": b"data" * 100})
         st.flush()
-    for f in (root / "packs").iterdir():
+    for f in pack_files(root):
         assert stat.S_IMODE(f.stat().st_mode) & 0o077 == 0, f
 
 
@@ -168,7 +169,7 @@ def _store_with_pack(tmp_path) -> tuple[Path, Path]:
     with Store.open(root, create=True) as st:
         st.write_files({"sessions/s/f.txt": b"the real content " * 50})
         st.flush()
-    packs = sorted((root / "packs").iterdir())
+    packs = pack_files(root)
     assert packs
     return root, packs[0]
 

@@ -1,6 +1,7 @@
-"""Fault injection in-process: pack appends, pack fsyncs and catalog commits fail (EIO, ENOSPC).
+"""Fault injection in-process: pack appends, pack fsyncs, object puts and catalog commits fail (EIO, ENOSPC).
 
-The store runs over ``store.faults.FaultyPacks`` / ``CatalogFaults`` with a schedule;
+The store runs over ``store.backends.objects.faults.FaultyPacks`` / ``CatalogFaults`` with a schedule (puts before
+the catalog commit with ``seal_every_commit``, after it without);
 writes go through the path API (``write_files`` + ``flush``) and the inode API
 (``write`` + ``fsync``). Checked for every schedule:
 
@@ -27,7 +28,7 @@ import store.engine.persist as persist
 from store.engine.store import Store
 from store.core.errors import FsError
 from store.backends.objects.faults import CatalogFaults, FaultCounts, FaultyPacks, Schedule
-from store.backends.objects.packs import PACK_TARGET_SIZE, PackFiles
+from store.backends.objects.packs import PACK_TARGET_SIZE, local_packer
 from store.services.verify import verify
 
 EIO, ENOSPC = errno.EIO, errno.ENOSPC
@@ -66,6 +67,15 @@ SCHEDULES = {
     "mixed-random": dict(append=Schedule(rate=0.2, errno=[EIO, ENOSPC], torn=True, seed=1),
                          sync=Schedule(rate=0.2, errno=ENOSPC, seed=2),
                          catalog=Schedule(rate=0.2, errno=[ENOSPC, EIO], seed=3)),
+    # Every commit seals its pack and puts it before the catalog commit (the S3 policy).
+    "seal-every-commit-put-every2-eio": dict(put=Schedule(every=2, errno=[EIO, ENOSPC]), seal_every_commit=True),
+    "seal-every-commit-mixed": dict(append=Schedule(rate=0.2, errno=[EIO, ENOSPC], torn=True, seed=1),
+                                    put=Schedule(rate=0.3, errno=EIO, seed=4),
+                                    catalog=Schedule(rate=0.2, errno=[ENOSPC, EIO], seed=3),
+                                    seal_every_commit=True, pack_size=64 * 1024),
+    # Puts after the commit (the local policy) fail: the data stays local and is put later.
+    "put-after-commit-every2-eio": dict(put=Schedule(every=2, errno=EIO), append=Schedule(every=4, errno=EIO),
+                                        pack_size=64 * 1024),
 }
 
 
@@ -74,15 +84,16 @@ def test_store_under_faults(tmp_path, name):
     sched = SCHEDULES[name]
     # Fresh schedule objects per run (parametrize shares the dict).
     pack_size = sched.get("pack_size", PACK_TARGET_SIZE)
+    seal_every_commit = sched.get("seal_every_commit", False)
     sched = {k: Schedule(every=v.every, calls=v.calls, rate=v.rate, errno=v.errnos, seed=1 + len(name),
-                         torn=v.torn) for k, v in sched.items() if k != "pack_size"}
+                         torn=v.torn) for k, v in sched.items() if isinstance(v, Schedule)}
     for s in sched.values():
         s.enabled = False
     root = tmp_path / "store"
     Store.init(root)
     counts = FaultCounts()
-    packs = FaultyPacks(PackFiles(root / "packs", pack_size), append=sched.get("append"), sync=sched.get("sync"),
-                        counts=counts)
+    packs = FaultyPacks(local_packer(root, pack_size, seal_every_commit=seal_every_commit),
+                        append=sched.get("append"), sync=sched.get("sync"), put=sched.get("put"), counts=counts)
     st = Store.open(root, packs=packs, sync_interval=3600)
     cat = CatalogFaults.install(st, sched.get("catalog") or Schedule(), counts)
     rnd = random.Random(name)
@@ -152,7 +163,7 @@ def test_store_under_faults(tmp_path, name):
             assert st.read_all(ino) == bytes(content[ino])
     finally:
         st.close()
-    st = Store.open(root, packs=PackFiles(root / "packs", pack_size))
+    st = Store.open(root, packs=local_packer(root, pack_size))
     try:
         report = verify(st, data=True)
         assert report.ok, [p.message for p in report.errors]

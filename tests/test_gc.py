@@ -26,7 +26,7 @@ from store import Store
 from store.services import gc as gcmod
 from store.cli.main import main
 from store.services.gc import BackgroundGC, GcOptions, collect
-from store.backends.objects.packs import PackFiles
+from store.backends.objects.packs import local_packer
 from store.services.sessions import SessionStore
 from store.services.verify import verify
 
@@ -52,7 +52,7 @@ def save_sessions(store: Store, indices) -> list[str]:
 def open_store(root: Path, pack_size: int | None, **kw) -> Store:
     if not (root / "catalog.db").exists():
         Store.init(root)
-    packs = PackFiles(root / "packs", pack_size) if pack_size else None
+    packs = local_packer(root, pack_size) if pack_size else None
     return Store.open(root, packs=packs, **kw)
 
 
@@ -247,6 +247,6 @@ def test_read_racing_with_compaction_retries(half_deleted, tmp_path):
             data = store.read_path(path)
         finally:
             store.catalog.block = real_block
-        assert moved == [pack_id] and store.packs.file_size(pack_id) is None     # really gone
+        assert moved == [pack_id] and store.packs.size(pack_id) is None     # really gone
         assert hashlib.sha256(data).hexdigest() == hashes[path]
         assert file_hashes(store) == hashes

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from checks import pack_files
 from store import IntegrityError, Store
 from store.core import codec
 from store.core import legacy
@@ -182,8 +183,7 @@ def pristine(tmp_path_factory):
     with Store.open(root, create=True) as s:
         s.write_files(FILES)
         s.flush()
-    packs = sorted((root / "packs").iterdir())
-    return root, {p.name: p.read_bytes() for p in packs}
+    return root, {str(p.relative_to(root)): p.read_bytes() for p in pack_files(root)}
 
 
 @settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow,
@@ -209,7 +209,7 @@ def test_pack_reader_corruption_gives_integrity_errors(pristine, tmp_path, data)
     else:
         page = data.draw(st.integers(0, (len(blob) - 1) // 4096))
         blob[page * 4096:(page + 1) * 4096] = b"\0" * len(blob[page * 4096:(page + 1) * 4096])
-    (work / "packs" / name).write_bytes(bytes(blob))
+    (work / name).write_bytes(bytes(blob))
     with Store.open(work, readonly=True) as s:
         for path, want in FILES.items():
             try:

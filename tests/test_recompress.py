@@ -24,7 +24,7 @@ from store.services import gc as gcmod
 from store.cli.main import main
 from store.services.background import maintenance
 from store.services.gc import GcOptions, collect
-from store.backends.objects.packs import PackFiles
+from store.backends.objects.packs import local_packer
 from store.services.recompress import (CompressOptions, candidates, compress, pending)
 from store.services.sessions import SessionStore
 from store.services.verify import verify
@@ -36,7 +36,7 @@ CRASH_ROUNDS = int(os.environ.get("SESSIONFS_COMPRESS_CRASH_ROUNDS", "24"))
 def open_store(root: Path, **kw) -> Store:
     if not (root / "catalog.db").exists():
         Store.init(root)
-    return Store.open(root, packs=PackFiles(root / "packs", PACK_SIZE), **kw)
+    return Store.open(root, packs=local_packer(root, PACK_SIZE), **kw)
 
 
 def save_sessions(store: Store, indices, attachments: bool = True) -> None:

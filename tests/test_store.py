@@ -24,7 +24,7 @@ from store.core.codec import CODEC_RAW, CODEC_ZSTD, HEADER
 from store.core.errors import BadInputError, FormatError, FsError, IntegrityError, LockedError
 from store.backends.catalog.sqlite.namespace import RENAME_NOREPLACE
 from store.backends.catalog.sqlite.schema import FORMAT_VERSION
-from checks import assert_catalog_consistent
+from checks import assert_catalog_consistent, pack_file, pack_files
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def check_consistency(store: Store) -> None:
             "SELECT b.pack_id, b.offset, b.length, p.size FROM blocks b LEFT JOIN packs p ON p.id = b.pack_id"):
         assert size is not None, f"block in pack {pack_id} which has no row"
         assert offset + length <= size
-        assert store.packs.file_size(pack_id) is not None and store.packs.file_size(pack_id) >= size
+        assert store.packs.size(pack_id) is not None and store.packs.size(pack_id) >= size
     no_file = db.execute("SELECT f.ino FROM file_chunks f LEFT JOIN inodes i ON i.id = f.ino "
                          "WHERE i.id IS NULL").fetchall()
     assert no_file == []
@@ -622,7 +622,7 @@ def test_flipped_bit_in_a_pack_is_an_integrity_error_naming_chunk_and_file(store
     bad_path = affected.pop()
     store.close()
 
-    pack = store_dir / "packs" / f"{pack_id:08d}.pack"
+    pack = pack_file(store_dir, pack_id)
     with open(pack, "r+b") as f:
         f.seek(offset + HEADER.size + where)
         byte = f.read(1)[0]
@@ -662,7 +662,7 @@ def test_missing_pack_is_an_integrity_error(store_dir):
     store.write_files({"sessions/m/a": random.Random(1).randbytes(100_000)})
     store.flush()
     store.close()
-    for p in (store_dir / "packs").iterdir():
+    for p in pack_files(store_dir):
         p.rename(p.with_name("moved"))
     # (the open truncates/removes nothing it does not know; a missing pack is reported on read)
     store = Store.open(store_dir)
@@ -879,7 +879,7 @@ def _damage_block_of(store_dir: Path, path: str) -> tuple[int, list[tuple[int, i
         assert codec_id == CODEC_ZSTD
         spans = db.execute("SELECT f.off, f.off + c.length FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
                            "WHERE f.ino = ? AND c.block_id = ? ORDER BY f.off", (ino, block_id)).fetchall()
-    pack = store_dir / "packs" / f"{pack_id:08d}.pack"
+    pack = pack_file(store_dir, pack_id)
     with open(pack, "r+b") as f:
         pos = offset + HEADER.size + (length - HEADER.size) // 2
         f.seek(pos)
@@ -962,12 +962,12 @@ def test_damaged_metadata_does_not_block_its_session(store_dir):
 
 
 class FullDiskPacks:
-    """A PackFiles whose sync fails with ENOSPC while ``full`` is set."""
+    """The local packer, whose fsync before a commit fails with ENOSPC while ``full`` is set."""
 
-    def __new__(cls, directory):
-        from store.backends.objects.packs import PackFiles
+    def __new__(cls, root):
+        from store.backends.objects.packs import Packer, local_packer
 
-        class _Packs(PackFiles):
+        class _Packs(Packer):
             full = False
 
             def sync(self):
@@ -975,11 +975,13 @@ class FullDiskPacks:
                     raise OSError(errno.ENOSPC, "No space left on device (injected)")
                 super().sync()
 
-        return _Packs(directory)
+        packs = local_packer(root)
+        packs.__class__ = _Packs
+        return packs
 
 
 def test_full_disk_gives_clear_errors_and_loses_nothing(store_dir):
-    packs = FullDiskPacks(store_dir / "packs")
+    packs = FullDiskPacks(store_dir)
     store = Store.open(store_dir, packs=packs)
     blob = random.Random(1).randbytes(300_000)
     data = random.Random(2).randbytes(200_000)

@@ -38,10 +38,10 @@ import pytest
 from store import Store
 from store.core import codec
 from store.engine.store import Store as EngineStore
-from store.backends.objects.packs import PackFiles
+from store.backends.objects.packs import Packer, local_packer
 from store.engine.persist import Persister
 from store.engine.overlay import Overlay
-from checks import assert_catalog_consistent
+from checks import assert_catalog_consistent, pack_file
 
 WORDS = ("session editor terminal focus python function review commit branch window screenshot "
          "analysis user opened file error test passed failed debugging refactor meeting notes "
@@ -116,7 +116,7 @@ def _install_hook(name: str, nth: int, conn) -> None:
         return hooked
 
     if name == "pack-sync":          # packs appended, not yet synced, catalog knows nothing
-        PackFiles.sync = wrap(PackFiles.sync)
+        Packer.prepare_commit = wrap(Packer.prepare_commit)
     elif name == "in-txn":           # inside the catalog transaction of a batch (or a replay)
         EngineStore._set_content = wrap(EngineStore._set_content)
     elif name == "after-commit":     # committed; staging files and pending entries not cleaned yet
@@ -145,7 +145,7 @@ def child_main(root: str, cfg: dict, report_path: str, hook_conn) -> None:
         if cfg["hook"]:
             _install_hook(cfg["hook"], cfg["hook_n"], hook_conn)
         # small packs in some rounds: new packs are started (and orphaned by kills) often
-        packs = PackFiles(Path(root) / "packs", target_size=cfg["pack_size"]) if cfg.get("pack_size") else None
+        packs = local_packer(Path(root), target_size=cfg["pack_size"]) if cfg.get("pack_size") else None
         store = Store.open(root, sync_interval=0.2, packs=packs)
         versions = {g: _group_version(store, g) for g in GROUPS}
         if not store.exists(INODE_DIR):
@@ -233,7 +233,7 @@ def check_consistency(store: Store) -> None:
         assert block_id is not None, "a referenced chunk has no block"
         assert pack_size is not None, f"block {block_id} is in pack {pack_id}, which has no row"
         assert offset + length <= pack_size
-        path = store.root / "packs" / f"{pack_id:08d}.pack"
+        path = pack_file(store.root, pack_id)
         with open(path, "rb") as f:
             f.seek(offset)
             framed = f.read(length)
@@ -243,9 +243,9 @@ def check_consistency(store: Store) -> None:
                 "SELECT id, hash, block_off, length FROM chunks WHERE block_id = ?", (block_id,)):
             assert hashlib.sha256(raw[off:off + n]).digest() == bytes(digest), f"chunk {chunk_id} is corrupt"
     for pack_id, size in db.execute("SELECT id, size FROM packs"):
-        on_disk = store.packs.file_size(pack_id)
+        on_disk = store.packs.size(pack_id)
         assert on_disk is not None and on_disk == size, f"pack {pack_id}: {on_disk} bytes on disk, catalog {size}"
-    assert sorted(store.packs.list_ids()) == sorted(r[0] for r in db.execute("SELECT id FROM packs"))
+    assert sorted(store.packs.sizes()) == sorted(r[0] for r in db.execute("SELECT id FROM packs"))
     # every file reads in full through the store (which verifies every chunk)
     for ino, size in db.execute("SELECT id, size FROM inodes WHERE mode & 61440 = 32768").fetchall():
         assert len(store.read(ino, 0, size)) == size
@@ -422,7 +422,7 @@ def test_open_succeeds_when_a_staged_write_cannot_be_replayed(tmp_path):
         first_len = db.execute("SELECT c.length FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
                                "WHERE f.ino = ? ORDER BY f.off LIMIT 1", (ino,)).fetchone()[0]
     assert codec_id == codec.CODEC_ZSTD
-    with open(root / "packs" / f"{pack_id:08d}.pack", "r+b") as f:
+    with open(pack_file(root, pack_id), "r+b") as f:
         pos = offset + codec.HEADER.size + (length - codec.HEADER.size) // 2
         f.seek(pos)
         byte = f.read(1)[0]

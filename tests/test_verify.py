@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from contrib.corpus import generate_session
+from checks import pack_file, pack_files
 from store import Store
 from store.cli.main import main
 from store.core.errors import IntegrityError
-from store.backends.objects.packs import PackFiles
+from store.backends.objects.packs import local_packer
 from store.services.sessions import SessionStore
 from store.services.verify import verify
 
@@ -28,7 +29,7 @@ PACK_SIZE = 64 * 1024
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("verify") / "base"
-    store = Store.open(root, create=True, packs=PackFiles(root / "packs", PACK_SIZE))
+    store = Store.open(root, create=True, packs=local_packer(root, PACK_SIZE))
     ss = SessionStore(store)
     for i in range(2):
         session, files = generate_session(11, i, profile="small")
@@ -90,7 +91,7 @@ def block_of(root: Path, name: str) -> tuple[str, int, int, int, int]:
 # -- faults: (inject(root) -> paths named, kind, verify needs --data) ----------------------------
 def flip_bit(root: Path) -> list[str]:
     path, pid, off, length, _ = block_of(root, "summary.json")
-    with open(root / "packs" / f"{pid:08d}.pack", "r+b") as f:
+    with open(pack_file(root, pid), "r+b") as f:
         f.seek(off + length - 8)
         byte = f.read(1)[0]
         f.seek(off + length - 8)
@@ -100,13 +101,13 @@ def flip_bit(root: Path) -> list[str]:
 
 def truncate_pack(root: Path) -> list[str]:
     path, pid, off, length, _ = block_of(root, "transcription.json")
-    os.truncate(root / "packs" / f"{pid:08d}.pack", off + length // 2)
+    os.truncate(pack_file(root, pid), off + length // 2)
     return [path]
 
 
 def remove_pack(root: Path) -> list[str]:
     path, pid, *_ = block_of(root, "canvas-spec.json")
-    os.unlink(root / "packs" / f"{pid:08d}.pack")
+    os.unlink(pack_file(root, pid))
     return [path]
 
 
@@ -127,9 +128,9 @@ def missing_chunk(root: Path) -> list[str]:
 
 
 def orphan_pack(root: Path) -> list[str]:
-    ids = sorted(int(p.name[:8]) for p in (root / "packs").iterdir())
-    shutil.copy(root / "packs" / f"{ids[0]:08d}.pack", root / "packs" / f"{ids[-1] + 5:08d}.pack")
-    return [f"packs/{ids[-1] + 5:08d}.pack"]
+    ids = sorted(int(p.name[:8]) for p in pack_files(root))
+    shutil.copy(pack_file(root, ids[0]), root / "packs" / f"{ids[-1] + 5:08d}.pack")
+    return [f"packs/{ids[-1] + 5:08d}"]
 
 
 FAULTS = {

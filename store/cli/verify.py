@@ -9,6 +9,7 @@ from typing import Callable
 from store.cli.common import CliError, open_store, progress_bar, store_path, write_out
 from store.core.errors import FormatError, LockedError
 from store.engine.store import Store
+from store.backends.objects.packs import pack_name
 from store.services.repair import repair
 from store.services.verify import Report, merge_plans, ranges_text, verify
 
@@ -71,8 +72,8 @@ def _verify_command(args) -> int:
     actions = []
     with store:
         for pid in before.orphan_packs:
-            if store.packs.file_size(pid) is None:
-                actions.append(f"deleted orphan pack file packs/{pid:08d}.pack (when the store was opened)")
+            if store.packs.size(pid) is None:
+                actions.append(f"deleted orphan pack {pack_name(pid)} (when the store was opened)")
         plan = run(store, "verify (for repair)")
         merge_plans(plan, before)
         actions += repair(store, plan)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from store.core import chunker, codec
-from store.backends.objects.packs import PackFiles
+from store.backends.objects.packs import Packer
 
 BLOCK_TARGET = 1024 * 1024
 
@@ -30,7 +30,7 @@ class Counters:
 
 @dataclass
 class BatchBuilder:
-    packs: PackFiles
+    packs: Packer
     ids: Counters
     known_chunk: Callable[[bytes], "tuple[int, int] | None"]   # hash -> (chunk id, length)
     level: int = 3

@@ -3,7 +3,9 @@
 Layout of a store directory (created private, 0700)::
 
     catalog.db      the SQLite catalog (schema.create_tables documents it)
-    packs/          append-only pack files of framed blocks
+    packs/          sealed packs of framed blocks: the local object store's objects
+                    (store.backends.objects.store.LocalObjectStore, written whole, never changed)
+    packing/        the open pack being filled, and sealed packs not yet put
     staging/        overlays: sparse data files and sealed markers of writes
                     not yet committed (replayed after a crash)
     lock            flock'ed exclusively by the one process that writes
@@ -40,12 +42,12 @@ from store.backends.catalog.sqlite.catalog import Catalog, ChunkLocation, InodeR
 from store.core.chunker import MAX_CHUNK
 from store.backends.catalog.sqlite.dictionaries import Dictionaries
 from store.backends.catalog.sqlite.maintenance import maintenance_statistics
-from store.core.errors import FormatError, FsError, IntegrityError, LockedError, BadInputError
+from store.core.errors import FormatError, FsError, IntegrityError, LockedError, BadInputError, StoreError
 from .ingest import BatchBuilder, Counters
 from .memory import MemoryPlan
 from store.core.intervals import split_by
 from .overlay import MARKER_SUFFIX, Overlay, boot_id
-from store.backends.objects.packs import PackFiles
+from store.backends.objects.packs import Packer, local_packer
 from .persist import PathGroup, Persister
 from store.core.rewrite import plan_commit
 from store.backends.catalog.sqlite.schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
@@ -58,6 +60,7 @@ MAX_FILE_SIZE = (1 << 44) - 4096  # ext4's own limit with 4 KiB blocks: (2**32 -
 READ_WINDOW = 4 * 1024 * 1024    # bytes assembled at once when rebuilding a range
 PENDING_API_BYTES = 256 * 1024 * 1024
 SESSIONS_DIR = b"sessions"
+STORE_DIRS = ("packs", "packing", "staging")
 
 
 @dataclass
@@ -116,7 +119,7 @@ class Store:
             raise FormatError(f"{root} exists and is not empty; choose an empty or new directory")
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
-        for sub in ("packs", "staging"):
+        for sub in STORE_DIRS:
             (root / sub).mkdir(mode=0o700, exist_ok=True)
         tmp = root / "catalog.db.new"
         Catalog.initialize(tmp, secrets.token_hex(16))
@@ -138,7 +141,7 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike, *, cache_bytes: int = DEFAULT_CACHE_BYTES, readonly: bool = False,
              create: bool = False, owner: dict | None = None, sync_interval: float = 5.0,
-             compress_level: int = 3, packs: PackFiles | None = None,
+             compress_level: int = 3, packs: Packer | None = None, seal_every_commit: bool = False,
              maintenance: Callable[["Store"], object] | None = None,
              memory: MemoryPlan | None = None) -> "Store":
         """Open a store. ``maintenance(store)`` starts maintenance in this process (the mount
@@ -147,25 +150,28 @@ class Store:
         recompression). Off by default; ``sessionfs gc``/``compress`` run them offline.
         ``memory`` (the mount's ``--memory-limit``, divided by ``memory.plan``) sets the cache,
         the catalog readers' page caches and the queued-write bound instead of ``cache_bytes``
-        and the defaults."""
+        and the defaults. ``seal_every_commit`` puts every commit's blocks into the object store
+        before the commit (``store.backends.objects.packs``); ``packs`` replaces the local packer
+        (tests give a small pack size or inject faults)."""
         root = Path(path)
         if create and not (root / "catalog.db").exists():
             cls.init(root)
         if not (root / "catalog.db").exists():
             raise FormatError(f"{root} is not a sessionfs store (no catalog.db); create one with 'sessionfs init'")
+        packs = packs or local_packer(root, seal_every_commit=seal_every_commit)
         return cls(root, cache_bytes=cache_bytes, readonly=readonly, owner=owner, sync_interval=sync_interval,
                    compress_level=compress_level, packs=packs, maintenance=None if readonly else maintenance,
                    memory=memory)
 
     def __init__(self, root: Path, *, cache_bytes: int, readonly: bool, owner: dict | None,
-                 sync_interval: float, compress_level: int, packs: PackFiles | None,
+                 sync_interval: float, compress_level: int, packs: Packer,
                  maintenance: Callable[["Store"], object] | None = None, memory: MemoryPlan | None = None):
         self.root = root
         self.readonly = readonly
         self.compress_level = compress_level
         self.memory = memory
         self.pending_bytes = memory.pending_bytes if memory else PENDING_API_BYTES
-        for sub in ("packs", "staging"):
+        for sub in STORE_DIRS:
             # Symlinks inside the store are never followed: written through, staged data or
             # pack trims would land outside the store directory.
             if (root / sub).is_symlink():
@@ -175,7 +181,7 @@ class Store:
         try:
             self.catalog = Catalog(root / "catalog.db", readonly=readonly,
                                    **({"reader_cache_kib": memory.reader_cache_kib} if memory else {}))
-            self.packs = packs or PackFiles(root / "packs")
+            self.packs = packs
             self.cache = ByteLRU(memory.cache_bytes if memory else cache_bytes)
             self.staging = root / "staging"
             self.sessions_ino = int(self.catalog.meta("sessions_ino"))
@@ -277,40 +283,25 @@ class Store:
     def _recover(self) -> None:
         """Bring the store to a consistent state after whatever happened before."""
         reader = self.catalog.reader()
-        known = {pid: size for pid, size in reader.execute("SELECT id, size FROM packs")}
-        for pack_id in self.packs.list_ids():
-            if self._pack_is_symlink(pack_id):
-                # Never follow it: trimming it would truncate whatever file it points at.
-                log.error("pack %08d is a symbolic link; not following it (reads of its blocks fail)",
-                          pack_id)
-                continue
-            if pack_id not in known:
-                log.warning("removing pack %08d: written by a batch that never committed", pack_id)
-                self.packs.delete(pack_id)
-            elif (self.packs.file_size(pack_id) or 0) > known[pack_id]:
-                log.info("truncating pack %08d to its committed size %d", pack_id, known[pack_id])
-                self.packs.truncate(pack_id, known[pack_id])
-        row = reader.execute("SELECT id, size FROM packs WHERE sealed = 0 ORDER BY id DESC LIMIT 1").fetchone()
-        if row and not self._pack_is_symlink(row[0]) and self.packs.file_size(row[0]) is not None:
-            self.packs.resume(row[0], row[1])
+        rows = {pid: (size, bool(sealed))
+                for pid, size, sealed in reader.execute("SELECT id, size, sealed FROM packs")}
+        to_seal = self.packs.recover(rows)
         with self.catalog.write() as db:
             ensure_maintenance_tables(db)
+            db.executemany("UPDATE packs SET sealed = 1 WHERE id = ?", [(p,) for p in to_seal])
             now = now_ns()
             for (ino,) in db.execute("SELECT id FROM inodes WHERE nlink = 0 AND id != ?", (ROOT_INO,)).fetchall():
                 namespace.delete_inode(db, ino, now)
+        self.packs.committed()                  # sealed packs still local go into the object store
         self._ids = self._load_counters()
         self._seq = max(int(self.catalog.meta("last_seq") or 0), self._max_staged_seq())
         self._replay_staged()
-
-    def _pack_is_symlink(self, pack_id: int) -> bool:
-        path = getattr(self.packs, "path", None)      # file backends only
-        return path is not None and os.path.islink(path(pack_id))
 
     def _load_counters(self) -> Counters:
         r = self.catalog.reader()
         block = r.execute("SELECT coalesce(max(id), 0) FROM blocks").fetchone()[0]
         chunk = r.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]
-        pack = max([r.execute("SELECT coalesce(max(id), 0) FROM packs").fetchone()[0], *self.packs.list_ids()])
+        pack = max([r.execute("SELECT coalesce(max(id), 0) FROM packs").fetchone()[0], *self.packs.sizes()])
         return Counters(block + 1, chunk + 1, pack + 1)
 
     def _max_staged_seq(self) -> int:
@@ -952,7 +943,7 @@ class Store:
         builder = BatchBuilder(self.packs, self._ids, self._known_chunk, self.compress_level)
         try:
             prepared = [self._prepare_or_drop(item, builder) for item in items]
-            self.packs.sync()
+            self.packs.prepare_commit()
             changed = self._apply(items, prepared, builder, durable)
         except BaseException:
             for block_id in range(ids_before.block, self._ids.block):
@@ -960,20 +951,14 @@ class Store:
             self._ids = ids_before
             self._undo_appends(pack_before, builder.new_packs)
             raise
+        self.packs.committed()
         self._after_commit(items, changed)
 
     def _undo_appends(self, before: tuple[int | None, int], new_packs: list[int]) -> None:
         """Cut away what a failed batch appended to packs (the catalog never saw it)."""
         try:
-            # Packs at or past the (reset) next pack id are not in the catalog. Besides the ones
-            # the batch recorded, this removes a pack file created by an append that then failed
-            # (short write on a full disk): left behind, every retry would hit EEXIST creating it.
-            stray = [p for p in self.packs.list_ids() if p >= self._ids.pack and p not in new_packs]
-            for pack_id in [*new_packs, *stray]:
-                self.packs.delete(pack_id)
-            if before[0] is not None:
-                self.packs.resume(*before)
-        except OSError as exc:
+            self.packs.undo(before, new_packs, self._ids.pack)
+        except (OSError, StoreError) as exc:
             log.warning("could not trim packs after a failed batch (next open will): %s", exc)
 
     def _prepare_or_drop(self, item, builder: BatchBuilder):
@@ -1037,16 +1022,11 @@ class Store:
         changed: list[int] = []
         self._names_changed = []
         with self.catalog.write(durable=durable) as db:
-            for pack_id in builder.new_packs:
-                db.execute("INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, 0, ?)", (pack_id, now))
+            self.record_packs(db, builder.new_packs, builder.pack_ends)
             db.executemany("INSERT INTO blocks (id, pack_id, offset, length, raw_length, codec, dict_id, created) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", builder.new_blocks)
             db.executemany("INSERT INTO chunks (id, hash, length, block_id, block_off, refcount, unref_since) "
                            "VALUES (?, ?, ?, ?, ?, 0, ?)", [(*c, now) for c in builder.new_chunks])
-            db.executemany("UPDATE packs SET size = ? WHERE id = ?",
-                           [(end, pid) for pid, end in builder.pack_ends.items()])
-            current, _ = self.packs.write_position
-            db.execute("UPDATE packs SET sealed = 1 WHERE id < ? AND sealed = 0", (current or 0,))
             for item, prep in zip(items, prepared):
                 if isinstance(item, Overlay):
                     if prep is None:                # dropped: readers fall back to the lower layers
@@ -1065,6 +1045,16 @@ class Store:
                         log.error("write group failed and was dropped: %s", exc)
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_seq', ?)", (self._seq,))
         return changed
+
+    def record_packs(self, db, new_packs: list[int], pack_ends: dict[int, int]) -> None:
+        """Inside a transaction that points at new blocks: the packs' rows and committed sizes;
+        every pack but the open one is sealed (the packer puts it after, or before, the commit)."""
+        now = now_ns()
+        db.executemany("INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, 0, ?)",
+                       [(pid, now) for pid in new_packs])
+        db.executemany("UPDATE packs SET size = ? WHERE id = ?", [(end, pid) for pid, end in pack_ends.items()])
+        write_id, _ = self.packs.write_position
+        db.execute("UPDATE packs SET sealed = 1 WHERE sealed = 0 AND id != ?", (-1 if write_id is None else write_id,))
 
     def _set_content(self, db, ino: int, extents: list[tuple[int, int, int]], now: int) -> None:
         namespace.release_content(db, ino, now)

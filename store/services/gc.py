@@ -22,14 +22,15 @@ grace period (``GcOptions.grace``, default 10 minutes) garbage collection:
 
 Crash safety, at every step (the order is the whole argument):
 
-- new copies are appended to a pack and ``fsync``ed (with the directory when a
-  pack was created) *before* the catalog transaction that points at them, which
-  is durable (``synchronous=FULL``) *before* the old pack file is unlinked;
+- new copies are appended through the packer (``store.backends.objects.packs``) and made durable
+  (``prepare_commit``) *before* the catalog transaction that points at them,
+  which is durable (``synchronous=FULL``) *before* the old pack is deleted
+  from the object store;
 - a crash before that commit leaves the old locations in the catalog and the new
-  bytes either in an orphan pack (deleted at the next open) or past a pack's
-  committed size (truncated at the next open);
-- a crash after the commit leaves the new locations valid and the old pack file
-  an orphan (deleted at the next open).
+  bytes either in an orphan pack (deleted at the next open) or past the open
+  pack's committed size (cut at the next open);
+- a crash after the commit leaves the new locations valid and the old pack an
+  orphan object (deleted at the next open).
 
 Concurrency: everything that changes packs, blocks or chunks runs in the
 persistence worker (``Store.run_in_worker`` offline, an idle task of the
@@ -195,18 +196,12 @@ class Appender:
 
     def sync(self) -> None:
         _hook("appended")
-        self.store.packs.sync()
+        self.store.packs.prepare_commit()
         _hook("synced")
 
-    def record(self, db, also_seal: tuple[int, ...] = ()) -> None:
+    def record(self, db) -> None:
         """Inside the switch-over transaction: the new packs and their committed sizes."""
-        now = time.time_ns()
-        for pid in self.new_packs:
-            db.execute("INSERT OR IGNORE INTO packs (id, size, created) VALUES (?, 0, ?)", (pid, now))
-        db.executemany("UPDATE packs SET size = ? WHERE id = ?", [(e, p) for p, e in self.pack_ends.items()])
-        write_id, _ = self.store.packs.write_position
-        db.execute("UPDATE packs SET sealed = 1 WHERE sealed = 0 AND id < ?", (write_id or 0,))
-        db.executemany("UPDATE packs SET sealed = 1 WHERE id = ?", [(p,) for p in also_seal])
+        self.store.record_packs(db, self.new_packs, self.pack_ends)
 
     def undo(self) -> None:
         store = self.store
@@ -239,10 +234,9 @@ def after_commit(store, dropped_blocks, deleted_packs) -> None:
     for bid in dropped_blocks:
         store.cache.discard(bid)
     _hook("committed")
+    store.packs.committed()                   # sealed packs into the object store
     for pid in deleted_packs:
         store.packs.delete(pid)
-    if deleted_packs:
-        store.packs.sync()                    # the directory entry removal
     _hook("deleted")
 
 
@@ -314,7 +308,7 @@ class Collector:
             self._finish_pack(pack_id)
             return False
         if store.packs.write_position[0] == pack_id:
-            store.packs.resume(None, 0)           # never append to the pack being emptied
+            store.packs.seal()                    # never append to the pack being emptied
         out = Appender(store)
         moved, reencoded = [], []
         try:
@@ -338,7 +332,7 @@ class Collector:
                 reencoded.append((bid, new_bid, pid, noff, len(framed), live, used, dict_used, created, offsets))
             out.sync()
             with store.catalog.write(durable=True) as db:
-                out.record(db, also_seal=(pack_id,))
+                out.record(db)
                 db.executemany("UPDATE blocks SET pack_id = ?, offset = ? WHERE id = ?",
                                [(pid, noff, bid) for bid, pid, noff in moved])
                 for bid, new_bid, pid, noff, flen, raw_len, used, dict_used, created, offsets in reencoded:
@@ -364,7 +358,7 @@ class Collector:
 
     def _finish_pack(self, pack_id: int) -> None:
         if self.store.packs.write_position[0] == pack_id:
-            self.store.packs.resume(None, 0)
+            self.store.packs.seal()
         with self.store.catalog.write(durable=True) as db:
             deleted = [pack_id] if db.execute("DELETE FROM packs WHERE id = ? AND NOT EXISTS "
                                               "(SELECT 1 FROM blocks WHERE pack_id = ?)",

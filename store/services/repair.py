@@ -10,6 +10,7 @@ import time
 
 from store.backends.catalog.sqlite import session_index
 from store.backends.catalog.sqlite.schema import LOST_BLOCK, LOST_HASH_PREFIX
+from store.backends.objects.packs import pack_name
 from store.services.verify import Report, merge_ranges, is_lost_hash, ranges_text
 
 
@@ -84,7 +85,7 @@ def repair(store, report: Report) -> list[str]:
                 actions.append(f"dropped missing pack {pid:08d} from the catalog")
         for pid, fsize in report.truncated_packs.items():
             db.execute("UPDATE packs SET size = ? WHERE id = ? AND size > ?", (fsize, pid, fsize))
-            actions.append(f"set the size of truncated pack {pid:08d} to its {fsize} bytes on disk")
+            actions.append(f"set the size of truncated pack {pid:08d} to its {fsize} bytes stored")
         for ino, entry in sorted(lost_files.items()):
             ranges = merge_ranges(entry["ranges"])
             path = store.catalog.path_of(ino, db)
@@ -142,8 +143,8 @@ def repair(store, report: Report) -> list[str]:
         store.maintenance_epoch += 1
         store.cache.clear()             # decoded blocks of data now marked lost
     for pid in report.orphan_packs:
-        if store.packs.file_size(pid) is not None and not store.catalog.reader().execute(
+        if store.packs.size(pid) is not None and not store.catalog.reader().execute(
                 "SELECT 1 FROM packs WHERE id = ?", (pid,)).fetchone():
             store.packs.delete(pid)
-            actions.append(f"deleted orphan pack file packs/{pid:08d}.pack")
+            actions.append(f"deleted orphan pack {pack_name(pid)}")
     return actions

@@ -8,9 +8,9 @@ kind                   meaning
 =====================  =============================================================
 format                 the catalog's format version is not this program's
 catalog                SQLite's own ``quick_check`` fails
-pack-missing           a pack the catalog lists is not on disk
-pack-truncated         a pack file is shorter than its committed size
-orphan-pack            a pack file the catalog does not list
+pack-missing           a pack the catalog lists is neither in the object store nor local
+pack-truncated         a pack is shorter than its committed size
+orphan-pack            a pack (object or local) the catalog does not list
 block-outside-pack     a block's extent is past its pack's committed size
 block-without-pack     a block names a pack the catalog does not list
 block-overlap          two blocks share bytes of a pack
@@ -87,6 +87,7 @@ from store.backends.catalog.sqlite import session_index
 from store.core.chunker import chunk_hash
 from store.core.errors import IntegrityError
 from store.core.units import human_bytes
+from store.backends.objects.packs import pack_name
 from store.core.layout import ARRAY_KINDS, LARGE_OBJECTS, METADATA_FILE, parse_chunk_file_name
 from store.backends.catalog.sqlite.schema import (FORMAT_VERSION, LOST_BLOCK, LOST_HASH_PREFIX, ROOT_INO, has_table,
                      read_format_version)
@@ -316,14 +317,13 @@ class Verifier:
         packs = self.store.packs
         rows = {pid: size for pid, size in self.db.execute("SELECT id, size FROM packs")}
         self.report.counts["packs"] = len(rows)
-        file_sizes = {pid: packs.file_size(pid) for pid in rows}
-        for pid in packs.list_ids():
+        present = packs.sizes()
+        for pid, size in present.items():
             if pid not in rows:
-                size = packs.file_size(pid)
                 self.report.orphan_packs.append(pid)
-                self.add("orphan-pack", f"pack file packs/{pid:08d}.pack ({size} bytes) is not in the catalog "
+                self.add("orphan-pack", f"pack {pack_name(pid)} ({size} bytes) is not in the catalog "
                                         "(left by a batch that never committed)",
-                         repair="delete the file", pack=pid, size=size,
+                         repair="delete the pack", pack=pid, size=size,
                          recheck=lambda db, pid=pid: db.execute("SELECT 1 FROM packs WHERE id = ?",
                                                                 (pid,)).fetchone() is None)
         self._dict_ids = {r[0] for r in self.db.execute("SELECT id FROM dictionaries")} \
@@ -344,11 +344,11 @@ class Verifier:
                                     f"block {b[0]} names pack {pid:08d}, which the catalog does not list")
                 done += sum(b[3] for b in pblocks)
                 continue
-            fsize = file_sizes[pid]
+            fsize = present.get(pid)
             if fsize is None:
                 self.report.missing_packs.append(pid)
                 text, paths = self._mark_lost(pblocks, f"pack {pid:08d} is missing")
-                self.add("pack-missing", f"pack packs/{pid:08d}.pack is missing ({len(pblocks)} blocks, "
+                self.add("pack-missing", f"pack {pack_name(pid)} is missing ({len(pblocks)} blocks, "
                                          f"{human_bytes(sum(b[3] for b in pblocks))}); {text}",
                          paths=paths, repair="record the files in lost+found; drop the pack's catalog rows",
                          pack=pid, recheck=self._pack_recheck(pid))
@@ -359,10 +359,10 @@ class Verifier:
             if fsize < committed:
                 self.report.truncated_packs[pid] = fsize
                 text, paths = self._mark_lost(past, f"pack {pid:08d} is truncated")
-                self.add("pack-truncated", f"pack packs/{pid:08d}.pack is truncated: {fsize} bytes on disk, "
+                self.add("pack-truncated", f"pack {pack_name(pid)} is truncated: {fsize} bytes stored, "
                                            f"catalog says {committed}; {len(past)} blocks lost; {text}",
                          paths=paths, repair="record the files in lost+found; drop the lost blocks",
-                         pack=pid, file_size=fsize, size=committed, recheck=self._pack_recheck(pid))
+                         pack=pid, stored_size=fsize, size=committed, recheck=self._pack_recheck(pid))
             past_ids = {b[0] for b in past}
             prev_end, prev_id = 0, None
             for b in pblocks:

@@ -1,14 +1,15 @@
-"""Fault injection for tests: a pack backend and a catalog-commit hook that fail on a schedule.
+"""Fault injection for tests: packs, objects and catalog commits that fail on a schedule.
 
-``FaultyPacks`` wraps any pack backend (``PackFiles`` or another implementation of the
-same interface) and makes ``append`` and ``sync`` raise ``OSError(EIO|ENOSPC)`` on chosen
-calls; ``append`` faults can be *torn* (a prefix of the block really reaches the pack file
-before the error, as a short write on a full disk does) or clean. ``CatalogFaults``
-makes catalog write transactions fail just before COMMIT (the transaction rolls back, as
-SQLite does on SQLITE_FULL/SQLITE_IOERR). Both count what they injected by kind, so a test
-can report it::
+``FaultyPacks`` wraps a ``Packer`` (over any object store) and makes ``append`` and the
+fsync before a commit (``prepare_commit``) raise ``OSError(EIO|ENOSPC)`` on chosen calls;
+``append`` faults can be *torn* (a prefix of the block really reaches the open pack
+before the error, as a short write on a full disk does) or clean. With ``put`` it wraps
+the packer's object store in ``FaultyObjects``, whose ``put``/``put_file`` fail cleanly
+(an object store's put is whole or nothing). ``CatalogFaults`` makes catalog write
+transactions fail just before COMMIT (the transaction rolls back, as SQLite does on
+SQLITE_FULL/SQLITE_IOERR). All count what they injected by kind, so a test can report it::
 
-    packs = FaultyPacks(PackFiles(root / "packs"), append=Schedule(every=3, errno=ENOSPC))
+    packs = FaultyPacks(local_packer(root), append=Schedule(every=3, errno=ENOSPC))
     store = Store.open(root, packs=packs)
     faults = CatalogFaults.install(store, Schedule(calls=[2, 5]))
 """
@@ -77,15 +78,44 @@ def _fail(code: int, what: str) -> OSError:
     return OSError(code, f"{os.strerror(code)} (injected fault: {what})")
 
 
+class FaultyObjects:
+    """An object store whose ``put`` and ``put_file`` fail on schedule; the rest delegates."""
+
+    def __init__(self, inner, put: Schedule, counts: FaultCounts):
+        self.inner = inner
+        self.put_schedule = put
+        self.counts = counts
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def _fault(self) -> None:
+        code = self.put_schedule.next()
+        if code is not None:
+            self.counts.add("put", code)
+            raise _fail(code, "object put")
+
+    def put(self, name: str, data: bytes) -> None:
+        self._fault()
+        self.inner.put(name, data)
+
+    def put_file(self, name: str, path) -> None:
+        self._fault()
+        self.inner.put_file(name, path)
+
+
 class FaultyPacks:
-    """A pack backend whose ``append`` and ``sync`` fail on schedule; the rest delegates."""
+    """A packer whose ``append`` and ``prepare_commit`` (the fsync before a commit) fail on
+    schedule, over an object store whose puts fail on schedule; the rest delegates."""
 
     def __init__(self, inner, *, append: Schedule | None = None, sync: Schedule | None = None,
-                 counts: FaultCounts | None = None):
+                 put: Schedule | None = None, counts: FaultCounts | None = None):
         self.inner = inner
         self.append_schedule = append or Schedule()
         self.sync_schedule = sync or Schedule()
+        self.put_schedule = put or Schedule()
         self.counts = counts or FaultCounts()
+        inner.objects = FaultyObjects(inner.objects, self.put_schedule, self.counts)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -97,23 +127,24 @@ class FaultyPacks:
     def stop_faults(self) -> None:
         self.append_schedule.enabled = False
         self.sync_schedule.enabled = False
+        self.put_schedule.enabled = False
 
     def append(self, framed: bytes, next_id: int):
         code = self.append_schedule.next()
         if code is not None:
             self.counts.add("append", code)
             if self.append_schedule.torn and len(framed) > 1:
-                # A short write: part of the block is in the pack file when the error comes.
+                # A short write: part of the block is in the open pack when the error comes.
                 self.inner.append(bytes(framed[:len(framed) // 2]), next_id)
             raise _fail(code, "pack append")
         return self.inner.append(framed, next_id)
 
-    def sync(self) -> None:
+    def prepare_commit(self) -> None:
         code = self.sync_schedule.next()
         if code is not None:
             self.counts.add("sync", code)
             raise _fail(code, "pack fsync")
-        return self.inner.sync()
+        return self.inner.prepare_commit()
 
 
 class CatalogFaults:
