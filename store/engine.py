@@ -48,6 +48,7 @@ from .persist import PathGroup, Persister
 from .rewrite import plan_commit
 from .schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
 from .search import TextIndex
+from .statistics import StoreStatistics, store_statistics
 
 log = logging.getLogger("sessionfs.store")
 
@@ -66,37 +67,6 @@ class DecodedBlock:
 
     def __len__(self) -> int:
         return len(self.raw)
-
-
-@dataclass(frozen=True)
-class StoreStatistics:
-    """Sizes are bytes. ``logical``: sum of file sizes; ``referenced``: file bytes that are
-    not holes; ``unique``: distinct chunk bytes still referenced; ``stored``: pack bytes
-    on disk (committed); ``dedup_ratio`` = referenced / unique; ``compression_ratio`` =
-    decoded / encoded block bytes. ``maintenance``: garbage collection and background
-    compression (``recompress.MaintenanceStatistics``). ``attr_cache``: inode attributes
-    served from memory (``attr_cache.AttrCacheStatistics``)."""
-    files: int
-    sessions: int
-    logical_bytes: int
-    referenced_bytes: int
-    unique_bytes: int
-    unreferenced_bytes: int
-    raw_block_bytes: int
-    stored_bytes: int
-    block_bytes: int
-    packs: int
-    dedup_ratio: float
-    compression_ratio: float
-    space_saving: float
-    cache: object
-    queue: object
-    maintenance: object = None
-    attr_cache: object = None
-
-    def as_dict(self) -> dict:
-        from dataclasses import asdict
-        return asdict(self)
 
 
 class Store:
@@ -919,33 +889,9 @@ class Store:
         return self.persister.call(fn).wait()
 
     # -- statistics --------------------------------------------------------------
-    def statistics(self) -> "StoreStatistics":
-        """A snapshot of sizes, ratios, cache and queue counters."""
-        r = self.catalog.reader()
-        files, logical = r.execute("SELECT count(*), coalesce(sum(size), 0) FROM inodes "
-                                   "WHERE mode & 61440 = 32768").fetchone()
-        referenced = r.execute("SELECT coalesce(sum(c.length), 0) FROM file_chunks f "
-                               "JOIN chunks c ON c.id = f.chunk_id").fetchone()[0]
-        unique, unreferenced = r.execute(
-            "SELECT coalesce(sum(CASE WHEN refcount > 0 THEN length END), 0), "
-            "coalesce(sum(CASE WHEN refcount <= 0 THEN length END), 0) FROM chunks").fetchone()
-        raw, stored = r.execute("SELECT coalesce(sum(raw_length), 0), coalesce(sum(length), 0) FROM blocks").fetchone()
-        packs, pack_bytes = r.execute("SELECT count(*), coalesce(sum(size), 0) FROM packs").fetchone()
-        sessions = r.execute("SELECT count(*) FROM sessions").fetchone()[0]
-        queue = self.persister.statistics() if self.persister else None
-        return StoreStatistics(
-            files=files, sessions=sessions, logical_bytes=logical, referenced_bytes=referenced,
-            unique_bytes=unique, unreferenced_bytes=unreferenced, raw_block_bytes=raw, stored_bytes=pack_bytes,
-            block_bytes=stored, packs=packs,
-            dedup_ratio=referenced / unique if unique else 1.0,
-            compression_ratio=raw / stored if stored else 1.0,
-            space_saving=1 - pack_bytes / logical if logical else 0.0,
-            cache=self.cache.statistics(), queue=queue, maintenance=self._maintenance_statistics(r),
-            attr_cache=self.catalog.attrs.statistics())
-
-    def _maintenance_statistics(self, r):
-        from .recompress import maintenance_statistics
-        return maintenance_statistics(self, r)
+    def statistics(self) -> StoreStatistics:
+        """A snapshot of sizes, ratios, cache and queue counters (``store.statistics``: O(1))."""
+        return store_statistics(self)
 
     # -- the persistence worker's commit ----------------------------------------
     def _known_chunk(self, digest: bytes):

@@ -645,43 +645,6 @@ class Compressor:
         return True
 
 
-# -- statistics --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MaintenanceStatistics:
-    """``recompressed_blocks``: blocks the compressor handled (of the blocks stored now), whose
-    framed bytes went from ``recompress_bytes_before`` to ``recompress_bytes_after``;
-    ``blocks_pending``/``bytes_pending``: blocks not handled yet (whatever their age);
-    ``dictionary_bytes``: trained dictionaries (stored in the catalog, counted as stored);
-    ``dead_pack_bytes``: pack bytes no block uses (gc compaction reclaims them);
-    ``lost_files``: files in lost+found; ``background``: this process's gc and compressor."""
-    recompressed_blocks: int
-    recompress_bytes_before: int
-    recompress_bytes_after: int
-    blocks_pending: int
-    bytes_pending: int
-    dictionaries: int
-    dictionary_bytes: int
-    dead_pack_bytes: int
-    lost_files: int
-    background: object = None
-
-
-def maintenance_statistics(store, r) -> MaintenanceStatistics:
-    blocks, before, after = 0, 0, 0
-    if has_table(r, "recompressed"):
-        blocks, before, after = r.execute(
-            "SELECT count(*), coalesce(sum(x.length_before), 0), coalesce(sum(b.length), 0) "
-            "FROM recompressed x JOIN blocks b ON b.id = x.block_id").fetchone()
-    pending_blocks, pending_bytes = pending(r, None)
-    ndicts = r.execute("SELECT count(*) FROM dictionaries").fetchone()[0] if has_table(r, "dictionaries") else 0
-    live = r.execute("SELECT coalesce(sum(length), 0) FROM blocks").fetchone()[0]
-    packs = r.execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
-    lost = r.execute("SELECT count(DISTINCT ino) FROM lost_found").fetchone()[0] if has_table(r, "lost_found") else 0
-    bg = store.background.statistics() if getattr(store, "background", None) is not None else None
-    return MaintenanceStatistics(blocks, before, after, pending_blocks, pending_bytes, ndicts,
-                                 Dictionaries.total_bytes(r), packs - live, lost, bg)
-
-
 def format_maintenance(stats: dict) -> list[tuple[str, str]]:
     """Rows for ``sessionfs stats`` (``cli.format_stats``) from ``statistics().as_dict()``."""
     m = stats.get("maintenance")

@@ -68,6 +68,7 @@ import orjson
 from .catalog import ChunkLocation
 from .errors import BadInputError, StoreError
 from .schema import (SEARCH_INDEX_VERSION, SEARCH_SESSION_SHIFT, create_search_tables, has_table)
+from .statistics import SearchIndexStatistics
 from .text_index import column_of, extract, indexed_path, iter_text
 
 if TYPE_CHECKING:
@@ -485,6 +486,10 @@ class TextIndex:
                 self.garbage = self._garbage_rows(reader) != 0
             except sqlite3.DatabaseError as exc:
                 self.problem = f"damaged: {exc}"
+
+    def statistics(self) -> SearchIndexStatistics:
+        """The index's state (for stats.json), from memory."""
+        return SearchIndexStatistics(self.problem or "ok")
 
     # -- state ------------------------------------------------------------------------
     @staticmethod

@@ -6,7 +6,8 @@ tables whose invariants ``store.schema.create_tables`` documents.
 
 from __future__ import annotations
 
-from store import Store
+from store import Store, counters
+from store.statistics import COUNTERS_FORMAT
 
 
 def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> None:
@@ -28,6 +29,9 @@ def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> 
     orphans = db.execute("SELECT d.parent, d.name FROM dentries d LEFT JOIN inodes i ON i.id = d.ino "
                          "WHERE i.id IS NULL").fetchall()
     assert orphans == [], f"directory entries naming missing inodes: {orphans[:10]}"
+    if store.catalog.format_version >= COUNTERS_FORMAT:
+        wrong = counters.disagreements(db)
+        assert wrong == {}, f"stored totals (counters) that differ from their recount: {wrong}"
     if not allow_unlinked:
         unlinked = db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall()
         assert unlinked == [], f"inodes without a name survived: {unlinked[:10]}"
