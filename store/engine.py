@@ -223,6 +223,7 @@ class Store:
         if self.background is not None:
             self.background.stop()
             self.background = None
+        self.text_index.stop()
         if self.persister is not None:
             with self._ov_lock:
                 unsealed = [layers[-1].ino for layers in self._overlays.values() if not layers[-1].sealed]

@@ -174,9 +174,11 @@ def create_tables(db: sqlite3.Connection) -> None:
           next open rebuilds the index.
 
         meta ``search_version`` (must equal SEARCH_INDEX_VERSION) and
-        ``search_state`` (``ok``; anything else says why the index needs a rebuild)
-        are checked at open; a missing, outdated or damaged index is rebuilt from
-        the files (``sessionfs reindex``).
+        ``search_state`` (``ok``; ``rebuilding``: usable, being filled by a background
+        rebuild whose progress is meta ``search_rebuild``, JSON ``{"done", "total"}``
+        sessions; anything else says why the index needs a rebuild) are checked at open;
+        a missing, outdated or damaged index is rebuilt from the files in the background
+        (``store.search``), an interrupted rebuild resumed (``sessionfs reindex``: now).
 
     ``counters(name, value)`` (``store.counters``; format 2)
         Store-wide totals that statistics read instead of scanning: ``files`` and

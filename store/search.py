@@ -6,8 +6,13 @@ the text ``text_index.extract`` gives for it. ``TextIndex`` keeps it in step wit
 the tree from inside the store's write transactions: ``content_changed`` when a
 file's bytes commit, ``namespace_changed`` when names are created, renamed or
 removed, so a search never sees a file's new bytes without its new rows, or the
-reverse. It also checks the index at open and rebuilds it from the files when it
-is missing, outdated or damaged (``sessionfs reindex`` does the same on demand).
+reverse. It also checks the index at a writable open and, when it is missing,
+outdated or damaged, rebuilds it from the files in a background thread while the
+store serves (``sessionfs reindex`` rebuilds it on demand, in the foreground):
+the tables are recreated empty in state ``rebuilding``, from then on every commit
+indexes what it changes, and the thread indexes the session directories in short
+write transactions, skipping files a commit has indexed meanwhile. Searches answer
+from what is indexed so far; ``statistics()`` and the CLI say that it is rebuilding.
 
 Queries (``parse_query``) use the syntax people know, translated to FTS5 syntax
 here, never passed through:
@@ -95,8 +100,14 @@ SAMPLE = 100
 SET_CAP = 20_000
 #: Sessions visited newest first before a query of common terms is evaluated as sets.
 SCAN_BUDGET = 400
-#: Sessions per transaction when rebuilding.
+#: Sessions per transaction when rebuilding, at most.
 REBUILD_BATCH = 100
+#: A background rebuild ends its write transaction after about this long (commits wait no longer).
+REBUILD_BATCH_SECONDS = 0.05
+#: ... and pauses this long between transactions, so waiting writers take the lock first.
+REBUILD_PAUSE = 0.005
+#: meta ``search_state`` while the index is being rebuilt: usable, holding what is indexed so far.
+REBUILDING = "rebuilding"
 CHUNK_DIRS = ("screenshots", "audio-segments")
 _CHUNK_DIR_NAMES = frozenset(d.encode() for d in CHUNK_DIRS)
 
@@ -467,6 +478,10 @@ class RebuildReport:
 # =====================================================================================
 
 
+def _hook(point: str) -> None:
+    """Test hook (tests replace it): the background rebuild calls it after each transaction."""
+
+
 class TextIndex:
     """The full-text index of one open store (``store.text_index``)."""
 
@@ -474,7 +489,10 @@ class TextIndex:
         self.store = store
         self.sessions_ino = store.sessions_ino
         self.cache = _TextCache(TEXT_CACHE_BYTES)
+        #: The report of the background rebuild started at open, once it has finished.
         self.rebuilt_at_open: RebuildReport | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
         reader = store.catalog.reader()
         #: Why the index cannot be used (None: it can). Searches refuse; a writable open rebuilds.
         self.problem = self._state(reader)
@@ -488,8 +506,16 @@ class TextIndex:
                 self.problem = f"damaged: {exc}"
 
     def statistics(self) -> SearchIndexStatistics:
-        """The index's state (for stats.json), from memory."""
-        return SearchIndexStatistics(self.problem or "ok")
+        """The index's state and a rebuild's progress (two rows of meta: O(1))."""
+        if self.problem is not None:
+            return SearchIndexStatistics(self.problem)
+        meta = dict(self.store.catalog.reader().execute(
+            "SELECT key, value FROM meta WHERE key IN ('search_state', 'search_rebuild')").fetchall())
+        state = str(meta.get("search_state") or "missing")
+        if state != REBUILDING:
+            return SearchIndexStatistics(state)
+        progress = json.loads(meta.get("search_rebuild") or "{}")
+        return SearchIndexStatistics(state, progress.get("done", 0), progress.get("total", 0))
 
     # -- state ------------------------------------------------------------------------
     @staticmethod
@@ -506,7 +532,7 @@ class TextIndex:
             return f"built by another version of sessionfs (index version {version}, expected " \
                    f"{SEARCH_INDEX_VERSION})"
         state = meta.get("search_state")
-        return None if state == "ok" else str(state or "in an unknown state")
+        return None if state in ("ok", REBUILDING) else str(state or "in an unknown state")
 
     @staticmethod
     def _garbage_rows(db) -> int:
@@ -555,39 +581,75 @@ class TextIndex:
             return f"damaged: {exc}"
         return None
 
-    def rebuild_if_needed(self) -> RebuildReport | None:
-        """At a writable open: rebuild a missing, outdated or damaged index (and say so)."""
+    def rebuild_if_needed(self) -> None:
+        """At a writable open: rebuild a missing, outdated or damaged index in the background
+        (searches answer from what is indexed so far and say so), or finish a rebuild that an
+        earlier process left unfinished."""
         reason = self.problem or ("holding rows of old file versions" if self.garbage else None)
         if reason is None:
-            return None
-        log.warning("search index of %s is %s: rebuilding it from the files", self.store.root, reason)
-        total = self.store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
-                                                    (self.sessions_ino,)).fetchone()[0]
-        done = [0, 0]
+            if self.statistics().state == REBUILDING:
+                log.warning("search index of %s: resuming an interrupted rebuild", self.store.root)
+                self._start_worker("interrupted")
+            return
+        log.warning("search index of %s is %s: rebuilding it from the files in the background",
+                    self.store.root, reason)
+        try:
+            self._begin_rebuild()
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self._failed(reason, exc)
+            return
+        self._start_worker(reason)
+
+    def _failed(self, reason: str, exc: BaseException) -> None:
+        # The store stays usable; only searching is refused until a rebuild succeeds.
+        self.problem = f"{reason}, and rebuilding it failed: {exc}"
+        log.error("search index of %s could not be rebuilt (%s); searches are refused until "
+                  "'sessionfs reindex' succeeds", self.store.root, exc)
+
+    def _start_worker(self, reason: str) -> None:
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._background, args=(reason,), name="search-rebuild",
+                                        daemon=True)
+        self._worker.start()
+
+    def _background(self, reason: str) -> None:
+        total = [0]
 
         def progress(n: int) -> None:
-            done[0] += n
-            if done[0] * 10 // max(total, 1) > done[1]:
-                done[1] = done[0] * 10 // max(total, 1)
-                log.info("search index rebuild: %d of %d sessions", done[0], total)
+            before = total[0]
+            total[0] += n
+            if total[0] // 1000 > before // 1000:
+                log.info("search index rebuild: %d sessions done", total[0])
         try:
-            report = self.rebuild(progress, reason=reason)
+            report = self._fill(progress, reason=reason, background=True)
         except (sqlite3.DatabaseError, StoreError) as exc:
-            # The store stays usable; only searching is refused until a rebuild succeeds.
-            self.problem = f"{reason}, and rebuilding it failed: {exc}"
-            log.error("search index of %s could not be rebuilt (%s); searches are refused until "
-                      "'sessionfs reindex' succeeds", self.store.root, exc)
-            return None
-        log.warning("search index rebuilt: %d files of %d sessions in %.1f s", report.files, report.sessions,
-                    report.seconds)
-        self.rebuilt_at_open = report
-        return report
+            self._failed(reason, exc)
+            return
+        if report is not None:
+            log.warning("search index rebuilt: %d files of %d sessions in %.1f s", report.files, report.sessions,
+                        report.seconds)
+            self.rebuilt_at_open = report
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to end; False if it still runs after ``timeout`` s."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
+
+    def stop(self) -> None:
+        """Stop a background rebuild between two transactions (the next writable open resumes it)."""
+        self._stop.set()
+        self.wait()
+        self._worker = None
+        self._stop.clear()
 
     def _active(self, db) -> bool:
         if self.problem is not None:
             return False
         row = db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()
-        return row is not None and row[0] == "ok"
+        return row is not None and row[0] in ("ok", REBUILDING)
 
     def _guarded(self, db, fn, *args) -> None:
         """Run a maintenance step; an index error marks the index for rebuild instead of
@@ -801,30 +863,66 @@ class TextIndex:
 
     # -- rebuild --------------------------------------------------------------------------
     def rebuild(self, progress: Callable[[int], None] | None = None, *, reason: str | None = None) -> RebuildReport:
-        """Drop the index and rebuild it from the files. ``progress(n)`` after each n sessions."""
-        started = time.monotonic()
-        catalog = self.store.catalog
-        with catalog.write() as db:
+        """Drop the index and rebuild it from the files now (``sessionfs reindex``).
+        ``progress(n)`` after each n sessions."""
+        self.stop()
+        self._begin_rebuild()
+        report = self._fill(progress, reason=reason)
+        with self.store.catalog.write() as db:
+            db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+        return report
+
+    def _begin_rebuild(self) -> None:
+        """Replace the index by empty tables in state REBUILDING: from this commit on, every
+        commit indexes what it changes (the hooks run), and ``_fill`` indexes the rest."""
+        with self.store.catalog.write() as db:
             _drop_search_tables(db)
             create_search_tables(db)
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', ?)",
-                       ("incomplete: a rebuild was interrupted",))
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                           [("search_state", REBUILDING), ("search_rebuild", json.dumps({"done": 0, "total": 0}))])
         self.problem, self.garbage = None, False
-        sessions = catalog.reader().execute("SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid",
-                                            (self.sessions_ino,)).fetchall()
-        files = 0
-        for i in range(0, len(sessions), REBUILD_BATCH):
-            batch = sessions[i:i + REBUILD_BATCH]
+
+    def _fill(self, progress: Callable[[int], None] | None, *, reason: str | None,
+              background: bool = False) -> RebuildReport | None:
+        """Index every session directory (a list taken now) in short write transactions, then
+        set the state ``ok``. A file that already has rows was indexed by a commit since the
+        rebuild began (the rows are current) and is skipped; a session made after the list
+        was taken is indexed by its own commits. Returns None when stopped, or when the state
+        stopped being REBUILDING (an index update failed meanwhile: the next open rebuilds)."""
+        started = time.monotonic()
+        catalog = self.store.catalog
+        sessions = [r[0] for r in catalog.reader().execute(
+            "SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid", (self.sessions_ino,))]
+        files, done = 0, 0
+        while True:
+            if self._stop.is_set():
+                return None
             with catalog.write() as db:
-                for (dir_ino,) in batch:
-                    for ino in self._session_files(db, dir_ino):
-                        files += self._refresh_inode(db, ino, True)
-            if progress is not None:
-                progress(len(batch))
-        with catalog.write() as db:
-            db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', 'ok')")
-        return RebuildReport(len(sessions), files, time.monotonic() - started, reason)
+                if db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()[0] != REBUILDING:
+                    log.error("search index of %s: the rebuild stops, the index is no longer being rebuilt",
+                              self.store.root)
+                    return None
+                start, deadline = done, time.monotonic() + REBUILD_BATCH_SECONDS
+                while done < len(sessions) and done - start < REBUILD_BATCH and (
+                        not background or done == start or time.monotonic() < deadline):
+                    for ino in self._session_files(db, sessions[done]):
+                        if not db.execute("SELECT 1 FROM search_docs WHERE ino = ? LIMIT 1", (ino,)).fetchone():
+                            files += self._refresh_inode(db, ino, True)
+                    done += 1
+                finished = done == len(sessions)
+                if finished:
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', 'ok')")
+                    db.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_rebuild', ?)",
+                               (json.dumps({"done": done, "total": len(sessions)}),))
+            if progress is not None and done > start:
+                progress(done - start)
+            if finished:
+                return RebuildReport(len(sessions), files, time.monotonic() - started, reason)
+            _hook("batch")
+            if background:
+                time.sleep(REBUILD_PAUSE)
 
     def _session_files(self, db, dir_ino: int) -> list[int]:
         out = []
@@ -923,7 +1021,7 @@ def require_index(store: "Store", db: sqlite3.Connection) -> None:
     problem = index.problem if index is not None else "missing"
     if problem is None:
         row = db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()
-        problem = None if row is not None and row[0] == "ok" else (row[0] if row else "missing")
+        problem = None if row is not None and row[0] in ("ok", REBUILDING) else (row[0] if row else "missing")
     if problem is not None:
         raise IndexUnavailableError(
             f"the search index of {store.root} is {problem}; it is rebuilt when the store is next opened for "
@@ -1291,6 +1389,7 @@ def store_of(arg: str) -> str:
 def cmd_search(args) -> int:
     from .cli import open_store, write_out
     with open_store(store_of(args.store)) as store:
+        index = store.text_index.statistics()       # before searching: "ok" means complete
         results = search(store, args.query, tags=args.tag, status=args.status, after=args.after,
                          before=args.before, topic=args.topic, limit=args.limit)
         names = {}
@@ -1298,12 +1397,17 @@ def cmd_search(args) -> int:
             names = dict(store.catalog.reader().execute(
                 "SELECT id, name FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps([r.session_id for r in results]),)))
+    import sys
+    rebuilding = None
+    if index.state == REBUILDING:
+        rebuilding = {"sessions_done": index.sessions_done, "sessions_total": index.sessions_total}
+        print(f"note: the search index is being rebuilt ({index.sessions_done:,} of {index.sessions_total:,} "
+              "sessions done); results may be incomplete until it finishes", file=sys.stderr)
     if args.json:
-        write_out(json.dumps([{**r.as_dict(), "name": names.get(r.session_id)} for r in results],
-                             indent=2, ensure_ascii=False) + "\n")
+        write_out(json.dumps([{**r.as_dict(), "name": names.get(r.session_id), "index_rebuilding": rebuilding}
+                              for r in results], indent=2, ensure_ascii=False) + "\n")
         return 0
     if not results:
-        import sys
         print("no matching sessions", file=sys.stderr)
         return 0
     lines = []
@@ -1333,12 +1437,10 @@ def cmd_reindex(args) -> int:
         return 1 if problem else 0
     from tqdm import tqdm
     with open_store(args.store, readonly=False) as store:
-        report = store.text_index.rebuilt_at_open
-        if report is None:
-            sessions = store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
-                                                      (store.sessions_ino,)).fetchone()[0]
-            with tqdm(total=sessions, unit="session", desc="reindex", file=sys.stderr) as bar:
-                report = store.text_index.rebuild(bar.update)
+        sessions = store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
+                                                  (store.sessions_ino,)).fetchone()[0]
+        with tqdm(total=sessions, unit="session", desc="reindex", file=sys.stderr) as bar:
+            report = store.text_index.rebuild(bar.update)
     write_out(f"search index rebuilt: {report.files} files of {report.sessions} sessions in "
               f"{report.seconds:.1f} s\n")
     return 0

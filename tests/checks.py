@@ -67,3 +67,21 @@ def sigkill_at(point: str | None, nth: int):
             if seen["n"] == nth:
                 os.kill(os.getpid(), signal.SIGKILL)
     return hook
+
+
+def index_dump(store: Store) -> list[tuple]:
+    """Every token of the index as (session id, path, term, column, offset), and every entry."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{store.root}/catalog.db?mode=ro", uri=True)
+    try:
+        db.execute("CREATE VIRTUAL TABLE temp.inst USING fts5vocab(main, search_fts, 'instance')")
+        docs = {rowid: (bytes(name).decode(), path, ino, parent, bytes(entry))
+                for rowid, name, path, ino, parent, entry in db.execute(
+                    "SELECT d.id, s.name, d.path, d.ino, d.parent, d.name FROM search_docs d "
+                    "JOIN dentries s ON s.ino = d.dir_ino AND s.parent = ?", (store.sessions_ino,))}
+        assert db.execute("SELECT count(*) FROM search_docs").fetchone()[0] == len(docs)
+        tokens = sorted((*docs[doc][:2], term, col, off) if doc in docs else ("GARBAGE", doc, term, col, off)
+                        for term, doc, col, off in db.execute("SELECT term, doc, col, offset FROM temp.inst"))
+    finally:
+        db.close()
+    return sorted(docs.values()) + tokens
