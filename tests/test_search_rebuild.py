@@ -10,10 +10,14 @@ is released and done, the index equals the one a fresh ``reindex`` builds.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import orjson
 import pytest
@@ -24,8 +28,8 @@ from store import Store
 from store import search as search_mod
 from store.search import search
 from store.sessions import SessionStore
+from store.statistics import SearchIndexStatistics
 
-pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here")
 
 SESSIONS = 24
 BATCH = 5
@@ -50,6 +54,7 @@ def answers(store: Store) -> dict:
             for q in QUERIES}
 
 
+@pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here")
 def test_a_damaged_index_is_rebuilt_in_the_background_while_the_mount_serves(tmp_path, monkeypatch):
     root = tmp_path / "store"
     make_store(root)
@@ -112,3 +117,35 @@ def test_a_damaged_index_is_rebuilt_in_the_background_while_the_mount_serves(tmp
     sessionfs("reindex", str(fresh))
     with Store.open(fresh, readonly=True) as store:
         assert (answers(store), index_dump(store)) == background
+
+
+KILL_AFTER_FIRST_BATCH = """
+import os, signal, sys
+from store import Store, search
+search.REBUILD_BATCH = int(sys.argv[2])
+search._hook = lambda point: os.kill(os.getpid(), signal.SIGKILL)
+Store.open(sys.argv[1]).text_index.wait(300)
+"""
+
+
+def test_a_rebuild_killed_half_way_resumes_at_the_next_open(tmp_path, monkeypatch, caplog):
+    root = tmp_path / "store"
+    make_store(root)
+    proc = subprocess.run([sys.executable, "-c", KILL_AFTER_FIRST_BATCH, str(root), str(BATCH)],
+                          cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    with Store.open(root, readonly=True) as ro:
+        assert ro.statistics().search == SearchIndexStatistics("rebuilding", BATCH, SESSIONS)
+        assert {r.session_id for r in search(ro, "wombat", limit=None)} == {f"s{i:02d}" for i in range(BATCH)}
+    with caplog.at_level(logging.WARNING, logger="sessionfs.search"):
+        store = Store.open(root)
+    with store:
+        assert "resuming an interrupted rebuild" in caplog.text
+        assert store.text_index.wait(300)
+        assert store.statistics().search.state == "ok"
+        resumed = (answers(store), index_dump(store))
+    fresh = tmp_path / "fresh"
+    shutil.copytree(root, fresh)
+    sessionfs("reindex", str(fresh))
+    with Store.open(fresh, readonly=True) as store:
+        assert (answers(store), index_dump(store)) == resumed
