@@ -9,6 +9,9 @@ changes in the same transaction as the rows it sums: a crash or a rollback keeps
 both or neither. A sum over a join (bytes of file references, of recompressed
 blocks) has a term on each side, each looking its partner up through an index.
 
+The triggers are stored in each catalog: a change to ``TERMS`` needs a format
+upgrade step (``store.upgrade``) that drops and recreates them.
+
 ``recount`` computes the same sums with full scans: the format upgrade stores
 them once, ``verify`` compares them with the counters (``--repair`` stores them
 again), and a read-only open of a catalog made before the counters reads them.
@@ -22,9 +25,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Term:
-    """Contribution of each row of ``table`` to ``counter``: ``added`` (an SQL expression of
-    the row ``{r}``, NEW after it changed) and ``removed`` (of OLD, after it changed; default
-    ``added``). ``columns``: the columns it reads (an update of others changes nothing)."""
+    """Contribution of each row of ``table`` to ``counter`` (at most one term per pair):
+    ``added`` (an SQL expression of the row ``{r}``, NEW after it changed) and ``removed``
+    (of OLD, after it changed; default ``added``). ``columns``: the columns it reads (an
+    update of others changes nothing)."""
     counter: str
     table: str
     added: str
@@ -90,7 +94,8 @@ _RECOUNT = {
     "recompressed_blocks": "SELECT count(*) FROM recompressed x JOIN blocks b ON b.id = x.block_id",
     "recompress_bytes_before": "SELECT coalesce(sum(x.length_before), 0) FROM recompressed x "
                                "JOIN blocks b ON b.id = x.block_id",
-    "recompress_bytes_after": "SELECT coalesce(sum(b.length), 0) FROM recompressed x JOIN blocks b ON b.id = x.block_id",
+    "recompress_bytes_after": "SELECT coalesce(sum(b.length), 0) FROM recompressed x "
+                              "JOIN blocks b ON b.id = x.block_id",
     "dictionaries": "SELECT count(*) FROM dictionaries",
     "dictionary_bytes": "SELECT coalesce(sum(length(data)), 0) FROM dictionaries",
     "lost_files": "SELECT count(DISTINCT ino) FROM lost_found",
@@ -104,9 +109,16 @@ COUNTERS_TABLE = """
 """
 
 
-def _delta(term: Term, row: str, sign: str, removed: bool = False) -> str:
-    expr = (term.removed if removed and term.removed else term.added).format(r=row)
-    return f"UPDATE counters SET value = value {sign} ({expr}) WHERE name = '{term.counter}';"
+def _delta(terms: list[Term], old: str | None, new: str | None) -> str:
+    """One UPDATE adding, to each counter of ``terms``, the contribution of the row ``new``
+    minus that of the row ``old`` (either may be None)."""
+    cases = []
+    for t in terms:
+        parts = ([f"({t.added.format(r=new)})"] if new else []) + \
+                ([f"({(t.removed or t.added).format(r=old)})"] if old else [])
+        cases.append(f"WHEN '{t.counter}' THEN {' - '.join(parts) if new else '-' + parts[0]}")
+    names = ", ".join(f"'{n}'" for n in dict.fromkeys(t.counter for t in terms))
+    return f"UPDATE counters SET value = value + CASE name {' '.join(cases)} END WHERE name IN ({names});"
 
 
 def trigger_statements() -> list[str]:
@@ -114,14 +126,13 @@ def trigger_statements() -> list[str]:
     out = []
     for table in dict.fromkeys(t.table for t in TERMS):
         terms = [t for t in TERMS if t.table == table]
-        out.append(f"CREATE TRIGGER count_{table}_insert AFTER INSERT ON {table} BEGIN "
-                   + " ".join(_delta(t, "NEW", "+") for t in terms) + " END")
-        out.append(f"CREATE TRIGGER count_{table}_delete AFTER DELETE ON {table} BEGIN "
-                   + " ".join(_delta(t, "OLD", "-", removed=True) for t in terms) + " END")
+        for event, old, new in (("insert", None, "NEW"), ("delete", "OLD", None)):
+            out.append(f"CREATE TRIGGER count_{table}_{event} AFTER {event.upper()} ON {table} "
+                       f"BEGIN {_delta(terms, old, new)} END")
         for i, t in enumerate(t for t in terms if t.columns):
             changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in t.columns)
             out.append(f"CREATE TRIGGER count_{table}_update_{i} AFTER UPDATE OF {', '.join(t.columns)} ON {table} "
-                       f"WHEN {changed} BEGIN {_delta(t, 'OLD', '-', removed=True)} {_delta(t, 'NEW', '+')} END")
+                       f"WHEN {changed} BEGIN {_delta([t], 'OLD', 'NEW')} END")
     return out
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.make_format1_mini import tree_of
-from store import Store, counters, upgrade
+from store import FormatError, Store, counters, upgrade
 from store.schema import FORMAT_VERSION
 from store.search import search
 from store.verify import verify
@@ -119,5 +119,6 @@ def test_a_newer_format_is_refused_with_its_number(old_store):
     db.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION + 1,))
     db.close()
     for readonly in (True, False):
-        with pytest.raises(Exception, match=f"format {FORMAT_VERSION + 1}, made by a newer sessionfs; this sessionfs reads format {FORMAT_VERSION}"):
+        with pytest.raises(FormatError, match=f"format {FORMAT_VERSION + 1}, made by a newer sessionfs; "
+                                              f"this sessionfs reads format {FORMAT_VERSION}"):
             Store.open(old_store, readonly=readonly)
