@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 from store import Store
+from store.backends.catalog.sqlite import counters
+from store.backends.catalog.sqlite.counters import COUNTERS_FORMAT
 
 
 def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> None:
@@ -31,6 +33,9 @@ def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> 
     orphans = db.execute("SELECT d.parent, d.name FROM dentries d LEFT JOIN inodes i ON i.id = d.ino "
                          "WHERE i.id IS NULL").fetchall()
     assert orphans == [], f"directory entries naming missing inodes: {orphans[:10]}"
+    if store.catalog.format_version >= COUNTERS_FORMAT:
+        wrong = counters.disagreements(db)
+        assert wrong == {}, f"stored totals (counters) that differ from their recount: {wrong}"
     if not allow_unlinked:
         unlinked = db.execute("SELECT id FROM inodes WHERE nlink = 0").fetchall()
         assert unlinked == [], f"inodes without a name survived: {unlinked[:10]}"
@@ -81,3 +86,21 @@ def pack_file(root, pack_id: int) -> Path:
     name = f"{pack_id:08d}.pack"
     sealed = Path(root) / "packs" / name
     return sealed if os.path.lexists(sealed) else Path(root) / "packing" / name
+
+
+def index_dump(store: Store) -> list[tuple]:
+    """Every token of the index as (session id, path, term, column, offset), and every entry."""
+    import sqlite3
+    db = sqlite3.connect(f"file:{store.root}/catalog.db?mode=ro", uri=True)
+    try:
+        db.execute("CREATE VIRTUAL TABLE temp.inst USING fts5vocab(main, search_fts, 'instance')")
+        docs = {rowid: (bytes(name).decode(), path, ino, parent, bytes(entry))
+                for rowid, name, path, ino, parent, entry in db.execute(
+                    "SELECT d.id, s.name, d.path, d.ino, d.parent, d.name FROM search_docs d "
+                    "JOIN dentries s ON s.ino = d.dir_ino AND s.parent = ?", (store.sessions_ino,))}
+        assert db.execute("SELECT count(*) FROM search_docs").fetchone()[0] == len(docs)
+        tokens = sorted((*docs[doc][:2], term, col, off) if doc in docs else ("GARBAGE", doc, term, col, off)
+                        for term, doc, col, off in db.execute("SELECT term, doc, col, offset FROM temp.inst"))
+    finally:
+        db.close()
+    return sorted(docs.values()) + tokens

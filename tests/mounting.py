@@ -7,10 +7,12 @@ lazy ``fusermount3 -u -z``, then SIGKILL of the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -100,3 +102,38 @@ def _is_mounted(path: Path) -> bool:
     target = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         return any(line.split()[4] == target for line in f)
+
+
+@contextlib.contextmanager
+def served(store, mountpoint: Path):
+    """Serve ``store`` at ``mountpoint`` from a thread of this process; always unmounts."""
+    from fusefs.daemon import serve_store
+
+    started = threading.Event()
+    failure: list = []
+
+    def ready(error):
+        if error:
+            failure.append(error)
+        started.set()
+
+    def run():
+        try:
+            serve_store(store, str(mountpoint), signals=False, ready=ready)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            failure.append(exc)
+            started.set()
+
+    mountpoint.mkdir(exist_ok=True)
+    thread = threading.Thread(target=run, name="fuse-main", daemon=True)
+    thread.start()
+    assert started.wait(60), "the in-process mount did not start"
+    assert not failure, failure
+    try:
+        yield mountpoint
+    finally:
+        r = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
+        if r.returncode != 0:
+            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
+        thread.join(60)
+        assert not thread.is_alive(), "the in-process FUSE loop did not stop after unmount"

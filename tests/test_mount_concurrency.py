@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mounting import FUSE_AVAILABLE, Mount, sessionfs
+from mounting import FUSE_AVAILABLE, Mount, served, sessionfs
 from store import Store
 
 pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here (/dev/fuse or fusermount3 missing)")
@@ -206,41 +206,6 @@ def test_eight_concurrent_readers_and_writers(mount: Mount):
 
 
 # ---------------------------------------------------------------- session API beside the mount
-@contextlib.contextmanager
-def served(store: Store, mountpoint: Path):
-    """Serve ``store`` at ``mountpoint`` from a thread of this process; always unmounts."""
-    from fusefs.daemon import serve_store
-
-    started = threading.Event()
-    failure: list = []
-
-    def ready(error):
-        if error:
-            failure.append(error)
-        started.set()
-
-    def run():
-        try:
-            serve_store(store, str(mountpoint), signals=False, ready=ready)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            failure.append(exc)
-            started.set()
-
-    mountpoint.mkdir(exist_ok=True)
-    thread = threading.Thread(target=run, name="fuse-main", daemon=True)
-    thread.start()
-    assert started.wait(60), "the in-process mount did not start"
-    assert not failure, failure
-    try:
-        yield mountpoint
-    finally:
-        r = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
-        if r.returncode != 0:
-            subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True)
-        thread.join(60)
-        assert not thread.is_alive(), "the in-process FUSE loop did not stop after unmount"
-
-
 def test_a_file_written_through_the_session_api_shows_its_new_bytes_on_the_mount(tmp_path):
     if not FUSE_AVAILABLE:
         pytest.skip("FUSE is not available here")

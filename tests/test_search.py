@@ -16,6 +16,7 @@ import sys
 import orjson
 import pytest
 
+from checks import index_dump
 from contrib.corpus import generate_session
 from store.backends.catalog.sqlite import search_index, search_text
 from store.services import search as search_mod
@@ -57,23 +58,6 @@ def filled(store, corpus):
 
 def ids(results) -> set[str]:
     return {r.session_id for r in results}
-
-
-def index_dump(store: Store) -> list[tuple]:
-    """Every token of the index as (session id, path, term, column, offset), and every entry."""
-    db = sqlite3.connect(f"file:{store.root}/catalog.db?mode=ro", uri=True)
-    try:
-        db.execute("CREATE VIRTUAL TABLE temp.inst USING fts5vocab(main, search_fts, 'instance')")
-        docs = {rowid: (bytes(name).decode(), path, ino, parent, bytes(entry))
-                for rowid, name, path, ino, parent, entry in db.execute(
-                    "SELECT d.id, s.name, d.path, d.ino, d.parent, d.name FROM search_docs d "
-                    "JOIN dentries s ON s.ino = d.dir_ino AND s.parent = ?", (store.sessions_ino,))}
-        assert db.execute("SELECT count(*) FROM search_docs").fetchone()[0] == len(docs)
-        tokens = sorted((*docs[doc][:2], term, col, off) if doc in docs else ("GARBAGE", doc, term, col, off)
-                        for term, doc, col, off in db.execute("SELECT term, doc, col, offset FROM temp.inst"))
-    finally:
-        db.close()
-    return sorted(docs.values()) + tokens
 
 
 # ------------------------------------------------------------------------- incremental == rebuilt
@@ -286,6 +270,7 @@ def test_a_missing_or_damaged_index_is_rebuilt_at_open(tmp_path, corpus, caplog,
         store = Store.open(root)
     try:
         assert f"is {why}" in caplog.text or why in caplog.text
+        assert store.text_index.wait(120)
         assert "rebuilding it from the files" in caplog.text and "search index rebuilt: " in caplog.text
         assert store.text_index.rebuilt_at_open is not None
         assert index_dump(store) == before
@@ -315,6 +300,7 @@ def test_an_index_error_never_fails_the_commit(store, corpus, monkeypatch, caplo
     root = store.root
     store.close()
     with Store.open(root) as again:
+        assert again.text_index.wait(120)       # rebuilt in the background
         assert ids(search(again, "saved again")) == {corpus[0]["id"]}
 
 
@@ -336,7 +322,8 @@ def test_cli_search_and_reindex(filled, corpus):
     store.close()
     out = json.loads(cli("search", root, word, "--json", "--limit", "100").stdout)
     assert {r["session_id"] for r in out} == expected
-    assert all(set(r) == {"session_id", "score", "snippet", "file", "name"} for r in out)
+    assert all(set(r) == {"session_id", "score", "snippet", "file", "name", "index_rebuilding"} for r in out)
+    assert all(r["index_rebuilding"] is None for r in out)
     assert corpus[2]["name"] in {r["name"] for r in out}
     out = json.loads(cli("search", root, word, "--tag", tag, "--json", "--limit", "100").stdout)
     assert {r["session_id"] for r in out} == expected_tagged

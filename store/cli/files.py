@@ -178,6 +178,14 @@ def format_stats(path: str, s: dict) -> str:
     else:
         rows.append(("queue", "none (store opened read-only)"))
     rows.extend(format_maintenance(s))
+    search = s.get("search") or {}
+    if search.get("state") == "rebuilding":
+        rows.append(("search index", f"rebuilding: {search['sessions_done']:,} of {search['sessions_total']:,} "
+                                     "sessions done"))
+    elif search.get("state"):
+        rows.append(("search index", search["state"]))
+    if s.get("counted_by") == "scan":
+        rows.append(("counted", "by scanning the catalog (format 1; a writable open upgrades it)"))
     width = max(len(k) for k, _ in rows)
     return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in rows)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
+from store.backends.catalog.sqlite.search_index import REBUILDING
 from store.cli.common import open_store, write_out
 from store.services.search import search
 
@@ -26,6 +27,7 @@ def store_of(arg: str) -> str:
 
 def cmd_search(args) -> int:
     with open_store(store_of(args.store)) as store:
+        index = store.text_index.statistics()       # before searching: "ok" means complete
         results = search(store, args.query, tags=args.tag, status=args.status, after=args.after,
                          before=args.before, topic=args.topic, limit=args.limit)
         names = {}
@@ -33,9 +35,14 @@ def cmd_search(args) -> int:
             names = dict(store.catalog.reader().execute(
                 "SELECT id, name FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps([r.session_id for r in results]),)))
+    rebuilding = None
+    if index.state == REBUILDING:
+        rebuilding = {"sessions_done": index.sessions_done, "sessions_total": index.sessions_total}
+        print(f"note: the search index is being rebuilt ({index.sessions_done:,} of {index.sessions_total:,} "
+              "sessions done); results may be incomplete until it finishes", file=sys.stderr)
     if args.json:
-        write_out(json.dumps([{**r.as_dict(), "name": names.get(r.session_id)} for r in results],
-                             indent=2, ensure_ascii=False) + "\n")
+        write_out(json.dumps([{**r.as_dict(), "name": names.get(r.session_id), "index_rebuilding": rebuilding}
+                              for r in results], indent=2, ensure_ascii=False) + "\n")
         return 0
     if not results:
         print("no matching sessions", file=sys.stderr)
@@ -64,12 +71,10 @@ def cmd_reindex(args) -> int:
         write_out(f"search index: {problem or 'ok'}\n")
         return 1 if problem else 0
     with open_store(args.store, readonly=False) as store:
-        report = store.text_index.rebuilt_at_open
-        if report is None:
-            sessions = store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
-                                                      (store.sessions_ino,)).fetchone()[0]
-            with tqdm(total=sessions, unit="session", desc="reindex", file=sys.stderr) as bar:
-                report = store.text_index.rebuild(bar.update)
+        sessions = store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
+                                                  (store.sessions_ino,)).fetchone()[0]
+        with tqdm(total=sessions, unit="session", desc="reindex", file=sys.stderr) as bar:
+            report = store.text_index.rebuild(bar.update)
     write_out(f"search index rebuilt: {report.files} files of {report.sessions} sessions in "
               f"{report.seconds:.1f} s\n")
     return 0

@@ -41,7 +41,6 @@ from .cache import ByteLRU
 from store.backends.catalog.sqlite.catalog import Catalog, ChunkLocation, InodeRow, now_ns
 from store.core.chunker import MAX_CHUNK
 from store.backends.catalog.sqlite.dictionaries import Dictionaries
-from store.backends.catalog.sqlite.maintenance import maintenance_statistics
 from store.core.errors import FormatError, FsError, IntegrityError, LockedError, BadInputError, StoreError
 from .ingest import BatchBuilder, Counters
 from .memory import MemoryPlan
@@ -52,6 +51,7 @@ from .persist import PathGroup, Persister
 from store.core.rewrite import plan_commit
 from store.backends.catalog.sqlite.schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
 from store.backends.catalog.sqlite.search_index import TextIndex
+from store.engine.statistics import StoreStatistics, store_statistics
 
 log = logging.getLogger("sessionfs.store")
 
@@ -71,37 +71,6 @@ class DecodedBlock:
 
     def __len__(self) -> int:
         return len(self.raw)
-
-
-@dataclass(frozen=True)
-class StoreStatistics:
-    """Sizes are bytes. ``logical``: sum of file sizes; ``referenced``: file bytes that are
-    not holes; ``unique``: distinct chunk bytes still referenced; ``stored``: pack bytes
-    on disk (committed); ``dedup_ratio`` = referenced / unique; ``compression_ratio`` =
-    decoded / encoded block bytes. ``maintenance``: garbage collection and background
-    compression (``recompress.MaintenanceStatistics``). ``attr_cache``: inode attributes
-    served from memory (``attr_cache.AttrCacheStatistics``)."""
-    files: int
-    sessions: int
-    logical_bytes: int
-    referenced_bytes: int
-    unique_bytes: int
-    unreferenced_bytes: int
-    raw_block_bytes: int
-    stored_bytes: int
-    block_bytes: int
-    packs: int
-    dedup_ratio: float
-    compression_ratio: float
-    space_saving: float
-    cache: object
-    queue: object
-    maintenance: object = None
-    attr_cache: object = None
-
-    def as_dict(self) -> dict:
-        from dataclasses import asdict
-        return asdict(self)
 
 
 class Store:
@@ -255,6 +224,7 @@ class Store:
         if self.background is not None:
             self.background.stop()
             self.background = None
+        self.text_index.stop()
         if self.persister is not None:
             with self._ov_lock:
                 unsealed = [layers[-1].ino for layers in self._overlays.values() if not layers[-1].sealed]
@@ -906,30 +876,9 @@ class Store:
         return self.persister.call(fn).wait()
 
     # -- statistics --------------------------------------------------------------
-    def statistics(self) -> "StoreStatistics":
-        """A snapshot of sizes, ratios, cache and queue counters."""
-        r = self.catalog.reader()
-        files, logical = r.execute("SELECT count(*), coalesce(sum(size), 0) FROM inodes "
-                                   "WHERE mode & 61440 = 32768").fetchone()
-        referenced = r.execute("SELECT coalesce(sum(c.length), 0) FROM file_chunks f "
-                               "JOIN chunks c ON c.id = f.chunk_id").fetchone()[0]
-        unique, unreferenced = r.execute(
-            "SELECT coalesce(sum(CASE WHEN refcount > 0 THEN length END), 0), "
-            "coalesce(sum(CASE WHEN refcount <= 0 THEN length END), 0) FROM chunks").fetchone()
-        raw, stored = r.execute("SELECT coalesce(sum(raw_length), 0), coalesce(sum(length), 0) FROM blocks").fetchone()
-        packs, pack_bytes = r.execute("SELECT count(*), coalesce(sum(size), 0) FROM packs").fetchone()
-        sessions = r.execute("SELECT count(*) FROM sessions").fetchone()[0]
-        queue = self.persister.statistics() if self.persister else None
-        return StoreStatistics(
-            files=files, sessions=sessions, logical_bytes=logical, referenced_bytes=referenced,
-            unique_bytes=unique, unreferenced_bytes=unreferenced, raw_block_bytes=raw, stored_bytes=pack_bytes,
-            block_bytes=stored, packs=packs,
-            dedup_ratio=referenced / unique if unique else 1.0,
-            compression_ratio=raw / stored if stored else 1.0,
-            space_saving=1 - pack_bytes / logical if logical else 0.0,
-            cache=self.cache.statistics(), queue=queue,
-            maintenance=maintenance_statistics(r, self.background.statistics() if self.background else None),
-            attr_cache=self.catalog.attrs.statistics())
+    def statistics(self) -> StoreStatistics:
+        """A snapshot of sizes, ratios, cache and queue counters (``store.statistics``: O(1))."""
+        return store_statistics(self)
 
     # -- the persistence worker's commit ----------------------------------------
     def _known_chunk(self, digest: bytes):

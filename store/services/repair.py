@@ -8,7 +8,7 @@ import json
 import stat
 import time
 
-from store.backends.catalog.sqlite import session_index
+from store.backends.catalog.sqlite import counters, session_index
 from store.backends.catalog.sqlite.schema import LOST_BLOCK, LOST_HASH_PREFIX
 from store.backends.objects.packs import pack_name
 from store.services.verify import Report, merge_ranges, is_lost_hash, ranges_text
@@ -138,6 +138,10 @@ def repair(store, report: Report) -> list[str]:
         if stale:
             actions.append(f"pruned {stale} lost+found entr{'ies' if stale != 1 else 'y'} of files since "
                            "rewritten or deleted")
+        # 7. The totals (last: the changes above kept them in step, a recount sets any drift right).
+        if report.counters:
+            counters.store_sums(db, counters.recount(db))
+            actions.append("stored the recounted totals (counters)")
     # After the commit: caches and files.
     if dropped_blocks or report.bad_chunks:
         store.maintenance_epoch += 1

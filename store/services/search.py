@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Iterable
 
 from store.backends.catalog.sqlite.schema import SEARCH_SESSION_SHIFT
-from store.backends.catalog.sqlite.search_index import SEQ_MASK, IndexUnavailableError
+from store.backends.catalog.sqlite.search_index import REBUILDING, SEQ_MASK, IndexUnavailableError
 from store.core.errors import BadInputError, StoreError
 from store.core.query import Atom, Clause, Query, parse_query, string_list, time_bound
 from store.core.snippets import make_snippet
@@ -133,7 +133,7 @@ def require_index(store: "Store", db: sqlite3.Connection) -> None:
     problem = index.problem if index is not None else "missing"
     if problem is None:
         row = db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()
-        problem = None if row is not None and row[0] == "ok" else (row[0] if row else "missing")
+        problem = None if row is not None and row[0] in ("ok", REBUILDING) else (row[0] if row else "missing")
     if problem is not None:
         raise IndexUnavailableError(
             f"the search index of {store.root} is {problem}; it is rebuilt when the store is next opened for "

@@ -32,6 +32,7 @@ session-stale          a ``sessions`` row that no session directory backs (or ou
 session-missing        a session directory with a valid metadata.json but no row
 invalid-json           (warning) a known session JSON file is not valid JSON
 unrecorded-loss        a file refers to lost data but is not in lost+found
+counters               a stored total (``counters``) differs from its recount
 =====================  =============================================================
 
 Without ``--data`` the packs are checked by location, size and frame header
@@ -53,6 +54,7 @@ It fixes what needs no guessing, in one durable transaction:
 - dangling directory entries and chunk references of missing inodes dropped;
 - the ``sessions`` rows are rebuilt from the session directories;
 - orphan pack files deleted (the writable open already does that);
+- the stored totals (``counters``) set to their recount;
 - data that is gone (missing pack, truncated pack, corrupt block, chunk that
   fails its hash, chunk or block that does not exist) is marked *lost*: each
   such chunk keeps its id and length but points at no block (``LOST_BLOCK``) and
@@ -83,7 +85,8 @@ from typing import Callable, Iterable
 import orjson
 
 from store.core import codec
-from store.backends.catalog.sqlite import session_index
+from store.backends.catalog.sqlite import counters, session_index
+from store.backends.catalog.sqlite.counters import COUNTERS_FORMAT
 from store.core.chunker import chunk_hash
 from store.core.errors import IntegrityError
 from store.core.units import human_bytes
@@ -141,6 +144,7 @@ class Report:
     stale_sessions: list = field(default_factory=list)     # session ids
     unrecorded: dict = field(default_factory=dict)         # ino -> reason (lost, not in lost_found)
     stale_lost: int = 0                                    # lost_found entries of files since rewritten
+    counters: bool = False                                 # the stored totals disagree with the tables
 
     @property
     def errors(self) -> list[Problem]:
@@ -266,6 +270,7 @@ class Verifier:
             self._file_chunks()
             self._namespace()
             self._sessions()
+            self._counters()
             if self.data:
                 self._json_files()
             self._lost_found()
@@ -292,7 +297,10 @@ class Verifier:
     # -- format, catalog -------------------------------------------------------------------
     def _format(self) -> None:
         version = read_format_version(self.db)
-        if version != FORMAT_VERSION:
+        if version is not None and version < FORMAT_VERSION:
+            self.add("format", f"catalog.db has format version {version}; it is upgraded to {FORMAT_VERSION} at "
+                               "the next writable open (mount, --repair)", severity="warning")
+        elif version != FORMAT_VERSION:
             self.add("format", f"catalog.db has format version {version}, this sessionfs reads {FORMAT_VERSION}")
         rows = [r[0] for r in self.db.execute("PRAGMA quick_check")]
         rows = [r for r in rows if r != "ok" and not self._false_null(r)]
@@ -678,6 +686,16 @@ class Verifier:
                 self.add("session-stale", f"the session index has a row for {sid} but sessions/{sid} is not a "
                                           "session directory", paths=[f"sessions/{sid}"], session=sid,
                          repair="delete the row")
+
+    def _counters(self) -> None:
+        if read_format_version(self.db) < COUNTERS_FORMAT:
+            return
+        wrong = counters.disagreements(self.db)
+        if wrong:
+            self.report.counters = True
+            self.add("counters", "stored totals differ from the tables: " + ", ".join(
+                f"{name} {stored:,} (recounted {actual:,})" for name, (stored, actual) in wrong.items()),
+                     repair="store the recounted totals", counters={k: list(v) for k, v in wrong.items()})
 
     def _invalid_json(self, where: str, data: bytes) -> None:
         try:

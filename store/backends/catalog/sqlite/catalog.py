@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from . import upgrade
 from store.backends.catalog.attr_cache import CAPACITY, DATA, EVERYTHING, ROW, AttrCache
 from store.core.errors import FormatError, IntegrityError
 from store.core.rewrite import Extent
@@ -98,6 +99,7 @@ class Catalog:
         self._checkpointed = 0
         self.attrs = AttrCache(0 if readonly else CAPACITY)     # read-only: others commit unseen
         self._touched: set[tuple[int, int]] = set()    # (kind, ino) changed by the open transaction
+        self.upgraded_from: int | None = None           # the format a writable open found
         try:
             self._open_checked()
         except BaseException as exc:
@@ -114,13 +116,14 @@ class Catalog:
                 raise FormatError(f"{self.path}: cannot switch the catalog to WAL mode (got {mode})")
             self._writer.execute("PRAGMA synchronous = NORMAL")
             self._writer.execute("PRAGMA wal_autocheckpoint = 4000")
+            # An INSERT OR REPLACE deletes the row it replaces: its delete triggers must run too
+            # (the counters' triggers, counters).
+            self._writer.execute("PRAGMA recursive_triggers = ON")
             self._watch_changes(self._writer)
-        version = read_format_version(self.reader())
-        if version is None:
-            raise FormatError(f"{self.path} is not a sessionfs catalog (no format version)")
-        if version != FORMAT_VERSION:
-            raise FormatError(
-                f"{self.path} has catalog format {version}; this sessionfs reads format {FORMAT_VERSION}")
+        if self._writer is not None:
+            self.upgraded_from = upgrade.run(self._writer, self.path)
+        #: The format as read: older than FORMAT_VERSION only when opened read-only (not upgraded).
+        self.format_version = upgrade.readable(read_format_version(self.reader()), self.path)
 
     def _watch_changes(self, db: sqlite3.Connection) -> None:
         """Temporary triggers (this connection only, nothing stored) report every change to what

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 
+from . import counters
+
 #: Bumped whenever a table or the meaning of a column changes; checked at open.
-FORMAT_VERSION = 1
+#: Older catalogs are upgraded at a writable open (``upgrade``: 1 -> 2 added ``counters``).
+FORMAT_VERSION = 2
 
 #: Inode of the mount root (a directory). Created by ``create_tables``.
 ROOT_INO = 1
@@ -171,9 +174,27 @@ def create_tables(db: sqlite3.Connection) -> None:
           next open rebuilds the index.
 
         meta ``search_version`` (must equal SEARCH_INDEX_VERSION) and
-        ``search_state`` (``ok``; anything else says why the index needs a rebuild)
-        are checked at open; a missing, outdated or damaged index is rebuilt from
-        the files (``sessionfs reindex``).
+        ``search_state`` (``ok``; ``rebuilding``: usable, being filled by a background
+        rebuild whose progress is meta ``search_rebuild``, JSON ``{"done", "total"}``
+        sessions; anything else says why the index needs a rebuild) are checked at open;
+        a missing, outdated or damaged index is rebuilt from the files in the background
+        (``store.search``), an interrupted rebuild resumed (``sessionfs reindex``: now).
+
+    ``counters(name, value)`` (``counters``; format 2)
+        Store-wide totals that statistics read instead of scanning: ``files`` and
+        ``logical_bytes`` (regular inodes, their sizes), ``sessions``,
+        ``referenced_bytes`` (chunk bytes over all ``file_chunks`` rows),
+        ``unique_bytes``/``unreferenced_bytes`` (chunks with refcount > 0 / <= 0),
+        ``blocks``, ``block_bytes``, ``raw_block_bytes``, ``packs``, ``pack_bytes``,
+        ``recompressed_blocks`` and ``recompress_bytes_before``/``_after`` (recompressed
+        rows whose block exists), ``dictionaries``, ``dictionary_bytes``, ``lost_files``
+        (distinct inodes in lost_found). Triggers ``count_<table>_insert``/``_delete``/
+        ``_update_<n>`` on those tables keep every value equal to its sum in the same
+        statement that changes a row (``counters.TERMS`` gives each row's contribution);
+        nothing else writes them but ``verify --repair``, which stores the recounted sums
+        (``counters.recount``) when they disagree. The writer runs with
+        ``recursive_triggers`` on, so the rows an ``INSERT OR REPLACE`` replaces are
+        subtracted.
     """
     db.executescript(
         """
@@ -274,6 +295,7 @@ def create_tables(db: sqlite3.Connection) -> None:
     db.executescript(MIGRATION_TABLES)
     db.executescript(MAINTENANCE_TABLES)
     create_search_tables(db)
+    counters.create(db)
 
 
 #: Block id of lost chunks (see ``lost_found``): real block ids start at 1.

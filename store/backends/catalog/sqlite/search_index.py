@@ -6,8 +6,13 @@ the text ``text_index.extract`` gives for it. ``TextIndex`` keeps it in step wit
 the tree from inside the store's write transactions: ``content_changed`` when a
 file's bytes commit, ``namespace_changed`` when names are created, renamed or
 removed, so a search never sees a file's new bytes without its new rows, or the
-reverse. It also checks the index at open and rebuilds it from the files when it
-is missing, outdated or damaged (``sessionfs reindex`` does the same on demand).
+reverse. It also checks the index at a writable open and, when it is missing,
+outdated or damaged, rebuilds it from the files in a background thread while the
+store serves (``sessionfs reindex`` rebuilds it on demand, in the foreground):
+the tables are recreated empty in state ``rebuilding``, from then on every commit
+indexes what it changes, and the thread indexes the session directories in short
+write transactions, skipping files a commit has indexed meanwhile. Searches answer
+from what is indexed so far; ``statistics()`` and the CLI say that it is rebuilding.
 
 Size. One FTS row per file, rowids ``dir_ino << 32 | seq`` (one session = one rowid
 range: session-level AND/NOT and probes need no join). For 10,000 generated
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -41,8 +47,14 @@ TEXT_CACHE_BYTES = 32 * 1024 * 1024
 
 
 _S_IFMT, _S_IFREG, _S_IFDIR = 0o170000, 0o100000, 0o040000
-#: Sessions per transaction when rebuilding.
+#: Sessions per transaction when rebuilding, at most.
 REBUILD_BATCH = 100
+#: A background rebuild ends its write transaction after about this long (commits wait no longer).
+REBUILD_BATCH_SECONDS = 0.05
+#: ... and pauses this long between transactions, so waiting writers take the lock first.
+REBUILD_PAUSE = 0.005
+#: meta ``search_state`` while the index is being rebuilt: usable, holding what is indexed so far.
+REBUILDING = "rebuilding"
 CHUNK_DIRS = ("screenshots", "audio-segments")
 _CHUNK_DIR_NAMES = frozenset(d.encode() for d in CHUNK_DIRS)
 SEQ_MASK = (1 << SEARCH_SESSION_SHIFT) - 1
@@ -58,12 +70,26 @@ _EXTENTS_SQL = ("SELECT f.off, c.length, c.id, c.hash, c.block_id, c.block_off F
                 "JOIN chunks c ON c.id = f.chunk_id WHERE f.ino = ? ORDER BY f.off")
 
 
+@dataclass(frozen=True)
+class SearchIndexStatistics:
+    """``state``: ``ok``, ``rebuilding`` (searches answer from what is indexed so far) or why
+    the index cannot be used; while rebuilding, ``sessions_done`` of ``sessions_total``
+    session directories have been indexed (commits meanwhile index themselves)."""
+    state: str
+    sessions_done: int = 0
+    sessions_total: int = 0
+
+
 @dataclass
 class RebuildReport:
     sessions: int
     files: int
     seconds: float
     reason: str | None = None
+
+
+def _hook(point: str) -> None:
+    """Test hook (tests replace it): the background rebuild calls it after each transaction."""
 
 
 class TextIndex:
@@ -73,7 +99,10 @@ class TextIndex:
         self.store = store
         self.sessions_ino = store.sessions_ino
         self.cache = TextCache(TEXT_CACHE_BYTES)
+        #: The report of the background rebuild started at open, once it has finished.
         self.rebuilt_at_open: RebuildReport | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
         reader = store.catalog.reader()
         #: Why the index cannot be used (None: it can). Searches refuse; a writable open rebuilds.
         self.problem = self._state(reader)
@@ -85,6 +114,18 @@ class TextIndex:
                 self.garbage = self._garbage_rows(reader) != 0
             except sqlite3.DatabaseError as exc:
                 self.problem = f"damaged: {exc}"
+
+    def statistics(self) -> SearchIndexStatistics:
+        """The index's state and a rebuild's progress (two rows of meta: O(1))."""
+        if self.problem is not None:
+            return SearchIndexStatistics(self.problem)
+        meta = dict(self.store.catalog.reader().execute(
+            "SELECT key, value FROM meta WHERE key IN ('search_state', 'search_rebuild')").fetchall())
+        state = str(meta.get("search_state") or "missing")
+        if state != REBUILDING:
+            return SearchIndexStatistics(state)
+        progress = json.loads(meta.get("search_rebuild") or "{}")
+        return SearchIndexStatistics(state, progress.get("done", 0), progress.get("total", 0))
 
     # -- state ------------------------------------------------------------------------
     @staticmethod
@@ -101,7 +142,7 @@ class TextIndex:
             return f"built by another version of sessionfs (index version {version}, expected " \
                    f"{SEARCH_INDEX_VERSION})"
         state = meta.get("search_state")
-        return None if state == "ok" else str(state or "in an unknown state")
+        return None if state in ("ok", REBUILDING) else str(state or "in an unknown state")
 
     @staticmethod
     def _garbage_rows(db) -> int:
@@ -150,39 +191,75 @@ class TextIndex:
             return f"damaged: {exc}"
         return None
 
-    def rebuild_if_needed(self) -> RebuildReport | None:
-        """At a writable open: rebuild a missing, outdated or damaged index (and say so)."""
+    def rebuild_if_needed(self) -> None:
+        """At a writable open: rebuild a missing, outdated or damaged index in the background
+        (searches answer from what is indexed so far and say so), or finish a rebuild that an
+        earlier process left unfinished."""
         reason = self.problem or ("holding rows of old file versions" if self.garbage else None)
         if reason is None:
-            return None
-        log.warning("search index of %s is %s: rebuilding it from the files", self.store.root, reason)
-        total = self.store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
-                                                    (self.sessions_ino,)).fetchone()[0]
-        done = [0, 0]
+            if self.statistics().state == REBUILDING:
+                log.warning("search index of %s: resuming an interrupted rebuild", self.store.root)
+                self._start_worker("interrupted")
+            return
+        log.warning("search index of %s is %s: rebuilding it from the files in the background",
+                    self.store.root, reason)
+        try:
+            self._begin_rebuild()
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self._failed(reason, exc)
+            return
+        self._start_worker(reason)
+
+    def _failed(self, reason: str, exc: BaseException) -> None:
+        # The store stays usable; only searching is refused until a rebuild succeeds.
+        self.problem = f"{reason}, and rebuilding it failed: {exc}"
+        log.error("search index of %s could not be rebuilt (%s); searches are refused until "
+                  "'sessionfs reindex' succeeds", self.store.root, exc)
+
+    def _start_worker(self, reason: str) -> None:
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._background, args=(reason,), name="search-rebuild",
+                                        daemon=True)
+        self._worker.start()
+
+    def _background(self, reason: str) -> None:
+        total = [0]
 
         def progress(n: int) -> None:
-            done[0] += n
-            if done[0] * 10 // max(total, 1) > done[1]:
-                done[1] = done[0] * 10 // max(total, 1)
-                log.info("search index rebuild: %d of %d sessions", done[0], total)
+            before = total[0]
+            total[0] += n
+            if total[0] // 1000 > before // 1000:
+                log.info("search index rebuild: %d sessions done", total[0])
         try:
-            report = self.rebuild(progress, reason=reason)
+            report = self._fill(progress, reason=reason, background=True)
         except (sqlite3.DatabaseError, StoreError) as exc:
-            # The store stays usable; only searching is refused until a rebuild succeeds.
-            self.problem = f"{reason}, and rebuilding it failed: {exc}"
-            log.error("search index of %s could not be rebuilt (%s); searches are refused until "
-                      "'sessionfs reindex' succeeds", self.store.root, exc)
-            return None
-        log.warning("search index rebuilt: %d files of %d sessions in %.1f s", report.files, report.sessions,
-                    report.seconds)
-        self.rebuilt_at_open = report
-        return report
+            self._failed(reason, exc)
+            return
+        if report is not None:
+            log.warning("search index rebuilt: %d files of %d sessions in %.1f s", report.files, report.sessions,
+                        report.seconds)
+            self.rebuilt_at_open = report
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to end; False if it still runs after ``timeout`` s."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
+
+    def stop(self) -> None:
+        """Stop a background rebuild between two transactions (the next writable open resumes it)."""
+        self._stop.set()
+        self.wait()
+        self._worker = None
+        self._stop.clear()
 
     def _active(self, db) -> bool:
         if self.problem is not None:
             return False
         row = db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()
-        return row is not None and row[0] == "ok"
+        return row is not None and row[0] in ("ok", REBUILDING)
 
     def _guarded(self, db, fn, *args) -> None:
         """Run a maintenance step; an index error marks the index for rebuild instead of
@@ -396,30 +473,66 @@ class TextIndex:
 
     # -- rebuild --------------------------------------------------------------------------
     def rebuild(self, progress: Callable[[int], None] | None = None, *, reason: str | None = None) -> RebuildReport:
-        """Drop the index and rebuild it from the files. ``progress(n)`` after each n sessions."""
-        started = time.monotonic()
-        catalog = self.store.catalog
-        with catalog.write() as db:
+        """Drop the index and rebuild it from the files now (``sessionfs reindex``).
+        ``progress(n)`` after each n sessions."""
+        self.stop()
+        self._begin_rebuild()
+        report = self._fill(progress, reason=reason)
+        with self.store.catalog.write() as db:
+            db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+        return report
+
+    def _begin_rebuild(self) -> None:
+        """Replace the index by empty tables in state REBUILDING: from this commit on, every
+        commit indexes what it changes (the hooks run), and ``_fill`` indexes the rest."""
+        with self.store.catalog.write() as db:
             _drop_search_tables(db)
             create_search_tables(db)
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', ?)",
-                       ("incomplete: a rebuild was interrupted",))
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                           [("search_state", REBUILDING), ("search_rebuild", json.dumps({"done": 0, "total": 0}))])
         self.problem, self.garbage = None, False
-        sessions = catalog.reader().execute("SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid",
-                                            (self.sessions_ino,)).fetchall()
-        files = 0
-        for i in range(0, len(sessions), REBUILD_BATCH):
-            batch = sessions[i:i + REBUILD_BATCH]
+
+    def _fill(self, progress: Callable[[int], None] | None, *, reason: str | None,
+              background: bool = False) -> RebuildReport | None:
+        """Index every session directory (a list taken now) in short write transactions, then
+        set the state ``ok``. A file that already has rows was indexed by a commit since the
+        rebuild began (the rows are current) and is skipped; a session made after the list
+        was taken is indexed by its own commits. Returns None when stopped, or when the state
+        stopped being REBUILDING (an index update failed meanwhile: the next open rebuilds)."""
+        started = time.monotonic()
+        catalog = self.store.catalog
+        sessions = [r[0] for r in catalog.reader().execute(
+            "SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid", (self.sessions_ino,))]
+        files, done = 0, 0
+        while True:
+            if self._stop.is_set():
+                return None
             with catalog.write() as db:
-                for (dir_ino,) in batch:
-                    for ino in self._session_files(db, dir_ino):
-                        files += self._refresh_inode(db, ino, True)
-            if progress is not None:
-                progress(len(batch))
-        with catalog.write() as db:
-            db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', 'ok')")
-        return RebuildReport(len(sessions), files, time.monotonic() - started, reason)
+                if db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()[0] != REBUILDING:
+                    log.error("search index of %s: the rebuild stops, the index is no longer being rebuilt",
+                              self.store.root)
+                    return None
+                start, deadline = done, time.monotonic() + REBUILD_BATCH_SECONDS
+                while done < len(sessions) and done - start < REBUILD_BATCH and (
+                        not background or done == start or time.monotonic() < deadline):
+                    for ino in self._session_files(db, sessions[done]):
+                        if not db.execute("SELECT 1 FROM search_docs WHERE ino = ? LIMIT 1", (ino,)).fetchone():
+                            files += self._refresh_inode(db, ino, True)
+                    done += 1
+                finished = done == len(sessions)
+                if finished:
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', 'ok')")
+                    db.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
+                else:
+                    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_rebuild', ?)",
+                               (json.dumps({"done": done, "total": len(sessions)}),))
+            if progress is not None and done > start:
+                progress(done - start)
+            if finished:
+                return RebuildReport(len(sessions), files, time.monotonic() - started, reason)
+            _hook("batch")
+            if background:
+                time.sleep(REBUILD_PAUSE)
 
     def _session_files(self, db, dir_ino: int) -> list[int]:
         out = []
