@@ -23,6 +23,7 @@ from . import upgrade
 from store.backends.catalog.attr_cache import CAPACITY, DATA, EVERYTHING, ROW, AttrCache
 from store.core.errors import FormatError, IntegrityError
 from store.core.rewrite import Extent
+from .view import SqliteView
 from .schema import FORMAT_VERSION, ROOT_INO, create_tables, read_format_version
 
 
@@ -120,6 +121,7 @@ class Catalog:
             # (the counters' triggers, counters).
             self._writer.execute("PRAGMA recursive_triggers = ON")
             self._watch_changes(self._writer)
+            self._writer_view = SqliteView(self._writer, writable=True)
         if self._writer is not None:
             self.upgraded_from = upgrade.run(self._writer, self.path)
         #: The format as read: older than FORMAT_VERSION only when opened read-only (not upgraded).
@@ -159,8 +161,8 @@ class Catalog:
             db.close()
 
     # -- connections -------------------------------------------------------
-    def reader(self) -> sqlite3.Connection:
-        """This thread's read connection, opened on first use.
+    def reader(self) -> SqliteView:
+        """This thread's read view (``view.SqliteView``), its connection opened on first use.
 
         It is closed when the thread exits: the FUSE layer's worker threads come and go
         (trio retires a thread idle for 10 s), and a connection kept for every thread that
@@ -173,7 +175,7 @@ class Catalog:
                 self._all_readers.append(db)
             weakref.finalize(holder, self._retire, db)
             self._local.reader = holder
-        return holder.db
+        return holder.view
 
     def _retire(self, db: sqlite3.Connection) -> None:
         with self._readers_lock:
@@ -189,8 +191,8 @@ class Catalog:
             return len(self._all_readers)
 
     @contextlib.contextmanager
-    def write(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """A write transaction; commits on success, rolls back on any exception."""
+    def write(self, durable: bool = False) -> Iterator[SqliteView]:
+        """A write transaction's view; commits on success, rolls back on any exception."""
         if self._writer is None:
             raise FormatError(f"{self.path} is open read-only")
         with self._write_lock:
@@ -199,7 +201,7 @@ class Catalog:
                 db.execute("PRAGMA synchronous = FULL")
             db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
+                yield self._writer_view
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -256,7 +258,7 @@ class Catalog:
     def _cacheable(self) -> bool:
         """False while this thread's reader is inside a read transaction (an older snapshot)."""
         holder = getattr(self._local, "reader", None)
-        return holder is None or not holder.db.in_transaction
+        return holder is None or not holder.view.in_transaction
 
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         """Committed bytes of each file that hold data, not holes (for st_blocks)."""
@@ -348,11 +350,11 @@ class Catalog:
 
 
 class _ThreadReader:
-    """Holds one thread's read connection; its finalizer closes the connection."""
-    __slots__ = ("db", "__weakref__")
+    """Holds one thread's read view; its finalizer closes the connection."""
+    __slots__ = ("view", "__weakref__")
 
     def __init__(self, db: sqlite3.Connection):
-        self.db = db
+        self.view = SqliteView(db, writable=False)
 
 
 def _connect_create(path: Path) -> sqlite3.Connection:

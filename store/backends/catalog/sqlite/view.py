@@ -1,0 +1,64 @@
+"""One SQLite connection seen through the catalog's typed operations.
+
+``Catalog.reader()`` gives this thread's read view; ``Catalog.write()`` yields a
+transaction view (``writable``) over the one writer connection. A view carries
+one attribute per domain of the catalog interface (``tree``, ``content``,
+``sessions``, ``search``, ``maintenance``, ``audit``, ``migration``): each is
+the SQLite implementation of that domain, a class of its own module in this
+package, built on first use and bound to this view's connection. Nothing
+outside this package sees the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from typing import Iterator
+
+
+class SqliteView:
+    """The catalog through one connection; see the module docstring."""
+
+    def __init__(self, db: sqlite3.Connection, *, writable: bool):
+        self._db = db
+        self.writable = writable
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside ``snapshot()`` or a write transaction (reads see one point in time)."""
+        return self._db.in_transaction
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator["SqliteView"]:
+        """Reads inside see one committed state of the catalog (a read transaction)."""
+        if self._db.in_transaction:
+            yield self
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator["SqliteView"]:
+        """Inside a write transaction: changes made in the block are undone, alone, when it
+        raises (the exception goes on); the rest of the transaction stays."""
+        self._db.execute("SAVEPOINT part")
+        try:
+            yield self
+        except BaseException:
+            self._db.execute("ROLLBACK TO part")
+            self._db.execute("RELEASE part")
+            raise
+        self._db.execute("RELEASE part")
+
+    # -- transitional: SQL that has not yet moved into a domain module ------------------
+    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
+        return self._db.execute(sql, params)
+
+    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
+        return self._db.executemany(sql, rows)
+
+    def __getattr__(self, name: str):
+        return getattr(self._db, name)
