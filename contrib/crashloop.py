@@ -49,7 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from mounting import Mount, process_alive, sessionfs  # noqa: E402
+from mounting import Mount, proc_status_kb, process_alive, sessionfs  # noqa: E402
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 # How a writer ends when the daemon under it dies: its next call on the mount fails so.
@@ -176,18 +176,6 @@ except OSError as exc:
 
 def _sha_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _hwm_mb(pid: int | None) -> int:
-    """Peak resident memory (VmHWM) of the daemon so far, in MiB."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) // 1024
-    except (OSError, TypeError):
-        pass
-    return 0
 
 
 def observe(w: Path) -> dict[str, str]:
@@ -333,6 +321,8 @@ class CrashLoop:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(self.rnd.uniform(self.min_ms, self.max_ms) / 1000)
         pid = m.pid
+        peak_mb = proc_status_kb(pid, "VmHWM") // 1024
+        self.counts["peak_daemon_rss_mb"] = max(self.counts.get("peak_daemon_rss_mb", 0), peak_mb)
         m.kill9()
         self.counts["kills"] += 1
         try:
@@ -364,7 +354,6 @@ class CrashLoop:
         for p in check_log(lines, self.state, seen):
             self._violate(i, p)
         self.state = seen
-        self.counts["peak_daemon_rss_mb"] = max(self.counts.get("peak_daemon_rss_mb", 0), _hwm_mb(m.pid))
         self.counts["loops"] += 1
         if (i + 1) % self.verify_every == 0:
             self.verify(i)
