@@ -127,7 +127,7 @@ try:
         say("i", import_sid)
     for step in range(100000):
         for name in sorted(held):
-            if rnd.random() < 0.3:
+            if rnd.random() < 0.1:
                 settle(name)
         op = rnd.random()
         if op < 0.35:                                   # create / in-place rewrite
