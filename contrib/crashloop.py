@@ -3,9 +3,9 @@
 Each loop mounts the store (daemonized, as a user would), starts a writer process that
 works in ``sessions/w/`` (create, in-place rewrite, append, fsync, atomic replace by
 rename, unlink, mkdir) and sometimes drops a legacy session into ``import/``, kills the
-daemon with SIGKILL after a random 50-400 ms, kills the writer, and at the next mount
-checks the contract against the writer's log (one line per step, written after the call
-returned):
+daemon with SIGKILL a random 50-400 ms after the writer is inside the mount, waits for the
+writer to end (its next call fails), and at the next mount checks the contract against
+the writer's log (one line per step, written after the call returned):
 
 - every closed (``C``) or fsynced (``F``) file is present with exactly that content;
 - a file being written when the daemon died is its last closed version, the new one
@@ -82,12 +82,7 @@ def write_all(fd, data):
 os.chdir(mnt)
 W = os.path.join("sessions", "w")
 cur = {}
-for dp, dn, fn in os.walk(W):
-    for f in fn:
-        p = os.path.join(dp, f)
-        with open(p, "rb") as fh:
-            cur[os.path.relpath(p, W)] = fh.read()
-dirs = ["."] + [d for d in ("d0", "d1", "d2") if os.path.isdir(os.path.join(W, d))]
+dirs = ["."]
 names = [f"f{i}" for i in range(6)]
 def pick():
     return os.path.join(rnd.choice(dirs), rnd.choice(names)).removeprefix("./")
@@ -119,6 +114,13 @@ def put(name, data, flags, payload, fsync_share, hold=False):
     close(name, fd, data)
 say("S", seed)
 try:
+    # What the last loop left (inside the try: the kill may land while this reads it).
+    for dp, dn, fn in os.walk(W):
+        for f in fn:
+            p = os.path.join(dp, f)
+            with open(p, "rb") as fh:
+                cur[os.path.relpath(p, W)] = fh.read()
+    dirs += [d for d in ("d0", "d1", "d2") if os.path.isdir(os.path.join(W, d))]
     if import_sid != "-" :
         imp = "import"                    # import/attachments/ was filled by the harness
         say("I", import_sid)
@@ -319,6 +321,12 @@ class CrashLoop:
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(m.path), str(log_path),
                                    str(self.seed * 100_000 + i), str(self.legacy), sid],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # The random delay starts once the writer is inside the mount (its "S" line): a kill
+        # during its interpreter's start-up would leave it in the directory under the dead mount.
+        deadline = time.monotonic() + 120
+        while writer.poll() is None and time.monotonic() < deadline and not (
+                log_path.exists() and log_path.stat().st_size):
+            time.sleep(0.005)
         time.sleep(self.rnd.uniform(self.min_ms, self.max_ms) / 1000)
         pid = m.pid
         peak_mb = proc_status_kb(pid, "VmHWM") // 1024

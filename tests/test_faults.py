@@ -7,8 +7,9 @@ writes go through the path API (``write_files`` + ``flush``) and the inode API
 - an error carries the injected errno (``FsError`` with EIO or ENOSPC);
 - an OK means durable, call by call: the workload runs in a child process that is
   SIGKILLed right after the last call (nothing flushed after it), then a power cut drops
-  every pack byte written since the last pack sync that succeeded; the reopened store must
-  give each file the version its last OK call made durable or a later one it was given;
+  every pack byte written since the last pack sync that succeeded and the staged (never
+  fsynced) writes; the reopened store must give each file the version its last OK call made
+  durable or a later one it was given;
 - data committed before the faults started reads back exactly, during and after;
 - the recovered store commits what it replays and passes ``verify(data=True)``.
 
