@@ -340,12 +340,11 @@ class CrashLoop:
             _, err = writer.communicate()
             err = f"(killed: still running 120 s after the daemon died)\n{err}"
         lines = log_path.read_text().splitlines() if log_path.exists() else []
+        violations_before = self.counts["violations"]
         failure = writer_failure(writer.returncode, err, lines)
         if failure:
             self._violate(i, failure)
         self.imports_closed.update(ln.split()[1] for ln in lines if ln.startswith("i "))
-        if not self.keep_logs:
-            log_path.unlink(missing_ok=True)
         self.counts["writer_steps"] += sum(1 for ln in lines if ln[:1] in "CFrum")
         steps, still_open = fsynced_in_place(lines)
         self.counts["f_after_inplace"] += steps
@@ -362,6 +361,10 @@ class CrashLoop:
         for p in check_log(lines, self.state, seen):
             self._violate(i, p)
         self.state = seen
+        if self.counts["violations"] > violations_before:
+            self.out(f"writer log of loop {i} kept: {log_path}")
+        elif not self.keep_logs:
+            log_path.unlink(missing_ok=True)
         self.counts["loops"] += 1
         if (i + 1) % self.verify_every == 0:
             self.verify(i)
