@@ -205,6 +205,25 @@ def fsynced_in_place(lines: list[str]) -> tuple[int, int]:
     return steps, len(still_open)
 
 
+def kernel_stacks(pid: int, who: str) -> str:
+    """Where each thread of a stuck process waits in the kernel (/proc/<pid>/task/*/stack)."""
+    out = []
+    try:
+        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except FileNotFoundError:
+        return f"{who} {pid}: gone\n"
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(") ", 1)[1][0]
+            with open(f"/proc/{pid}/task/{tid}/stack") as f:
+                stack = f.read()
+        except OSError as exc:
+            state, stack = "?", f"({exc.strerror})\n"
+        out.append(f"{who} {pid} thread {tid} state {state}:\n{stack}")
+    return "".join(out)
+
+
 def writer_failure(returncode: int, stderr: str, lines: list[str]) -> str | None:
     """Why the writer did not end as expected (its last call failed because the daemon died)."""
     last = lines[-1].split() if lines else []
@@ -336,9 +355,10 @@ class CrashLoop:
         try:
             _, err = writer.communicate(timeout=120)
         except subprocess.TimeoutExpired:
+            where = kernel_stacks(writer.pid, "writer") + kernel_stacks(pid, "daemon")
             writer.kill()
             _, err = writer.communicate()
-            err = f"(killed: still running 120 s after the daemon died)\n{err}"
+            err = f"(killed: still running 120 s after the daemon was SIGKILLed)\n{where}{err}"
         lines = log_path.read_text().splitlines() if log_path.exists() else []
         violations_before = self.counts["violations"]
         failure = writer_failure(writer.returncode, err, lines)
