@@ -3,9 +3,9 @@
 Each loop mounts the store (daemonized, as a user would), starts a writer process that
 works in ``sessions/w/`` (create, in-place rewrite, append, fsync, atomic replace by
 rename, unlink, mkdir) and sometimes drops a legacy session into ``import/``, kills the
-daemon with SIGKILL after a random 50-400 ms, kills the writer, and at the next mount
-checks the contract against the writer's log (one line per step, written after the call
-returned):
+daemon with SIGKILL a random 50-400 ms after the writer is inside the mount, waits for the
+writer to end (its next call fails), and at the next mount checks the contract against
+the writer's log (one line per step, written after the call returned):
 
 - every closed (``C``) or fsynced (``F``) file is present with exactly that content;
 - a file being written when the daemon died is its last closed version, the new one
@@ -13,18 +13,28 @@ returned):
 - an interrupted rename shows either the old pair or the new one, never half;
 - an unlinked file is gone; an interrupted unlink leaves the file whole or absent;
 - every ``verify_every`` loops and at the end (unmounted): ``sessionfs verify --data`` is
-  clean, and every imported legacy session present is whole (the legacy values).
+  clean, and every imported legacy session present is whole (the legacy values);
+- the writer itself ended as it should: its last call failed with ENOTCONN because the
+  daemon died. Any other end (a traceback, another errno, a hang) is a violation and its
+  stderr is shown, so a broken writer cannot shrink the coverage unseen.
+
+The writer keeps some fsynced in-place rewrites open for a few steps, so many kills land
+between an ``F`` and its ``C``: the counts ``f_after_inplace`` (such fsyncs) and
+``killed_fsynced_open`` (of them, still open at the kill) show how often that case ran.
 
 With ``--maintenance`` the daemon recompresses and garbage-collects/compacts eagerly (no
-age or grace limits), so kills also land during background compression and GC compaction.
+age or grace limits), so kills also land during background compression and GC compaction;
+every 5th loop the writer waits until the compressor has worked (it only runs when I/O is
+quiet), counted as ``compressed_before_kill``.
 
 Run: ``python -m contrib.crashloop --loops 1000 [--maintenance] [--workdir DIR] [--seed N]``; prints the
-counts (loops, kills, violations) as JSON on the last line and exits 1 on violations.
+counts (loops, kills, violations, writer steps, ...) as JSON on the last line and exits 1 on violations.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -39,9 +49,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from mounting import Mount, process_alive, sessionfs  # noqa: E402
+from mounting import Mount, proc_status_kb, process_alive, sessionfs  # noqa: E402
 
 EMPTY = hashlib.sha256(b"").hexdigest()
+# How a writer ends when the daemon under it dies: its next call on the mount fails so.
+DEAD_MOUNT_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED)
 # Maintenance as eager as it goes: cold at once, garbage at once, a whole core.
 MAINTENANCE_ARGS = ("--cold-age", "0", "--gc-grace", "0", "--cpu-share", "1")
 
@@ -70,28 +82,45 @@ def write_all(fd, data):
 os.chdir(mnt)
 W = os.path.join("sessions", "w")
 cur = {}
-for dp, dn, fn in os.walk(W):
-    for f in fn:
-        p = os.path.join(dp, f)
-        with open(p, "rb") as fh:
-            cur[os.path.relpath(p, W)] = fh.read()
-dirs = ["."] + [d for d in ("d0", "d1", "d2") if os.path.isdir(os.path.join(W, d))]
+dirs = ["."]
 names = [f"f{i}" for i in range(6)]
 def pick():
     return os.path.join(rnd.choice(dirs), rnd.choice(names)).removeprefix("./")
-def put(name, data, flags, payload, fsync_share):
-    """Write payload to name (opened with flags) so that the file holds data; log each step."""
-    say("B", name, sha(data), "append" if flags & os.O_APPEND else "inplace")
+held = {}    # name -> (fd, data): rewritten in place and fsynced, kept open over later steps
+def close(name, fd, data):
+    os.close(fd)
+    cur[name] = data
+    say("C", name, sha(data))
+def settle(name):
+    """Close name first if it is held open (every step on a name starts from a closed file)."""
+    if name in held:
+        close(name, *held.pop(name))
+def put(name, data, flags, payload, fsync_share, hold=False):
+    """Write payload to name (opened with flags) so that the file holds data; log each step.
+
+    With ``hold``, an in-place rewrite that was fsynced stays open for a few steps, so the kill
+    often lands between its fsync and its close: then only the fsynced content is allowed."""
+    settle(name)
+    kind = "append" if flags & os.O_APPEND else "inplace"
+    say("B", name, sha(data), kind)
     fd = os.open(os.path.join(W, name), flags, 0o644)
     write_all(fd, payload)
     if rnd.random() < fsync_share:
         os.fsync(fd)
         say("F", name, sha(data))
-    os.close(fd)
-    cur[name] = data
-    say("C", name, sha(data))
+        if hold and kind == "inplace" and rnd.random() < 0.5:
+            held[name] = (fd, data)
+            return
+    close(name, fd, data)
 say("S", seed)
 try:
+    # What the last loop left (inside the try: the kill may land while this reads it).
+    for dp, dn, fn in os.walk(W):
+        for f in fn:
+            p = os.path.join(dp, f)
+            with open(p, "rb") as fh:
+                cur[os.path.relpath(p, W)] = fh.read()
+    dirs += [d for d in ("d0", "d1", "d2") if os.path.isdir(os.path.join(W, d))]
     if import_sid != "-" :
         imp = "import"                    # import/attachments/ was filled by the harness
         say("I", import_sid)
@@ -99,16 +128,21 @@ try:
                         os.path.join(imp, import_sid + ".json"))
         say("i", import_sid)
     for step in range(100000):
+        for name in sorted(held):
+            if rnd.random() < 0.1:
+                settle(name)
         op = rnd.random()
         if op < 0.35:                                   # create / in-place rewrite
             data = body()
-            put(pick(), data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, data, 0.3)
+            put(pick(), data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, data, 0.3, hold=True)
         elif op < 0.5 and cur:                          # append
             name = rnd.choice(sorted(cur))
+            settle(name)
             extra = body()[:20000] or b"x"
             put(name, cur[name] + extra, os.O_WRONLY | os.O_APPEND, extra, 0.3)
         elif op < 0.7:                                  # atomic replace: tmp + rename
             name = pick()
+            settle(name)
             tmp = name + ".tmp"
             data = body()
             put(tmp, data, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, data, 0.5)
@@ -118,6 +152,7 @@ try:
             say("r", tmp, name)
         elif op < 0.85 and cur:                         # unlink
             name = rnd.choice(sorted(cur))
+            settle(name)
             say("U", name)
             os.unlink(os.path.join(W, name))
             del cur[name]
@@ -132,6 +167,7 @@ try:
         else:                                           # read back what we know
             if cur:
                 name = rnd.choice(sorted(cur))
+                settle(name)
                 with open(os.path.join(W, name), "rb") as fh:
                     if fh.read() != cur[name]:
                         say("X", name, "read-back differs")
@@ -144,18 +180,6 @@ def _sha_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _hwm_mb(pid: int | None) -> int:
-    """Peak resident memory (VmHWM) of the daemon so far, in MiB."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) // 1024
-    except (OSError, TypeError):
-        pass
-    return 0
-
-
 def observe(w: Path) -> dict[str, str]:
     out = {}
     for dp, _, fn in os.walk(w):
@@ -163,6 +187,50 @@ def observe(w: Path) -> dict[str, str]:
             p = Path(dp) / f
             out[str(p.relative_to(w))] = _sha_file(p)
     return out
+
+
+def fsynced_in_place(lines: list[str]) -> tuple[int, int]:
+    """(fsyncs that finished an in-place rewrite, of those still open when the daemon died)."""
+    kind: dict[str, str] = {}
+    steps, still_open = 0, set()
+    for line in lines:
+        f = line.split()
+        if f[:1] == ["B"]:
+            kind[f[1]] = f[3]
+        elif f[:1] == ["F"] and kind.get(f[1]) == "inplace":
+            steps += 1
+            still_open.add(f[1])
+        elif f[:1] == ["C"]:
+            still_open.discard(f[1])
+    return steps, len(still_open)
+
+
+def kernel_stacks(pid: int, who: str) -> str:
+    """Where each thread of a stuck process waits in the kernel (/proc/<pid>/task/*/stack)."""
+    out = []
+    try:
+        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except FileNotFoundError:
+        return f"{who} {pid}: gone\n"
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                state = f.read().rsplit(") ", 1)[1][0]
+            with open(f"/proc/{pid}/task/{tid}/stack") as f:
+                stack = f.read()
+        except OSError as exc:
+            state, stack = "?", f"({exc.strerror})\n"
+        out.append(f"{who} {pid} thread {tid} state {state}:\n{stack}")
+    return "".join(out)
+
+
+def writer_failure(returncode: int, stderr: str, lines: list[str]) -> str | None:
+    """Why the writer did not end as expected (its last call failed because the daemon died)."""
+    last = lines[-1].split() if lines else []
+    if returncode == 0 and last[:1] == ["E"] and int(last[1]) in DEAD_MOUNT_ERRNOS:
+        return None
+    return (f"writer exited with {returncode}, last log line {lines[-1] if lines else None!r}; "
+            f"its stderr:\n{stderr[-4000:]}")
 
 
 def check_log(lines: list[str], before: dict[str, str], seen: dict[str, str]) -> list[str]:
@@ -180,9 +248,9 @@ def check_log(lines: list[str], before: dict[str, str], seen: dict[str, str]) ->
         if op == "B":
             pending[f[1]] = (f[2], f[3])
         elif op in ("C", "F"):
+            # Closed or fsynced: that content exactly, whatever the kind of write it finished.
             known[f[1]] = f[2]
-            if op == "C":
-                pending.pop(f[1], None)
+            pending.pop(f[1], None)
         elif op == "R":
             renaming = (f[1], f[2], known.get(f[1]), known.get(f[2]))
         elif op == "r":
@@ -223,7 +291,8 @@ def check_log(lines: list[str], before: dict[str, str], seen: dict[str, str]) ->
 class CrashLoop:
     def __init__(self, workdir: Path, seed: int = 0, verify_every: int = 10, legacy_sessions: int = 8,
                  min_ms: int = 50, max_ms: int = 400, out=print, progress: int = 0,
-                 keep_logs: bool = False, import_every: int = 7, mount_args: tuple[str, ...] = ()):
+                 keep_logs: bool = False, import_every: int = 7, mount_args: tuple[str, ...] = (),
+                 compress_every: int = 0):
         self.work = Path(workdir)
         self.work.mkdir(parents=True, exist_ok=True)
         self.store = self.work / "store"
@@ -236,6 +305,7 @@ class CrashLoop:
         self.progress = progress
         self.keep_logs = keep_logs
         self.import_every = import_every
+        self.compress_every = compress_every
         self.legacy = self.work / "legacy"
         if not (self.legacy / "sessions").is_dir():
             from contrib.corpus import write_legacy_store
@@ -243,7 +313,8 @@ class CrashLoop:
         self.legacy_ids = sorted(p.stem for p in (self.legacy / "sessions").glob("*.json"))
         self.imports_started: list[str] = []
         self.imports_closed: set[str] = set()
-        self.counts = {"loops": 0, "kills": 0, "violations": 0, "verifies": 0, "imports": 0, "writer_steps": 0}
+        self.counts = {"loops": 0, "kills": 0, "violations": 0, "verifies": 0, "imports": 0, "writer_steps": 0,
+                       "f_after_inplace": 0, "killed_fsynced_open": 0, "compressed_before_kill": 0}
         self.violations: list[str] = []
         self.state: dict[str, str] = {}
 
@@ -263,24 +334,41 @@ class CrashLoop:
             sid = self.legacy_ids[len(self.imports_started)]
             self.imports_started.append(sid)
             self.counts["imports"] += 1
+        if self.compress_every and i % self.compress_every == 0:
+            self._await_compressor()
         log_path = self.work / f"writer-{i}.log"
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(m.path), str(log_path),
                                    str(self.seed * 100_000 + i), str(self.legacy), sid],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # The random delay starts once the writer is inside the mount (its "S" line): a kill
+        # during its interpreter's start-up would leave it in the directory under the dead mount.
+        deadline = time.monotonic() + 120
+        while writer.poll() is None and time.monotonic() < deadline and not (
+                log_path.exists() and log_path.stat().st_size):
+            time.sleep(0.005)
         time.sleep(self.rnd.uniform(self.min_ms, self.max_ms) / 1000)
         pid = m.pid
+        peak_mb = proc_status_kb(pid, "VmHWM") // 1024
+        self.counts["peak_daemon_rss_mb"] = max(self.counts.get("peak_daemon_rss_mb", 0), peak_mb)
         m.kill9()
         self.counts["kills"] += 1
         try:
-            writer.wait(timeout=10)
+            _, err = writer.communicate(timeout=120)
         except subprocess.TimeoutExpired:
+            where = kernel_stacks(writer.pid, "writer") + kernel_stacks(pid, "daemon")
             writer.kill()
-            writer.wait()
+            _, err = writer.communicate()
+            err = f"(killed: still running 120 s after the daemon was SIGKILLed)\n{where}{err}"
         lines = log_path.read_text().splitlines() if log_path.exists() else []
+        violations_before = self.counts["violations"]
+        failure = writer_failure(writer.returncode, err, lines)
+        if failure:
+            self._violate(i, failure)
         self.imports_closed.update(ln.split()[1] for ln in lines if ln.startswith("i "))
-        if not self.keep_logs:
-            log_path.unlink(missing_ok=True)
         self.counts["writer_steps"] += sum(1 for ln in lines if ln[:1] in "CFrum")
+        steps, still_open = fsynced_in_place(lines)
+        self.counts["f_after_inplace"] += steps
+        self.counts["killed_fsynced_open"] += still_open
         assert not process_alive(pid)
         m.start()
         seen = observe(m.sessions / "w")
@@ -293,10 +381,28 @@ class CrashLoop:
         for p in check_log(lines, self.state, seen):
             self._violate(i, p)
         self.state = seen
-        self.counts["peak_daemon_rss_mb"] = max(self.counts.get("peak_daemon_rss_mb", 0), _hwm_mb(m.pid))
+        if self.counts["violations"] > violations_before:
+            self.out(f"writer log of loop {i} kept: {log_path}")
+        elif not self.keep_logs:
+            log_path.unlink(missing_ok=True)
         self.counts["loops"] += 1
         if (i + 1) % self.verify_every == 0:
             self.verify(i)
+
+    def _await_compressor(self) -> None:
+        """Hold the writer back until this daemon's compressor has recompressed blocks or is at
+        it (it waits for quiet I/O, which a running writer never leaves it), so that the kill
+        lands after or during compression. Counted; a compressor with nothing to do is not."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            m = self.mount.stats()["maintenance"]
+            c = m["background"]["compressor"]
+            if c["blocks"] > 0 or c["state"] == "working":
+                self.counts["compressed_before_kill"] += 1
+                return
+            if c["state"] == "idle" and m["blocks_pending"] == 0:
+                return
+            time.sleep(0.05)
 
     def _violate(self, i: int, what: str) -> None:
         self.counts["violations"] += 1
@@ -369,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     cl = CrashLoop(work, seed=args.seed, verify_every=args.verify_every,
                    legacy_sessions=max(8, min(60, args.loops // 7 + 1)),
                    out=lambda text: print(text, flush=True), progress=50,
-                   mount_args=MAINTENANCE_ARGS if args.maintenance else ())
+                   mount_args=MAINTENANCE_ARGS if args.maintenance else (),
+                   compress_every=5 if args.maintenance else 0)
     try:
         counts = cl.run(args.loops)
     finally:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from mounting import FUSE_AVAILABLE, Mount
+
+# No hypothesis deadlines anywhere: a slow example on a loaded machine is not a bug (hangs are
+# bounded by pytest-timeout; timings live in contrib/bench).
+settings.register_profile("sessionfs", deadline=None)
+settings.load_profile("sessionfs")
 
 
 @pytest.fixture

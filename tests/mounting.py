@@ -31,6 +31,16 @@ def sessionfs(*args: str, check: bool = True, timeout: float = 120, **kw) -> sub
     return result
 
 
+def proc_status_kb(pid: int, key: str) -> int:
+    """A memory field of /proc/<pid>/status in KiB: ``VmRSS`` (now) or ``VmHWM`` (the peak since
+    the process started, so no allocation between two samples escapes it)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(f"no {key} in /proc/{pid}/status")
+
+
 def process_alive(pid: int) -> bool:
     """True while any thread of ``pid`` runs (a zombie has exited; after SIGKILL the leader can be a
     zombie while other threads still exit and hold the process's files, /dev/fuse and the store lock)."""

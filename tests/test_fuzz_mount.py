@@ -19,7 +19,7 @@ Every divergence is a bug of the mount; the few differences that come from the k
 module or from pyfuse3 and that no daemon can change are noted where the rules avoid them.
 The CI budget is fixed (30 runs of 50 steps, about 1,500 compared steps);
 ``SESSIONFS_FUZZ_EXAMPLES`` and ``SESSIONFS_FUZZ_STEPS`` raise it for long runs, e.g.
-``SESSIONFS_FUZZ_EXAMPLES=2000 pytest tests/test_mount.py -s`` (``-s`` prints the step
+``SESSIONFS_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz_mount.py -s`` (``-s`` prints the step
 count and the daemon's peak memory; divergences are also written to ``divergences.log`` in the
 test's tmp dir with the steps that led to them).
 """
@@ -39,6 +39,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from mounting import proc_status_kb
 
 
 EXAMPLES = int(os.environ.get("SESSIONFS_FUZZ_EXAMPLES", "30"))
@@ -96,14 +98,6 @@ def outcome(fn, *args):
         return "ok", fn(*args)
     except OSError as exc:
         return "err", errno.errorcode.get(exc.errno, exc.errno)
-
-
-def _rss_kb(pid: int, key: str = "VmRSS") -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 class Handle:
@@ -549,7 +543,7 @@ def test_differential_fuzz(mount, tmp_path):
     STATS.update(steps=0, examples=0)
     FINISHED.clear()
     DIVERGENCE_LOG[:] = [tmp_path / "divergences.log"]
-    rss_before = _rss_kb(mount.pid)
+    rss_before = proc_status_kb(mount.pid, "VmRSS")
     try:
         run_state_machine_as_test(
             MountVsReference,
@@ -558,7 +552,7 @@ def test_differential_fuzz(mount, tmp_path):
     finally:
         if DIVERGENCE_LOG[0].exists():
             print("\ndivergences seen (first of each kind):\n" + DIVERGENCE_LOG[0].read_text()[:20000])
-    peak = _rss_kb(mount.pid, "VmHWM")
+    peak = proc_status_kb(mount.pid, "VmHWM")
     STATS["peak_rss_kb"] = peak
     print(f"\ndifferential fuzz: {STATS['examples']} runs, {STATS['steps']} compared steps, "
           f"daemon RSS {rss_before} kB before, peak {peak} kB")

@@ -2,8 +2,9 @@
 codec framing and the pack reader.
 
 Each gets arbitrary or corrupted input and must either succeed or raise the module's own
-clear error type (``LegacyError``, ``IntegrityError``), within a deadline (no hang), and a
-rejected legacy file writes nothing to the store.
+clear error type (``LegacyError``, ``IntegrityError``) without hanging (the suite's
+pytest-timeout bounds a hang; hypothesis deadlines are off: they judge speed, and flake under
+load), and a rejected legacy file writes nothing to the store.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from store.core import codec
 from store.core import legacy
 from store.core import text_index
 
-FUZZ = settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
 
 json_scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | \
@@ -186,7 +187,7 @@ def pristine(tmp_path_factory):
     return root, {str(p.relative_to(root)): p.read_bytes() for p in pack_files(root)}
 
 
-@settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(st.data())
 def test_pack_reader_corruption_gives_integrity_errors(pristine, tmp_path, data):

@@ -65,9 +65,10 @@ STORE_DIRS = ("packs", "packing", "staging")
 
 @dataclass
 class DecodedBlock:
-    """A decoded block in the cache, with the chunks in it that failed their hash."""
+    """A decoded block in the cache, with the chunks in it that failed their hash and why."""
     raw: bytes
     bad: frozenset
+    why: str = ""
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -422,6 +423,7 @@ class Store:
             where = self.catalog.path_of(ino, db) if ino is not None else None
             raise IntegrityError(
                 f"chunk {loc.hash.hex()} (block {loc.block_id}) is corrupt"
+                + (f" ({block.why})" if block.why else "")
                 + (f"; file {where!r} cannot be read there" if where else ""),
                 chunk=loc.hash.hex(), path=where)
         return block.raw[loc.block_off:loc.block_off + loc.length]
@@ -443,15 +445,17 @@ class Store:
             raw = codec.decode_block(self.packs.read(b.pack_id, b.offset, b.length), where, self.dictionaries)
         except IntegrityError as exc:
             log.error("%s", exc)
-            return DecodedBlock(b"", frozenset(r[0] for r in chunk_rows))
+            return DecodedBlock(b"", frozenset(r[0] for r in chunk_rows), str(exc))
         if len(raw) != b.raw_length:
-            log.error("%s: decodes to %d bytes, catalog says %d", where, len(raw), b.raw_length)
-            return DecodedBlock(b"", frozenset(r[0] for r in chunk_rows))
+            why = f"{where}: decodes to {len(raw)} bytes, catalog says {b.raw_length}"
+            log.error("%s", why)
+            return DecodedBlock(b"", frozenset(r[0] for r in chunk_rows), why)
         bad = frozenset(cid for cid, digest, off, n in chunk_rows
                         if chunk_hash(memoryview(raw)[off:off + n]) != bytes(digest))
+        why = f"{where}: {len(bad)} chunk(s) fail their SHA-256" if bad else ""
         if bad:
-            log.error("%s: %d chunk(s) fail their SHA-256", where, len(bad))
-        return DecodedBlock(raw, bad)
+            log.error("%s", why)
+        return DecodedBlock(raw, bad, why)
 
     def lookup(self, parent: int, name: bytes) -> InodeRow:
         ino = self.catalog.lookup(parent, name)
