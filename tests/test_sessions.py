@@ -233,6 +233,16 @@ def test_list_metadata_filters(sessions):
         sessions.list_metadata(limit=-1)
 
 
+def test_session_index_names_and_undated_sessions_last(sessions, store):
+    sessions.save_metadata(metadata("dated", name="Dated", startTime="2025-01-01T09:00:00.000Z"))
+    sessions.save_metadata({"id": "undated", "name": "Undated"})
+    sessions.save_metadata({"id": "nameless", "startTime": "2025-01-02T09:00:00.000Z"})
+    assert [m["id"] for m in sessions.list_metadata()] == ["nameless", "dated", "undated"]
+    store.settle()
+    names = store.catalog.reader().sessions.names(["dated", "undated", "nameless", "absent"])
+    assert names == {"dated": "Dated", "undated": "Undated", "nameless": None}
+
+
 # -- large objects ----------------------------------------------------------------------------
 
 

@@ -32,9 +32,7 @@ def cmd_search(args) -> int:
                          before=args.before, topic=args.topic, limit=args.limit)
         names = {}
         if results:
-            names = dict(store.catalog.reader().execute(
-                "SELECT id, name FROM sessions WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps([r.session_id for r in results]),)))
+            names = store.catalog.reader().sessions.names(r.session_id for r in results)
     rebuilding = None
     if index.state == REBUILDING:
         rebuilding = {"sessions_done": index.sessions_done, "sessions_total": index.sessions_total}

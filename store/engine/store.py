@@ -36,7 +36,8 @@ from typing import Callable, Iterable
 import orjson
 
 from store.core import codec
-from store.backends.catalog.sqlite import namespace, session_index
+from store.backends.catalog.sqlite import namespace
+from store.core.session_fields import METADATA_NAME
 from .cache import ByteLRU
 from store.backends.catalog.sqlite.catalog import Catalog, ChunkLocation, InodeRow, now_ns
 from store.core.chunker import MAX_CHUNK
@@ -503,11 +504,11 @@ class Store:
         for parent, name in entries:
             if parent == self.sessions_ino:
                 dirs.update(moved)
-            elif name == session_index.METADATA_NAME and db.execute(
+            elif name == METADATA_NAME and db.execute(
                     "SELECT 1 FROM dentries WHERE ino = ? AND parent = ?", (parent, self.sessions_ino)).fetchone():
                 dirs.add(parent)
         for d in dirs:
-            session_index.refresh(db, d, self.sessions_ino, lambda i: self._read_file_in(db, i))
+            db.sessions.refresh(d, self.sessions_ino, lambda i: self._read_file_in(db, i))
         self.text_index.namespace_changed(db, entries, moved)
 
     def _read_file_in(self, db, ino: int) -> bytes:
@@ -1031,7 +1032,7 @@ class Store:
 
     def _refresh_for_file(self, db, ino: int) -> None:
         for parent, name in self.catalog.names_of(ino, db):
-            if name == session_index.METADATA_NAME:
+            if name == METADATA_NAME:
                 self._refresh_sessions(db, [(parent, name)], [])
         self.text_index.content_changed(db, ino)
 

@@ -29,7 +29,8 @@ import orjson
 from store.engine.store import READ_WINDOW, Store
 from store.core.errors import BadInputError, FsError, StoreError
 from store.core.layout import validate_name, validate_session_id
-from .sessions import ATTACHMENTS_DIR, SESSIONS_DIR, SessionStore
+from .session_files import ATTACHMENTS_DIR, SESSIONS_DIR
+from .sessions import SessionStore
 
 LEGACY_DUMP = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 

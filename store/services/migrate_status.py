@@ -8,7 +8,6 @@ import collections
 import hashlib
 import os
 import re
-import sqlite3
 import stat
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,9 +18,11 @@ from store.core.errors import BadInputError, StoreError
 from store.core.legacy import LegacyError
 from store.engine.store import Store
 from store.services import legacy_files
-from store.services.migrate import (STORE_SOURCE, AttachmentRecord, MigrationError, Record, load_records,
-                                    record_attachments)
-from store.services.sessions import ATTACHMENTS_DIR, SESSIONS_DIR, SessionStore
+from store.backends.catalog.migration import AttachmentRecord, Record
+from store.services.migrate_report import MigrationError
+from store.services.migrate_sources import STORE_SOURCE
+from store.services.session_files import ATTACHMENTS_DIR, SESSIONS_DIR
+from store.services.sessions import SessionStore
 
 
 @dataclass
@@ -64,8 +65,7 @@ def migration_status(store: Store, *, rehash: bool = True, attachments: bool = T
     """What is done, what failed (with reasons), and whether the originals are still identical.
 
     Read-only: works on a store opened read-only (beside a mount)."""
-    db = store.catalog.reader()
-    records = load_records(db)
+    records = store.catalog.reader().migration.records()
     counts = collections.Counter(r.status for r in records)
     checks: list[OriginalCheck] = []
     originals = collections.Counter()
@@ -79,7 +79,7 @@ def migration_status(store: Store, *, rehash: bool = True, attachments: bool = T
         else:
             check = OriginalCheck(rec, _hash_state(rec.source, rec.sha256))
             if attachments:
-                for a in record_attachments(db, rec.id):
+                for a in store.catalog.reader().migration.attachments(rec.id):
                     state = _hash_state(a.source, a.sha256)
                     if state in ("identical", "in-store"):
                         check.attachments_identical += 1
@@ -151,8 +151,8 @@ def finalize(store: Store, older_than_seconds: float, *, dry_run: bool = False,
     if store.readonly and not dry_run:
         raise MigrationError(f"store {store.root} is open read-only; finalize records what it deletes")
     result = FinalizeResult(dry_run=dry_run)
-    db = store.catalog.reader()
-    records = load_records(db)
+    catalog = store.catalog.reader().migration
+    records = catalog.records()
     cutoff_ns = ((now if now is not None else time.time()) - older_than_seconds) * 1e9
     sessions = SessionStore(store)
     chosen: list[tuple[Record, list[AttachmentRecord]]] = []
@@ -168,12 +168,10 @@ def finalize(store: Store, older_than_seconds: float, *, dry_run: bool = False,
         if problem:
             result.kept.append({"source": rec.source, "reason": problem})
             continue
-        chosen.append((rec, record_attachments(db, rec.id)))
+        chosen.append((rec, catalog.attachments(rec.id)))
     chosen_ids = {rec.id for rec, _ in chosen}
     # attachments: every record using the source must be chosen; none of the remaining files mention it
-    users: dict[str, set[int]] = collections.defaultdict(set)
-    for src, mid in db.execute("SELECT source, migration_id FROM migration_attachments"):
-        users[src].add(mid)
+    users = catalog.attachment_users()
     finalized_ids = {r.id for r in records if r.status == "finalized"}
     deleting_sessions = {rec.source for rec, _ in chosen}
     mentioned_cache: dict[Path, set[str]] = {}
@@ -197,7 +195,7 @@ def finalize(store: Store, older_than_seconds: float, *, dry_run: bool = False,
             for a in rows:
                 if a.source.startswith(STORE_SOURCE) or a.source in attachment_files:
                     continue
-                if not users[a.source] <= (chosen_ids | finalized_ids):
+                if not users.get(a.source, set()) <= (chosen_ids | finalized_ids):
                     result.kept.append({"source": a.source, "reason": "also used by a session not finalized now"})
                     continue
                 if not os.path.lexists(a.source):
@@ -217,10 +215,8 @@ def finalize(store: Store, older_than_seconds: float, *, dry_run: bool = False,
     if chosen:
         ids = [rec.id for rec, _ in chosen]
 
-        def hook(db: sqlite3.Connection) -> None:
-            now_ns = time.time_ns()
-            db.executemany("UPDATE migrations SET status = 'finalized', finalized_at = coalesce(finalized_at, ?), "
-                           "updated_at = ? WHERE id = ?", [(now_ns, now_ns, i) for i in ids])
+        def hook(txn) -> None:
+            txn.migration.mark_finalized(ids)
         store.write_files({}, on_commit=hook)
         store.flush()
     for path in [rec.source for rec, _ in chosen] + sorted(attachment_files):
@@ -268,7 +264,7 @@ def _reverify(store: Store, sessions: SessionStore, rec: Record) -> str | None:
     if legacy.canonical_digest(doc) != file_digest:
         return "the store's export differs from the original (the session changed after import?)"
     base = f"{SESSIONS_DIR}/{rec.session_id}/{ATTACHMENTS_DIR}"
-    for a in record_attachments(store.catalog.reader(), rec.id):
+    for a in store.catalog.reader().migration.attachments(rec.id):
         ino = store.resolve(f"{base}/{a.name}")
         if ino is None:
             return f"attachment {a.name} is no longer in the store"

@@ -70,7 +70,7 @@ from store.core.errors import IntegrityError
 from store.core.units import human_bytes
 from .gc import Appender, after_commit, drop_empty_packs
 from store.backends.catalog.sqlite.schema import has_table
-from store.backends.catalog.sqlite.session_index import METADATA_NAME
+from store.core.session_fields import METADATA_NAME
 
 log = logging.getLogger("sessionfs.recompress")
 

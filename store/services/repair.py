@@ -8,7 +8,7 @@ import json
 import stat
 import time
 
-from store.backends.catalog.sqlite import counters, session_index
+from store.backends.catalog.sqlite import counters
 from store.backends.catalog.sqlite.schema import LOST_BLOCK, LOST_HASH_PREFIX
 from store.backends.objects.packs import pack_name
 from store.services.verify import Report, merge_ranges, is_lost_hash, ranges_text
@@ -129,7 +129,7 @@ def repair(store, report: Report) -> list[str]:
             db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
             actions.append(f"deleted the session index row of {sid} (no such session directory)")
         for dir_ino in sorted(report.session_dirs):
-            session_index.refresh(db, dir_ino, store.sessions_ino, lambda i: store._read_file_in(db, i))
+            db.sessions.refresh(dir_ino, store.sessions_ino, lambda i: store._read_file_in(db, i))
             actions.append(f"rebuilt the session index row of {store.catalog.path_of(dir_ino, db)}")
         # 6. lost+found entries that no longer apply (file rewritten or deleted).
         stale = db.execute(

@@ -85,7 +85,8 @@ from typing import Callable, Iterable
 import orjson
 
 from store.core import codec
-from store.backends.catalog.sqlite import counters, session_index
+from store.backends.catalog.sqlite import counters
+from store.core import session_fields as session_index
 from store.backends.catalog.sqlite.counters import COUNTERS_FORMAT
 from store.core.chunker import chunk_hash
 from store.core.errors import IntegrityError

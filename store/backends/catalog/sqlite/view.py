@@ -12,8 +12,12 @@ outside this package sees the connection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from typing import Iterator
+
+from .migration import SqliteMigration
+from .sessions import SqliteSessions
 
 
 class SqliteView:
@@ -22,6 +26,14 @@ class SqliteView:
     def __init__(self, db: sqlite3.Connection, *, writable: bool):
         self._db = db
         self.writable = writable
+
+    @functools.cached_property
+    def sessions(self) -> SqliteSessions:
+        return SqliteSessions(self._db)
+
+    @functools.cached_property
+    def migration(self) -> SqliteMigration:
+        return SqliteMigration(self._db)
 
     @property
     def in_transaction(self) -> bool:
