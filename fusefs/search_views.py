@@ -32,7 +32,7 @@ import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import pyfuse3
 
@@ -143,29 +143,20 @@ class SearchViews:
                 self._by_key.pop((node.kind, node.key), None)
 
     # -- catalog queries (worker threads) ------------------------------------------------
-    def _sql(self, sql: str, args=()) -> list:
-        return self.store.catalog.reader().execute(sql, args).fetchall()
-
     def _children_of(self, node: _Node) -> list[bytes]:
         """Names in a view directory, in listing order."""
         self.store.settle()         # files closed before the listing are in it
+        index = self.store.catalog.reader().search
         if node.kind == "tags":
-            names = [t.encode("utf-8", "surrogateescape") for (t,) in self._sql(
-                "SELECT DISTINCT t.tag FROM session_tags t ORDER BY t.tag")]
+            names = [t.encode("utf-8", "surrogateescape") for t in index.tags()]
         elif node.kind == "dates":
-            names = [d.encode() for (d,) in self._sql(
-                "SELECT DISTINCT substr(start_time, 1, 10) FROM sessions WHERE start_time IS NOT NULL ORDER BY 1")
-                if isinstance(d, str) and _DATE.fullmatch(d.encode())]
+            names = [d.encode() for d in index.start_days() if isinstance(d, str) and _DATE.fullmatch(d.encode())]
         elif node.kind == "queries":
             names = []
         elif node.kind == "tag":
-            names = [s.encode("utf-8", "surrogateescape") for (s,) in self._sql(
-                "SELECT s.id FROM session_tags t JOIN sessions s ON s.id = t.session_id WHERE t.tag = ? "
-                "ORDER BY s.start_time DESC, s.id", (node.key,))]
+            names = [s.encode("utf-8", "surrogateescape") for s in index.tagged(node.key)]
         elif node.kind == "date":
-            names = [s.encode("utf-8", "surrogateescape") for (s,) in self._sql(
-                "SELECT id FROM sessions WHERE start_time >= ? AND start_time < ? AND substr(start_time, 1, 10) = ? "
-                "ORDER BY start_time, id", (node.key, _next_day(node.key), node.key))]
+            names = [s.encode("utf-8", "surrogateescape") for s in index.started_on(node.key)]
         else:   # query
             try:
                 results = search_api.search(self.store, node.key, limit=search_api.LISTING_LIMIT, snippets=False)
@@ -195,17 +186,15 @@ class SearchViews:
         text = name.decode("utf-8", "surrogateescape")
         if parent.kind != "query":
             self.store.settle()
+        index = self.store.catalog.reader().search
         if parent.kind == "tags":
-            return bool(self._sql("SELECT 1 FROM session_tags WHERE tag = ? LIMIT 1", (text,)))
+            return bool(index.tagged(text, limit=1))
         if parent.kind == "dates":
-            return bool(_DATE.fullmatch(name)) and _valid_date(text) and bool(self._sql(
-                "SELECT 1 FROM sessions WHERE start_time >= ? AND start_time < ? AND substr(start_time, 1, 10) = ? "
-                "LIMIT 1", (text, _next_day(text), text)))
+            return bool(_DATE.fullmatch(name)) and _valid_date(text) and bool(index.started_on(text, limit=1))
         if parent.kind == "tag":
-            return bool(self._sql("SELECT 1 FROM session_tags WHERE tag = ? AND session_id = ?", (parent.key, text)))
+            return index.is_tagged(text, parent.key)
         if parent.kind == "date":
-            return bool(self._sql("SELECT 1 FROM sessions WHERE id = ? AND substr(start_time, 1, 10) = ?",
-                                  (text, parent.key)))
+            return index.is_started_on(text, parent.key)
         if parent.kind == "query":      # the last listing answers (globs after a readdir), else run it again
             return name in self._listing(parent, fresh=False) or name in self._listing(parent, fresh=True)
         return False
@@ -284,9 +273,3 @@ def _valid_date(text: str) -> bool:
         return False
     return True
 
-
-def _next_day(text: str) -> str:
-    try:
-        return (date.fromisoformat(text) + timedelta(days=1)).isoformat()
-    except ValueError:
-        return text

@@ -18,7 +18,8 @@ import pytest
 
 from checks import index_dump
 from contrib.corpus import generate_session
-from store.backends.catalog.sqlite import search_index, search_text
+from store.backends.catalog.sqlite.search import unpack_extents
+from store.engine.search_text import TextCache
 from store.services import search as search_mod
 from store.engine.store import Store
 from store.core.errors import BadInputError, FsError
@@ -124,7 +125,7 @@ def test_incremental_index_equals_a_rebuilt_one(filled, corpus):
     assert not ids(search(store, "zebracorn OR quokka OR wombat", limit=None)) & {sid[8], sid[9], sid[14]}
     assert ids(search(store, "ptarmigan")) == ids(search(store, "", tags=["alpha", "beta"])) == {sid[6]}
 
-    assert search_index.unindexed_files(store) == [f"sessions/{sid[10]}/summary.json"]
+    assert store.text_index.unindexed_files() == [f"sessions/{sid[10]}/summary.json"]
     incremental = index_dump(store)
     assert not [t for t in incremental if t[0] == "GARBAGE"]
     assert {t[0] for t in incremental} >= {"renamed-session", "made-by-hand"}
@@ -142,10 +143,10 @@ def test_damaged_chunk_of_an_old_version_leaves_garbage_that_is_never_returned(f
     db = store.catalog.reader()
     (blob,) = db.execute("SELECT extents FROM search_docs WHERE path = 'summary.json' AND dir_ino = "
                          "(SELECT dir_ino FROM sessions WHERE id = ?)", (sid,)).fetchone()
-    old_chunks = [cid for _, cid in search_text.unpack_extents(blob)]
+    old_chunks = [cid for _, cid in unpack_extents(blob)]
     word = search(store, "", tags=corpus[0]["tags"][0], limit=1)  # filters only: works
     assert word
-    store.text_index.cache = search_text.TextCache(1 << 20)       # force re-reading the old version
+    store.text_index.cache = TextCache(1 << 20)       # force re-reading the old version
     with store.catalog.write() as w:                             # the old chunks vanish (a bug, a bad gc)
         w.executemany("UPDATE chunks SET hash = randomblob(32) WHERE id = ?", [(c,) for c in old_chunks])
     with caplog.at_level(logging.WARNING, logger="sessionfs.search"):

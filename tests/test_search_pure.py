@@ -18,6 +18,7 @@ from store.core.errors import BadInputError
 from store.backends.catalog.sqlite.schema import SEARCH_TOKENIZE
 from store.core.query import Atom, Clause, parse_query, time_bound
 from store.core.snippets import make_snippet
+from store.backends.catalog.sqlite.search_queries import filter_sql
 from store.services.search import Filters
 from store.core.text_index import column_of, extract, indexed_path, iter_text
 
@@ -226,7 +227,7 @@ def test_time_bounds():
 
 def test_filters_sql():
     f = Filters.make(tags=["a", "b"], status="completed", after="2025-01-01", before="2025-01-31", topic="t")
-    where, args = f.where()
+    where, args = filter_sql(f)
     assert len(where) == 6 and args == ["completed", "2025-01-01T00:00:00.000Z", "2025-02-01T00:00:00.000Z",
                                         "a", "b", "t"]
     assert Filters.make().empty and not f.empty

@@ -1,7 +1,7 @@
 """A damaged search index is rebuilt in the background while the mount serves.
 
 The store is served from a thread of this process (``mounting.served``) so that the test
-can hold the rebuild after its first transaction (``search_index._hook``) and look at the mount
+can hold the rebuild after its first transaction (``search_rebuild._hook``) and look at the mount
 in that state: it serves at once, searches answer from what is indexed so far and say
 so (CLI notice, ``--json`` field, stats.json), and commits meanwhile are indexed. Once it
 is released and done, the index equals the one a fresh ``reindex`` builds.
@@ -25,8 +25,8 @@ import pytest
 from checks import index_dump
 from mounting import FUSE_AVAILABLE, served, sessionfs
 from store import Store
-from store.backends.catalog.sqlite import search_index as search_mod
-from store.backends.catalog.sqlite.search_index import SearchIndexStatistics
+from store.backends.catalog.search import SearchIndexStatistics
+from store.engine import search_rebuild as search_mod
 from store.services.search import search
 from store.services.sessions import SessionStore
 
@@ -122,9 +122,9 @@ def test_a_damaged_index_is_rebuilt_in_the_background_while_the_mount_serves(tmp
 KILL_AFTER_FIRST_BATCH = """
 import os, signal, sys
 from store import Store
-from store.backends.catalog.sqlite import search_index
-search_index.REBUILD_BATCH = int(sys.argv[2])
-search_index._hook = lambda point: os.kill(os.getpid(), signal.SIGKILL)
+from store.engine import search_rebuild
+search_rebuild.REBUILD_BATCH = int(sys.argv[2])
+search_rebuild._hook = lambda point: os.kill(os.getpid(), signal.SIGKILL)
 Store.open(sys.argv[1]).text_index.wait(300)
 """
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
 import orjson
 from tqdm import tqdm
 
-from store.backends.catalog.sqlite.search_index import REBUILDING
+from store.backends.catalog.search import REBUILDING
 from store.cli.common import open_store, write_out
 from store.services.search import search
 
@@ -56,21 +55,12 @@ def cmd_search(args) -> int:
 
 def cmd_reindex(args) -> int:
     if args.check:
-        with open_store(args.store) as store:
-            # FTS5's integrity-check is an INSERT in form: run it on a connection of our own, in
-            # a transaction that is rolled back (it works beside a mount and changes nothing).
-            db = sqlite3.connect(store.catalog.path, isolation_level=None, timeout=60)
-            try:
-                db.execute("BEGIN")
-                problem = store.text_index.check(db, full=True)
-                db.execute("ROLLBACK")
-            finally:
-                db.close()
+        with open_store(args.store) as store:       # read-only: works beside a mount, changes nothing
+            problem = store.text_index.check(store.catalog.reader(), full=True)
         write_out(f"search index: {problem or 'ok'}\n")
         return 1 if problem else 0
     with open_store(args.store, readonly=False) as store:
-        sessions = store.catalog.reader().execute("SELECT count(*) FROM dentries WHERE parent = ?",
-                                                  (store.sessions_ino,)).fetchone()[0]
+        sessions = len(store.catalog.reader().search.session_dirs(store.sessions_ino))
         with tqdm(total=sessions, unit="session", desc="reindex", file=sys.stderr) as bar:
             report = store.text_index.rebuild(bar.update)
     write_out(f"search index rebuilt: {report.files} files of {report.sessions} sessions in "

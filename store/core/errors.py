@@ -38,3 +38,11 @@ class FsError(StoreError):
 
 class BadInputError(StoreError, ValueError):
     """The caller gave something the store refuses: bad id, bad JSON, bad index."""
+
+
+class CatalogError(StoreError):
+    """The catalog database failed (busy beyond the timeout, out of space, unreadable)."""
+
+
+class SearchIndexError(CatalogError):
+    """The search index could not be read or updated (damaged or missing): it needs a rebuild."""

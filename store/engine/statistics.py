@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from store.backends.catalog.attr_cache import AttrCacheStatistics
 from store.backends.catalog.sqlite import counters
 from store.backends.catalog.sqlite.counters import COUNTERS_FORMAT
-from store.backends.catalog.sqlite.search_index import SearchIndexStatistics
+from store.backends.catalog.search import SearchIndexStatistics
 from store.engine.cache import CacheStatistics
 from store.engine.persist import PersistStatistics
 

@@ -49,9 +49,9 @@ from store.core.intervals import split_by
 from .overlay import MARKER_SUFFIX, Overlay, boot_id
 from store.backends.objects.packs import Packer, local_packer
 from .persist import PathGroup, Persister
+from .search_upkeep import TextIndex
 from store.core.rewrite import plan_commit
 from store.backends.catalog.sqlite.schema import LOST_BLOCK, ROOT_INO, ensure_maintenance_tables
-from store.backends.catalog.sqlite.search_index import TextIndex
 from store.engine.statistics import StoreStatistics, store_statistics
 
 log = logging.getLogger("sessionfs.store")
@@ -181,7 +181,9 @@ class Store:
             self.maintenance_epoch = 0
             self.background = None
             self.persister: Persister | None = None
-            self.text_index = TextIndex(self)       # full-text index, kept in step by the hooks below
+            # The full-text index, kept in step by the hooks below.
+            self.text_index = TextIndex(self.catalog, self.sessions_ino, self.root, readonly=readonly,
+                                        read_chunk=lambda loc, view: self._chunk_bytes(loc, None, view))
             if not readonly:
                 self._recover()
                 self.text_index.rebuild_if_needed()

@@ -1,7 +1,8 @@
 """Full-text search over sessions: queries against the index, best first.
 
-The index and its upkeep are ``store.backends.catalog.sqlite.search_index``; the query
-language is ``store.core.query`` and snippets ``store.core.snippets``.
+The index is the catalog's ``SearchIndex`` (``view.search``, typed operations), kept in
+step by ``store.engine.search_upkeep``; the query language is ``store.core.query`` and
+snippets ``store.core.snippets``. This module holds the evaluation strategy.
 
 Ranking. ``search`` ranks sessions by BM25 (a session scores by its best file;
 several terms add up) when its rarest term occurs in at most ``RANK_CAP`` files.
@@ -12,30 +13,21 @@ of common words (FTS5 evaluates a phrase once to count it and twice more to rank
 each time over every row holding all of its words). ``_Plan`` documents the
 evaluation.
 
-Reads. A search runs in one read transaction of the catalog (one snapshot: no
-half-applied commit is ever seen), memory-mapped, on the calling thread's reader
-connection; a writable store first commits what is queued (read your writes).
-
-Size. One FTS row per file, rowids ``dir_ino << 32 | seq`` (one session = one rowid
-range: session-level AND/NOT and probes need no join). For 10,000 generated
-"small" sessions (270 MB of indexed text, a 490 MB store) the index takes about
-220 MB, of which the per-file bookkeeping (``search_docs``) is 7 MB; the text
-itself is not stored twice (the FTS table is contentless).
+Reads. A search runs in one read snapshot of the catalog (no half-applied commit is
+ever seen) on the calling thread's reader view; a writable store first commits what is
+queued (read your writes).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sqlite3
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
-from store.backends.catalog.sqlite.schema import SEARCH_SESSION_SHIFT
-from store.backends.catalog.sqlite.search_index import REBUILDING, SEQ_MASK, IndexUnavailableError
-from store.core.errors import BadInputError, StoreError
-from store.core.query import Atom, Clause, Query, parse_query, string_list, time_bound
+from store.backends.catalog.search import Filters, IndexUnavailableError  # noqa: F401 (raised by searches; callers catch it from here)
+from store.core.errors import BadInputError, SearchIndexError, StoreError
+from store.core.query import Atom, Clause, Query, parse_query
 from store.core.snippets import make_snippet
 
 if TYPE_CHECKING:
@@ -48,8 +40,6 @@ RANK_CAP = 1500
 #: Sessions a search directory of the mount lists at most (best first).
 LISTING_LIMIT = 1000
 MAX_LIMIT = 100_000
-#: Searches read the catalog memory-mapped (address space, not memory: pages are the OS's cache).
-MMAP_BYTES = 1 << 30
 #: Rough costs (s) that choose between a pass over a clause's rows and probes of sessions.
 ROW_COST, PHRASE_ROW_COST, PROBE_COST = 0.4e-6, 4e-6, 100e-6
 #: Matches looked at first to tell a common clause from a rare one.
@@ -59,53 +49,6 @@ SET_CAP = 20_000
 #: Sessions visited newest first before a query of common terms is evaluated as sets.
 SCAN_BUDGET = 400
 
-
-
-# =====================================================================================
-# Filters
-# =====================================================================================
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Structured filters over the ``sessions`` tables: every tag and topic given must be
-    present, the status must be one of those given, the start time within the bounds."""
-
-    tags: tuple[str, ...] = ()
-    statuses: tuple[str, ...] = ()
-    topics: tuple[str, ...] = ()
-    after: str | None = None
-    before: tuple[str, bool] | None = None
-
-    @classmethod
-    def make(cls, tags=None, status=None, after=None, before=None, topic=None) -> "Filters":
-        low = time_bound(after, "after", upper=False)
-        return cls(tuple(string_list(tags, "tags")), tuple(string_list(status, "status")),
-                   tuple(string_list(topic, "topic")), low[0] if low else None,
-                   time_bound(before, "before", upper=True))
-
-    @property
-    def empty(self) -> bool:
-        return not (self.tags or self.statuses or self.topics or self.after or self.before)
-
-    def where(self) -> tuple[list[str], list]:
-        where, args = [], []
-        if self.statuses:
-            where.append(f"s.status IN ({', '.join('?' * len(self.statuses))})")
-            args.extend(self.statuses)
-        if self.after is not None:
-            where.append("s.start_time >= ?")
-            args.append(self.after)
-        if self.before is not None:
-            where.append("s.start_time < ?" if self.before[1] else "s.start_time <= ?")
-            args.append(self.before[0])
-        for tag in self.tags:
-            where.append("EXISTS (SELECT 1 FROM session_tags t WHERE t.tag = ? AND t.session_id = s.id)")
-            args.append(tag)
-        for topic in self.topics:
-            where.append("EXISTS (SELECT 1 FROM session_topics t WHERE t.topic_id = ? AND t.session_id = s.id)")
-            args.append(topic)
-        return where, args
 
 
 # =====================================================================================
@@ -128,16 +71,11 @@ class Result:
         return asdict(self)
 
 
-def require_index(store: "Store", db: sqlite3.Connection) -> None:
-    index = getattr(store, "text_index", None)
-    problem = index.problem if index is not None else "missing"
-    if problem is None:
-        row = db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()
-        problem = None if row is not None and row[0] in ("ok", REBUILDING) else (row[0] if row else "missing")
+def _require_index(store: "Store", view) -> None:
+    """Raise IndexUnavailableError unless the index can answer (in ``view``'s snapshot)."""
+    problem = store.text_index.problem or view.search.problem()
     if problem is not None:
-        raise IndexUnavailableError(
-            f"the search index of {store.root} is {problem}; it is rebuilt when the store is next opened for "
-            f"writing (mount), or now with 'sessionfs reindex {store.root}'")
+        raise store.text_index.unavailable(problem)
 
 
 def search(store: "Store", query: str | None, *, tags=None, status=None, after=None, before=None, topic=None,
@@ -160,21 +98,15 @@ def search(store: "Store", query: str | None, *, tags=None, status=None, after=N
         raise BadInputError(f"limit: expected an int from 1 to {MAX_LIMIT}, got {limit!r}")
     if not store.readonly:
         store.settle()          # read your writes: what was closed or saved before is found
-    db = store.catalog.reader()
-    db.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")     # index pages straight from the page cache
-    db.execute("BEGIN")
+    view = store.catalog.reader()
+    view.search.prepare_for_queries()
     try:
-        require_index(store, db)
-        found = _Plan(store, db, q, filters, limit).run()
-        return _results(store, db, q, found, snippets)
-    except sqlite3.DatabaseError as exc:
-        text = str(exc).lower()
-        if isinstance(exc, sqlite3.OperationalError) and not any(
-                w in text for w in ("fts5", "malformed", "corrupt", "no such table: search")):
-            raise               # busy, interrupted, out of memory ...: not the index's fault
+        with view.snapshot():
+            _require_index(store, view)
+            found = _Plan(store, view, q, filters, limit).run()
+            return _results(store, view, q, found, snippets)
+    except SearchIndexError as exc:     # other catalog errors (busy ...) are not the index's fault
         raise store.text_index.damaged(exc) from None
-    finally:
-        db.execute("COMMIT")
 
 
 class _Plan:
@@ -186,72 +118,52 @@ class _Plan:
     session), other such clauses add their scores, and the candidates are then checked,
     best first, against the remaining clauses until ``limit`` pass. Without such a clause,
     sessions are visited newest first and checked. A check uses the clause's set of
-    sessions when it has at most SET_CAP rows, else a probe of the session's rowid range
+    sessions when it has at most SET_CAP rows, else a probe of the session's documents
     (cheap for the common words that take that path: the first rows match)."""
 
-    def __init__(self, store, db, query: Query | None, filters: Filters, limit: int):
-        self.store, self.db, self.query, self.filters, self.limit = store, db, query, filters, limit
+    def __init__(self, store, view, query: Query | None, filters: Filters, limit: int):
+        self.index, self.query, self.filters, self.limit = view.search, query, filters, limit
         self.sessions_ino = store.sessions_ino
-        # Garbage rows (left by a delete that failed) have no search_docs row: join only then.
-        self.live = " JOIN search_docs d ON d.id = f.rowid" if store.text_index.garbage else ""
+        self.skip_orphans = store.text_index.garbage
         self.sets: dict[Clause, dict[int, int]] = {}
-        self.span: tuple[int, int] | None = None
         self.total: int | None = None           # sessions, roughly
         self.rankable: dict[Clause, bool] = {}
 
     # -- primitives -------------------------------------------------------------------
     def _count(self, clause: Clause) -> tuple[int, float]:
-        """(rows matching ``clause`` counted up to RANK_CAP + 1, estimated total). Beyond what
-        was counted, the total is extrapolated from how far into the rowid space (sessions in
-        creation order) the matches reach: free, and close enough to choose a plan. A first
-        look at SAMPLE rows skips the exact count of clauses that are clearly common
-        (phrases of common words are slow to count)."""
+        """(rows matching ``clause`` counted up to RANK_CAP + 1, estimated total: the index
+        estimates beyond what it counted, close enough to choose a plan). A first look at
+        SAMPLE rows skips the exact count of clauses that are clearly common (phrases of
+        common words are slow to count)."""
         n, est = self._count_upto(clause, SAMPLE)
         if n <= SAMPLE or est > 2 * RANK_CAP or clause.negated or not self._rankable(clause):
             return n, est
         return self._count_upto(clause, RANK_CAP)
 
     def _count_upto(self, clause: Clause, cap: int) -> tuple[int, float]:
-        n, last = self.db.execute(f"SELECT count(*), max(rowid) FROM (SELECT f.rowid FROM search_fts f{self.live} "
-                                  "WHERE search_fts MATCH ? LIMIT ?)", (clause.fts(), cap + 1)).fetchone()
-        if n <= cap:
-            return n, float(n)          # exact
-        if self.span is None:
-            self.span = self.db.execute("SELECT (SELECT min(id) FROM search_docs), "      # each one O(log n)
-                                        "(SELECT max(id) FROM search_docs)").fetchone()
-        low, high = self.span
-        covered = (last - low) / (high - low) if high is not None and high > low else 1.0
-        return n, max(n / max(covered, 1e-9), n + 0.5)     # never equal to n: not exact
+        return self.index.count_upto(clause, cap, skip_orphans=self.skip_orphans)
 
     def _ranked(self, clause: Clause) -> dict[int, tuple[float, int]]:
-        """{session dir: (best bm25, its rowid)} over every row matching ``clause``."""
-        return {s: (r, rowid) for s, r, rowid in self.db.execute(
-            f"SELECT f.rowid >> {SEARCH_SESSION_SHIFT} AS s, min(f.rank), f.rowid FROM search_fts f{self.live} "
-            "WHERE search_fts MATCH ? GROUP BY s", (clause.fts(),))}
+        """{session dir: (best bm25, its document)} over every document matching ``clause``."""
+        return self.index.best_per_session(clause, skip_orphans=self.skip_orphans)
 
     def _session_rows(self, clause: Clause) -> dict[int, int]:
-        """{session dir: its first row matching ``clause``}."""
-        return dict(self.db.execute(
-            f"SELECT f.rowid >> {SEARCH_SESSION_SHIFT} AS s, min(f.rowid) FROM search_fts f{self.live} "
-            "WHERE search_fts MATCH ? GROUP BY s", (clause.fts(),)))
+        """{session dir: its first document matching ``clause``}."""
+        return self.index.first_per_session(clause, skip_orphans=self.skip_orphans)
 
     def _in_session(self, clause: Clause, dir_ino: int) -> int | None:
-        """A rowid of the session's rows matching ``clause``, or None."""
+        """A document of the session matching ``clause``, or None."""
         rows = self.sets.get(clause)
         if rows is not None:
             return rows.get(dir_ino)
-        low = dir_ino << SEARCH_SESSION_SHIFT
-        row = self.db.execute(
-            f"SELECT f.rowid FROM search_fts f{self.live} WHERE search_fts MATCH ? AND f.rowid BETWEEN ? AND ? "
-            "LIMIT 1", (clause.fts(), low, low | SEQ_MASK)).fetchone()
-        return row[0] if row else None
+        return self.index.first_in_session(clause, dir_ino, skip_orphans=self.skip_orphans)
 
     def _use_sets(self, clauses, counts, checks: float | None = None) -> None:
         """Evaluate as sets the clauses for which one pass over their rows is cheaper than
         probing sessions one by one. ``checks``: sessions that will be checked, when known;
         else those visited newest first until ``limit`` match a clause of that density."""
         if self.total is None:
-            self.total = max(1, self.db.execute("SELECT max(rowid) FROM sessions").fetchone()[0] or 1)
+            self.total = self.index.sessions_bound()
         for clause in clauses:
             est = counts[clause][1]
             if clause in self.sets or est > SET_CAP:
@@ -274,36 +186,8 @@ class _Plan:
                 first = rowid
         return first
 
-    def _filtered(self, dirs: Iterable[int]) -> set[int]:
-        where, args = self.filters.where()
-        sql = "SELECT s.dir_ino FROM sessions s WHERE s.dir_ino IN (SELECT value FROM json_each(?))"
-        return {r[0] for r in self.db.execute(" AND ".join([sql, *where]), [json.dumps(list(dirs)), *args])}
-
-    def _newest_first(self, among: Iterable[int] | None = None):
-        """Session directories (all, or those ``among``), filtered, newest start time first;
-        those without metadata last (only without filters: filters need the metadata)."""
-        where, args = self.filters.where()
-        if among is not None:
-            among = list(among)
-            where = ["s.dir_ino IN (SELECT value FROM json_each(?))", *where]
-            args = [json.dumps(among), *args]
-        sql = "SELECT s.dir_ino FROM sessions s" + (" WHERE " + " AND ".join(where) if where else "") + \
-              " ORDER BY s.start_time DESC, s.id"
-        cursor = self.db.execute(sql, args)
-        seen = set()
-        while batch := cursor.fetchmany(64):
-            for (ino,) in batch:
-                seen.add(ino)
-                yield ino
-        if not self.filters.empty:
-            return
-        if among is not None:
-            yield from sorted(set(among) - seen)
-            return
-        for (ino,) in self.db.execute("SELECT d.ino FROM dentries d WHERE d.parent = ? AND NOT EXISTS "
-                                      "(SELECT 1 FROM sessions s WHERE s.dir_ino = d.ino) ORDER BY d.rowid",
-                                      (self.sessions_ino,)).fetchall():
-            yield ino
+    def _newest_first(self, among=None):
+        return self.index.newest_first(self.filters, self.sessions_ino, None if among is None else list(among))
 
     def _rankable(self, clause: Clause) -> bool:
         """Whether ranking ``clause`` by bm25 is cheap: every phrase in it has a word that is
@@ -343,7 +227,7 @@ class _Plan:
             if not scored:
                 return []
         if not self.filters.empty:
-            keep = self._filtered(scored)
+            keep = self.index.filtered(scored, self.filters)
             scored = {s: v for s, v in scored.items() if s in keep}
         self._use_sets(common + negative, counts, checks=len(scored))
         out = []
@@ -373,17 +257,13 @@ class _Plan:
         return out
 
 
-def _results(store, db, query: Query | None, found, snippets: bool) -> list[Result]:
+def _results(store, view, query: Query | None, found, snippets: bool) -> list[Result]:
     if not found:
         return []
-    names = {ino: bytes(name).decode("utf-8", "surrogateescape") for ino, name in db.execute(
-        "SELECT ino, name FROM dentries WHERE +parent = ? AND ino IN (SELECT value FROM json_each(?))",
-        (store.sessions_ino, json.dumps([f[0] for f in found])))}
-    paths = {}
+    names = {ino: name.decode("utf-8", "surrogateescape")
+             for ino, name in view.search.session_names([f[0] for f in found], store.sessions_ino).items()}
     rowids = [f[2] for f in found if f[2] is not None]
-    if rowids:
-        paths = dict(db.execute("SELECT id, path FROM search_docs WHERE id IN (SELECT value FROM json_each(?))",
-                                (json.dumps(rowids),)))
+    paths = view.search.paths(rowids) if rowids else {}
     atoms = [a for c in query.positive for a in c.atoms] if query is not None else []
     out = []
     for dir_ino, score, rowid in found:
@@ -392,8 +272,8 @@ def _results(store, db, query: Query | None, found, snippets: bool) -> list[Resu
         snippet = ""
         if snippets and rowid is not None and atoms:
             try:
-                got = store.text_index.rows_of(db, rowid, lazy=True)
-            except (StoreError, sqlite3.DatabaseError) as exc:
+                got = store.text_index.rows_of(view, rowid, lazy=True)
+            except StoreError as exc:
                 log.debug("no snippet for row %d: %s", rowid, exc)
                 got = None
             if got is not None:

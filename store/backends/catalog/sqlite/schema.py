@@ -148,7 +148,7 @@ def create_tables(db: sqlite3.Connection) -> None:
         worth re-encoding), with their framed length before. A block without a row
         is still as ingested. Rows go with their block.
 
-    ``search_docs``, ``search_fts`` (SEARCH_TABLES; ``search_index``)
+    ``search_docs``, ``search_fts`` (SEARCH_TABLES; ``search``, ``search_queries``)
         The full-text index of session files, kept in step with the files in the
         same transaction that commits, renames or deletes them. One row per
         directory entry of an indexed file (``text_index.indexed_path``: metadata.json,
@@ -178,7 +178,7 @@ def create_tables(db: sqlite3.Connection) -> None:
         rebuild whose progress is meta ``search_rebuild``, JSON ``{"done", "total"}``
         sessions; anything else says why the index needs a rebuild) are checked at open;
         a missing, outdated or damaged index is rebuilt from the files in the background
-        (``store.search``), an interrupted rebuild resumed (``sessionfs reindex``: now).
+        (``store.engine.search_rebuild``), an interrupted rebuild resumed (``sessionfs reindex``: now).
 
     ``counters(name, value)`` (``counters``; format 2)
         Store-wide totals that statistics read instead of scanning: ``files`` and
@@ -396,7 +396,7 @@ SEARCH_SESSION_SHIFT = 32
 #: The FTS5 tokenizer: ``_`` is part of words, as for ``grep -w`` (``add_argument`` is one word).
 SEARCH_TOKENIZE = "unicode61 remove_diacritics 2 tokenchars '_'"
 
-#: The full-text index (see create_tables); ``search_index.TextIndex`` drops and recreates it on rebuild.
+#: The full-text index (see create_tables); ``SqliteSearch.reset`` drops and recreates it on rebuild.
 SEARCH_TABLES = f"""
     CREATE TABLE search_docs (
         id      INTEGER PRIMARY KEY,

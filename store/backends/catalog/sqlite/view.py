@@ -18,6 +18,7 @@ from typing import Iterator
 
 from .migration import SqliteMigration
 from .sessions import SqliteSessions
+from .search import SqliteSearch
 
 
 class SqliteView:
@@ -34,6 +35,10 @@ class SqliteView:
     @functools.cached_property
     def migration(self) -> SqliteMigration:
         return SqliteMigration(self._db)
+
+    @functools.cached_property
+    def search(self) -> SqliteSearch:
+        return SqliteSearch(self._db, writable=self.writable)
 
     @property
     def in_transaction(self) -> bool:

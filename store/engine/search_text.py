@@ -1,10 +1,9 @@
 """Text of indexed files kept for the search index: a cache of extracted rows keyed by
-content, and the packed extent lists that let an old version's text be re-derived."""
+content, and the identity of a file's content it is keyed by."""
 
 from __future__ import annotations
 
 import hashlib
-import struct
 import threading
 from collections import OrderedDict
 
@@ -41,16 +40,6 @@ class TextCache:
     def rows(self, key):
         value = self.get(key)
         return value[0] if value is not None else None
-
-
-def pack_extents(extents: list[tuple]) -> bytes:
-    flat = [v for e in extents for v in (e[0], e[2])]
-    return struct.pack(f"<{len(flat)}q", *flat)
-
-
-def unpack_extents(blob: bytes) -> list[tuple[int, int]]:
-    flat = struct.unpack(f"<{len(blob) // 8}q", blob)
-    return list(zip(flat[0::2], flat[1::2]))
 
 
 def content_digest(size: int, extents: list[tuple]) -> bytes:

@@ -1,0 +1,285 @@
+"""The search index in SQLite (``SearchIndex``): tables ``search_docs`` and ``search_fts``
+(FTS5, contentless), documented in ``schema.create_tables``; the queries are in
+``search_queries``.
+
+Document ids are ``session dir << SEARCH_SESSION_SHIFT | seq`` (the FTS rowid), with
+``seq`` from meta ``search_seq``: one session is one rowid range. The FTS table does not
+store the text, so removing a document needs the text it was indexed with
+(``removal_needs_text``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import struct
+from typing import Callable, Iterable
+
+from store.backends.catalog.search import REBUILDING, IndexedFile, SearchIndex, SearchIndexStatistics
+from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SESSION_SHIFT, create_search_tables,
+                                                  has_table)
+from store.backends.catalog.sqlite.search_errors import translated
+from store.backends.catalog.sqlite.search_queries import SqliteSearchQueries
+from store.core.errors import CatalogError
+
+log = logging.getLogger("sessionfs.search")
+
+SEQ_MASK = (1 << SEARCH_SESSION_SHIFT) - 1
+#: Session directories beyond this inode number cannot hold documents (their ids would overflow).
+MAX_SESSION_DIR = (1 << (63 - SEARCH_SESSION_SHIFT)) - 1
+
+_DOC_COLUMNS = "id, ino, parent, name, dir_ino, path, size, extents, digest"
+_EXTENTS_SQL = ("SELECT f.off, c.length, c.id, c.hash, c.block_id, c.block_off FROM file_chunks f "
+                "JOIN chunks c ON c.id = f.chunk_id WHERE f.ino = ? ORDER BY f.off")
+
+
+def _pack_extents(extents: Iterable[tuple[int, int]]) -> bytes:
+    flat = [v for pair in extents for v in pair]
+    return struct.pack(f"<{len(flat)}q", *flat)
+
+
+def unpack_extents(blob: bytes) -> tuple[tuple[int, int], ...]:
+    """The (offset, chunk id) pairs of a ``search_docs.extents`` value."""
+    flat = struct.unpack(f"<{len(blob) // 8}q", blob)
+    return tuple(zip(flat[0::2], flat[1::2]))
+
+
+def _document(row) -> IndexedFile:
+    rowid, ino, parent, name, dir_ino, path, size, blob, digest = row
+    return IndexedFile(rowid, ino, parent, bytes(name), dir_ino, path, size, unpack_extents(bytes(blob)),
+                       bytes(digest))
+
+
+class SqliteSearch(SqliteSearchQueries, SearchIndex):
+    """``SearchIndex`` over one connection (``SqliteView.search``)."""
+
+    removal_needs_text = True
+    max_session_dir = MAX_SESSION_DIR
+
+    def __init__(self, db: sqlite3.Connection, *, writable: bool):
+        super().__init__(db)
+        self.writable = writable
+
+    # -- state ------------------------------------------------------------------------------
+    def problem(self) -> str | None:
+        db = self._db
+        try:
+            if not (has_table(db, "search_docs") and has_table(db, "search_fts")):
+                return "missing"
+            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN "
+                                   "('search_version', 'search_state')").fetchall())
+        except sqlite3.DatabaseError as exc:
+            return f"damaged: {exc}"
+        version = meta.get("search_version")
+        if str(version) != str(SEARCH_INDEX_VERSION):
+            return f"built by another version of sessionfs (index version {version}, expected " \
+                   f"{SEARCH_INDEX_VERSION})"
+        state = meta.get("search_state")
+        return None if state in ("ok", REBUILDING) else str(state or "in an unknown state")
+
+    @translated
+    def statistics(self) -> SearchIndexStatistics:
+        meta = dict(self._db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('search_state', 'search_rebuild')").fetchall())
+        state = str(meta.get("search_state") or "missing")
+        if state != REBUILDING:
+            return SearchIndexStatistics(state)
+        progress = json.loads(meta.get("search_rebuild") or "{}")
+        return SearchIndexStatistics(state, progress.get("done", 0), progress.get("total", 0))
+
+    @translated
+    def maintained(self) -> bool:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()
+        return row is not None and row[0] in ("ok", REBUILDING)
+
+    @translated
+    def orphans(self) -> int:
+        return self._orphans()
+
+    def _orphans(self) -> int:
+        db = self._db
+        db.execute("SELECT rowid FROM search_fts WHERE search_fts MATCH '\"e\"' LIMIT 1").fetchall()
+        docs = db.execute("SELECT count(*) FROM search_docs").fetchone()[0]
+        return db.execute("SELECT count(*) FROM search_fts_docsize").fetchone()[0] - docs
+
+    def integrity(self, *, full: bool) -> str | None:
+        problem = self.problem()
+        if problem is not None:
+            return problem
+        try:
+            orphans = self._orphans()
+            if orphans:
+                return f"damaged: {orphans} rows in search_fts belong to no indexed file"
+            if full:
+                self._integrity_check()
+        except sqlite3.DatabaseError as exc:
+            return f"damaged: {exc}"
+        return None
+
+    def _integrity_check(self) -> None:
+        """FTS5's integrity-check is an INSERT in form: run it where writing is allowed, undone
+        (a read view checks on a connection of its own: it works beside a mount)."""
+        check = "INSERT INTO search_fts(search_fts, rank) VALUES ('integrity-check', 0)"
+        if self.writable:
+            self._db.execute("SAVEPOINT search_check")
+            try:
+                self._db.execute(check)
+            finally:
+                self._db.execute("ROLLBACK TO search_check")
+                self._db.execute("RELEASE search_check")
+            return
+        path = next(row[2] for row in self._db.execute("PRAGMA database_list") if row[1] == "main")
+        db = sqlite3.connect(path, isolation_level=None, timeout=60)
+        try:
+            db.execute("BEGIN")
+            try:
+                db.execute(check)
+            finally:
+                db.execute("ROLLBACK")
+        finally:
+            db.close()
+
+    @translated
+    def mark_unusable(self, reason: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', ?)", (reason,))
+
+    @translated
+    def reset(self) -> None:
+        db = self._db
+        try:
+            db.execute("DROP TABLE IF EXISTS search_fts")
+        except sqlite3.DatabaseError as exc:
+            # FTS5 must load a table to drop it; give a damaged one back the configuration row it
+            # checks first, then drop it (xDestroy drops its shadow tables whatever they hold).
+            log.warning("dropping the damaged search_fts table: %s", exc)
+            db.execute("CREATE TABLE IF NOT EXISTS search_fts_config (k PRIMARY KEY, v) WITHOUT ROWID")
+            db.execute("INSERT OR REPLACE INTO search_fts_config (k, v) VALUES ('version', 4)")
+            db.execute("DROP TABLE IF EXISTS search_fts")
+        db.execute("DROP TABLE IF EXISTS search_docs")
+        create_search_tables(db)
+        db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                       [("search_state", REBUILDING), ("search_rebuild", json.dumps({"done": 0, "total": 0}))])
+
+    @translated
+    def rebuild_progress(self, done: int, total: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_rebuild', ?)",
+                         (json.dumps({"done": done, "total": total}),))
+
+    @translated
+    def rebuild_finished(self) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', 'ok')")
+        self._db.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
+
+    @translated
+    def optimize(self) -> None:
+        self._db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+
+    @translated
+    def guarded(self, step: Callable[[], None]) -> str | None:
+        db = self._db
+        db.execute("SAVEPOINT search_index")
+        try:
+            step()
+        except (sqlite3.DatabaseError, CatalogError) as exc:
+            db.execute("ROLLBACK TO search_index")
+            db.execute("RELEASE search_index")
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', ?)",
+                       (f"damaged: an update failed: {exc}",))
+            return str(exc)
+        db.execute("RELEASE search_index")
+        return None
+
+    # -- documents --------------------------------------------------------------------------
+    @translated
+    def documents_of(self, ino: int) -> list[IndexedFile]:
+        return [_document(r) for r in self._db.execute(
+            f"SELECT {_DOC_COLUMNS} FROM search_docs WHERE ino = ?", (ino,)).fetchall()]
+
+    @translated
+    def indexed_at(self, parent: int, name: bytes) -> list[int]:
+        return [r[0] for r in self._db.execute("SELECT ino FROM search_docs WHERE parent = ? AND name = ?",
+                                               (parent, name)).fetchall()]
+
+    @translated
+    def is_indexed(self, ino: int) -> bool:
+        return self._db.execute("SELECT 1 FROM search_docs WHERE ino = ? LIMIT 1", (ino,)).fetchone() is not None
+
+    @translated
+    def holds_indexed(self, directory: int) -> bool:
+        return self._db.execute("SELECT 1 FROM search_docs WHERE parent = ? LIMIT 1",
+                                (directory,)).fetchone() is not None
+
+    @translated
+    def add(self, ino: int, parent: int, name: bytes, session_dir: int, path: str, size: int,
+            extents: list[tuple[int, int]], digest: bytes, title: str, body: str) -> int:
+        db = self._db
+        if session_dir > MAX_SESSION_DIR:
+            raise CatalogError(f"session directory inode {session_dir} is too large for a search index id")
+        seq = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'search_seq' RETURNING value").fetchone()
+        rowid = (session_dir << SEARCH_SESSION_SHIFT) | (int(seq[0]) & SEQ_MASK)
+        db.execute(f"INSERT INTO search_docs ({_DOC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (rowid, ino, parent, name, session_dir, path, size, _pack_extents(extents), digest))
+        db.execute("INSERT INTO search_fts (rowid, title, body) VALUES (?, ?, ?)", (rowid, title, body))
+        return rowid
+
+    @translated
+    def remove(self, doc: IndexedFile, text: tuple[str, str] | None) -> None:
+        if text is not None:
+            self._db.execute("INSERT INTO search_fts (search_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
+                             (doc.id, *text))
+        self._db.execute("DELETE FROM search_docs WHERE id = ?", (doc.id,))
+
+    @translated
+    def document(self, doc_id: int) -> IndexedFile | None:
+        row = self._db.execute(f"SELECT {_DOC_COLUMNS} FROM search_docs WHERE id = ?", (doc_id,)).fetchone()
+        return _document(row) if row is not None else None
+
+    @translated
+    def paths(self, doc_ids: Iterable[int]) -> dict[int, str]:
+        return dict(self._db.execute("SELECT id, path FROM search_docs WHERE id IN (SELECT value FROM json_each(?))",
+                                     (json.dumps(list(doc_ids)),)))
+
+    # -- the tree ---------------------------------------------------------------------------
+    @translated
+    def session_dirs(self, sessions_ino: int) -> list[int]:
+        return [r[0] for r in self._db.execute("SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid",
+                                               (sessions_ino,)).fetchall()]
+
+    @translated
+    def children(self, directory: int) -> list[tuple[bytes, int, int]]:
+        return [(bytes(name), ino, mode) for name, ino, mode in self._db.execute(
+            "SELECT d.name, d.ino, i.mode FROM dentries d JOIN inodes i ON i.id = d.ino WHERE d.parent = ?",
+            (directory,)).fetchall()]
+
+    @translated
+    def names_of(self, ino: int) -> list[tuple[int, bytes]]:
+        return [(parent, bytes(name)) for parent, name in self._db.execute(
+            "SELECT parent, name FROM dentries WHERE ino = ?", (ino,)).fetchall()]
+
+    @translated
+    def lookup(self, parent: int, name: bytes) -> int | None:
+        row = self._db.execute("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, name)).fetchone()
+        return row[0] if row is not None else None
+
+    @translated
+    def mode_size(self, ino: int) -> tuple[int, int] | None:
+        row = self._db.execute("SELECT mode, size FROM inodes WHERE id = ?", (ino,)).fetchone()
+        return (row[0], row[1]) if row is not None else None
+
+    @translated
+    def extents(self, ino: int) -> list[tuple[int, int, int, bytes, int, int]]:
+        return [(off, length, cid, bytes(digest), block, block_off)
+                for off, length, cid, digest, block, block_off in self._db.execute(_EXTENTS_SQL, (ino,))]
+
+    @translated
+    def chunks(self, extents: Iterable[tuple[int, int]]) -> list[tuple[int, int, int, bytes, int, int]] | None:
+        extents = list(extents)
+        found = {r[0]: r for r in self._db.execute(
+            "SELECT id, length, hash, block_id, block_off FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([cid for _, cid in extents]),))}
+        try:
+            return [(off, found[cid][1], cid, bytes(found[cid][2]), found[cid][3], found[cid][4])
+                    for off, cid in extents]
+        except KeyError:
+            return None
