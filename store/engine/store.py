@@ -40,7 +40,7 @@ from store.backends.catalog.sqlite import namespace, session_index
 from .cache import ByteLRU
 from store.backends.catalog.sqlite.catalog import Catalog, ChunkLocation, InodeRow, now_ns
 from store.core.chunker import MAX_CHUNK
-from store.backends.catalog.sqlite.dictionaries import Dictionaries
+from store.backends.catalog.dictionaries import Dictionaries
 from store.core.errors import FormatError, FsError, IntegrityError, LockedError, BadInputError, StoreError
 from .ingest import BatchBuilder, Counters
 from .memory import MemoryPlan

@@ -12,8 +12,11 @@ outside this package sees the connection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from typing import Iterator
+
+from .maintenance import SqliteMaintenance
 
 
 class SqliteView:
@@ -22,6 +25,10 @@ class SqliteView:
     def __init__(self, db: sqlite3.Connection, *, writable: bool):
         self._db = db
         self.writable = writable
+
+    @functools.cached_property
+    def maintenance(self) -> SqliteMaintenance:
+        return SqliteMaintenance(self._db)
 
     @property
     def in_transaction(self) -> bool:
