@@ -41,7 +41,7 @@ from store.core.session_fields import METADATA_NAME
 from .cache import ByteLRU
 from store.backends.catalog.sqlite.catalog import Catalog, ChunkLocation, InodeRow, now_ns
 from store.core.chunker import MAX_CHUNK
-from store.backends.catalog.sqlite.dictionaries import Dictionaries
+from store.backends.catalog.dictionaries import Dictionaries
 from store.core.errors import FormatError, FsError, IntegrityError, LockedError, BadInputError, StoreError
 from .ingest import BatchBuilder, Counters
 from .memory import MemoryPlan

@@ -11,9 +11,10 @@ import time
 from typing import Callable
 
 from store.services.gc import DEFAULT_GRACE, BackgroundGC, GcOptions
+from store.services.dictionary_training import ensure_dictionary
 from store.services.recompress import (BATCH_BYTES, DEFAULT_COLD_AGE, DEFAULT_CPU_SHARE, DEFAULT_LEVEL,
-                                       CompressOptions, CompressResult, account, candidates, ensure_dictionary,
-                                       run_unit, switch_over, work_units)
+                                       CompressOptions, CompressResult, account, candidates, run_unit, switch_over,
+                                       work_units)
 
 log = logging.getLogger("sessionfs.recompress")
 
@@ -116,7 +117,7 @@ class Compressor:
         if not self._wait_quiet():
             return False
         rows = [r for r in candidates(self.store.catalog.reader(), self.options.cold_age, 256)
-                if r[1] not in self._skip]
+                if r.id not in self._skip]
         if not rows:
             return None
         # Only with work in hand: checking whether a dictionary is due counts the store's small

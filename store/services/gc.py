@@ -51,7 +51,7 @@ from store.core import codec
 from store.core.chunker import chunk_hash
 from store.core.errors import IntegrityError
 from store.core.units import human_bytes
-from store.backends.catalog.sqlite.schema import has_table
+from store.backends.catalog.maintenance import AgedBlock, BlockChunk, PackLiveness
 
 log = logging.getLogger("sessionfs.gc")
 
@@ -110,45 +110,16 @@ def _hook(point: str) -> None:
 
 
 # -- planning (any thread, read-only) ----------------------------------------------------------
-def stored_bytes(db) -> int:
-    return db.execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
-
-
-def reclaimable(db, grace: float) -> tuple[int, int]:
-    """(chunks, bytes) that reclaim would delete now."""
-    cutoff = time.time_ns() - int(grace * 1e9)
-    return db.execute("SELECT count(*), coalesce(sum(length), 0) FROM chunks WHERE refcount <= 0 "
-                      "AND unref_since IS NOT NULL AND unref_since <= ?", (cutoff,)).fetchone()
-
-
-def pack_liveness(db, reencode_below: float = 0.5,
-                  exclude_chunks_before: int | None = None) -> list[tuple[int, int, float]]:
-    """(pack id, committed size, bytes compaction would keep) of every pack.
-
-    A block is kept whole when at least ``reencode_below`` of its decoded bytes are live
-    (copied as is), else about its live share of it (re-encoded). Bytes of the pack that no
-    block covers are dead. With ``exclude_chunks_before`` (ns), the chunks reclaim would
-    delete count as dead (dry run)."""
-    if exclude_chunks_before is None:
-        chunk_filter = ""
-        params: tuple = ()
-    else:
-        chunk_filter = "WHERE NOT (refcount <= 0 AND unref_since IS NOT NULL AND unref_since <= ?)"
-        params = (exclude_chunks_before,)
-    rows = db.execute(
-        "SELECT p.id, p.size, coalesce(sum(CASE WHEN coalesce(c.live, 0) >= b.raw_length * ? THEN b.length "
-        "ELSE b.length * coalesce(c.live, 0) * 1.0 / max(b.raw_length, 1) END), 0) "
-        "FROM packs p LEFT JOIN blocks b ON b.pack_id = p.id "
-        f"LEFT JOIN (SELECT block_id, sum(length) AS live FROM chunks {chunk_filter} GROUP BY block_id) c "
-        "ON c.block_id = b.id GROUP BY p.id ORDER BY p.id", (reencode_below, *params)).fetchall()
-    return [(pid, size, live) for pid, size, live in rows]
+def ns_ago(seconds: float) -> int:
+    """The time ``seconds`` before now, in ns (the cut-off of a grace period or a cold age)."""
+    return time.time_ns() - int(seconds * 1e9)
 
 
 #: A pack is compacted for the store-wide garbage bound only when that frees this share of it.
 MIN_FREEABLE = 0.05
 
 
-def plan_compaction(liveness: list[tuple[int, int, float]], options: GcOptions) -> list[tuple[int, int, float]]:
+def plan_compaction(liveness: list[PackLiveness], options: GcOptions) -> list[tuple[int, int, float]]:
     """Packs to compact, as (pack id, size, live share), emptiest first.
 
     The live share counts what compaction would keep, so a pack it cannot shrink is never
@@ -199,9 +170,9 @@ class Appender:
         self.store.packs.prepare_commit()
         _hook("synced")
 
-    def record(self, db) -> None:
+    def record(self, txn) -> None:
         """Inside the switch-over transaction: the new packs and their committed sizes."""
-        self.store.record_packs(db, self.new_packs, self.pack_ends)
+        self.store.record_packs(txn, self.new_packs, self.pack_ends)
 
     def undo(self) -> None:
         store = self.store
@@ -211,20 +182,11 @@ class Appender:
         store._undo_appends(self.pack_before, self.new_packs)
 
 
-def drop_empty_packs(store, db, pack_ids=None) -> list[int]:
+def drop_empty_packs(store, txn, pack_ids=None) -> list[int]:
     """Inside a switch-over transaction: delete the rows of packs left without blocks (all of
-    them, or those of ``pack_ids``); their files go after the commit (``after_commit``)."""
-    write_id, _ = store.packs.write_position
-    if pack_ids is None:
-        pack_ids = [r[0] for r in db.execute("SELECT id FROM packs")]
-    out = []
-    for pid in set(pack_ids):
-        if pid == write_id:
-            continue            # still being appended to: it fills up and is compacted later
-        if db.execute("DELETE FROM packs WHERE id = ? AND NOT EXISTS (SELECT 1 FROM blocks WHERE pack_id = ?)",
-                      (pid, pid)).rowcount:
-            out.append(pid)
-    return out
+    them, or those of ``pack_ids``) but the write pack (it fills up and is compacted later);
+    their objects go after the commit (``after_commit``)."""
+    return txn.maintenance.drop_empty_packs(pack_ids, keep=store.packs.write_position[0])
 
 
 def after_commit(store, dropped_blocks, deleted_packs) -> None:
@@ -257,25 +219,11 @@ class Collector:
         """Delete up to ``limit`` expired chunks, then blocks without chunks, unused dictionaries
         and packs without blocks. Returns True when there may be more to do."""
         store = self.store
-        cutoff = time.time_ns() - int(self.options.grace * 1e9)
-        deleted_packs = []
-        with store.catalog.write(durable=True) as db:
-            rows = db.execute("SELECT id, length FROM chunks WHERE refcount <= 0 AND unref_since IS NOT NULL "
-                              "AND unref_since <= ? LIMIT ?", (cutoff, limit)).fetchall()
-            db.executemany("DELETE FROM chunks WHERE id = ?", [(r[0],) for r in rows])
-            dead_blocks = [r[0] for r in db.execute(
-                "SELECT id FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.block_id = b.id)")]
-            db.executemany("DELETE FROM blocks WHERE id = ?", [(b,) for b in dead_blocks])
-            if has_table(db, "recompressed"):
-                db.executemany("DELETE FROM recompressed WHERE block_id = ?", [(b,) for b in dead_blocks])
-            dicts = []
-            if has_table(db, "dictionaries"):
-                dicts = [r[0] for r in db.execute(
-                    "SELECT id FROM dictionaries d WHERE id < (SELECT max(id) FROM dictionaries) "
-                    "AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.dict_id = d.id AND b.codec = ?)",
-                    (codec.CODEC_ZSTD_DICT,))]
-                db.executemany("DELETE FROM dictionaries WHERE id = ?", [(d,) for d in dicts])
-            deleted_packs = drop_empty_packs(store, db)
+        with store.catalog.write(durable=True) as txn:
+            rows = txn.maintenance.reclaim_chunks(ns_ago(self.options.grace), limit)
+            dead_blocks = txn.maintenance.drop_blocks_without_chunks()
+            dicts = txn.maintenance.drop_unused_dictionaries()
+            deleted_packs = drop_empty_packs(store, txn)
         self.result.chunks_reclaimed += len(rows)
         self.result.chunk_bytes_reclaimed += sum(r[1] for r in rows)
         self.result.blocks_dropped += len(dead_blocks)
@@ -291,7 +239,7 @@ class Collector:
 
     # -- 2. compact ------------------------------------------------------------------------
     def plan(self) -> list[tuple[int, int, float]]:
-        return plan_compaction(pack_liveness(self.store.catalog.reader(), self.options.reencode_below),
+        return plan_compaction(self.store.catalog.reader().maintenance.pack_liveness(self.options.reencode_below),
                                self.options)
 
     def compact_step(self, pack_id: int, budget: int | None = None) -> bool:
@@ -300,10 +248,8 @@ class Collector:
         Returns True when blocks remain in the pack (call again)."""
         store = self.store
         budget = self.options.step_bytes if budget is None else budget
-        reader = store.catalog.reader()
-        blocks = reader.execute(
-            "SELECT id, offset, length, raw_length, codec, dict_id, created FROM blocks WHERE pack_id = ? "
-            "ORDER BY offset", (pack_id,)).fetchall()
+        reader = store.catalog.reader().maintenance
+        blocks = reader.blocks_in_pack(pack_id)
         if not blocks:
             self._finish_pack(pack_id)
             return False
@@ -312,39 +258,31 @@ class Collector:
         out = Appender(store)
         moved, reencoded = [], []
         try:
-            for bid, off, length, raw_length, codec_id, dict_id, created in blocks:
-                if out.bytes and out.bytes + length > budget:
+            for b in blocks:
+                if out.bytes and out.bytes + b.length > budget:
                     break
-                chunks = reader.execute("SELECT id, hash, block_off, length FROM chunks WHERE block_id = ? "
-                                        "ORDER BY block_off", (bid,)).fetchall()
-                live = sum(c[3] for c in chunks)
-                frame = store.packs.read(pack_id, off, length)
+                chunks = reader.chunks_in_block(b.id)
+                live = sum(c.length for c in chunks)
+                frame = store.packs.read(pack_id, b.offset, b.length)
                 new = None
-                if raw_length and live < raw_length * self.options.reencode_below:
-                    new = self._reencode(bid, frame, raw_length, codec_id, dict_id, chunks, pack_id, off)
+                if b.raw_length and live < b.raw_length * self.options.reencode_below:
+                    new = self._reencode(b, frame, chunks)
                 if new is None:
                     pid, noff = out.append(frame)
-                    moved.append((bid, pid, noff))
+                    moved.append(b._replace(pack_id=pid, offset=noff))
                     continue
                 framed, used, dict_used, offsets = new
                 new_bid = out.new_block_id()
                 pid, noff = out.append(framed)
-                reencoded.append((bid, new_bid, pid, noff, len(framed), live, used, dict_used, created, offsets))
+                reencoded.append((b.id, AgedBlock(b.created, new_bid, pid, noff, len(framed), live, used, dict_used),
+                                  offsets))
             out.sync()
-            with store.catalog.write(durable=True) as db:
-                out.record(db)
-                db.executemany("UPDATE blocks SET pack_id = ?, offset = ? WHERE id = ?",
-                               [(pid, noff, bid) for bid, pid, noff in moved])
-                for bid, new_bid, pid, noff, flen, raw_len, used, dict_used, created, offsets in reencoded:
-                    db.execute("INSERT INTO blocks (id, pack_id, offset, length, raw_length, codec, dict_id, created) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               (new_bid, pid, noff, flen, raw_len, used, dict_used, created))
-                    db.executemany("UPDATE chunks SET block_id = ?, block_off = ? WHERE id = ?",
-                                   [(new_bid, boff, cid) for cid, boff in offsets])
-                    db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
-                    if has_table(db, "recompressed"):
-                        db.execute("UPDATE recompressed SET block_id = ? WHERE block_id = ?", (new_bid, bid))
-                deleted = drop_empty_packs(store, db, [pack_id])
+            with store.catalog.write(durable=True) as txn:
+                out.record(txn)
+                txn.maintenance.relocate_blocks(moved)
+                for old_id, new_block, offsets in reencoded:
+                    txn.maintenance.replace_block(old_id, new_block, offsets)
+                deleted = drop_empty_packs(store, txn, [pack_id])
         except BaseException:
             out.undo()
             raise
@@ -359,17 +297,16 @@ class Collector:
     def _finish_pack(self, pack_id: int) -> None:
         if self.store.packs.write_position[0] == pack_id:
             self.store.packs.seal()
-        with self.store.catalog.write(durable=True) as db:
-            deleted = [pack_id] if db.execute("DELETE FROM packs WHERE id = ? AND NOT EXISTS "
-                                              "(SELECT 1 FROM blocks WHERE pack_id = ?)",
-                                              (pack_id, pack_id)).rowcount else []
+        with self.store.catalog.write(durable=True) as txn:
+            deleted = txn.maintenance.drop_empty_packs([pack_id])
         self._after_commit([], deleted)
 
-    def _reencode(self, bid, frame, raw_length, codec_id, dict_id, chunks, pack_id, off):
+    def _reencode(self, block: AgedBlock, frame: bytes, chunks: list[BlockChunk]):
         """(framed, codec, dict id, [(chunk id, new offset)]) of the block's live chunks, or None
         when the block does not decode or a chunk fails its hash (then it is copied as is)."""
         store = self.store
-        where = f"pack {pack_id:08d} offset {off} (block {bid})"
+        bid, dict_id = block.id, block.dict_id
+        where = f"pack {block.pack_id:08d} offset {block.offset} (block {bid})"
         try:
             raw = codec.decode_block(frame, where, store.dictionaries)
         except IntegrityError as exc:
@@ -378,8 +315,8 @@ class Collector:
         parts, offsets, pos = [], [], 0
         for cid, digest, boff, length in chunks:
             piece = raw[boff:boff + length]
-            if len(piece) != length or chunk_hash(piece) != bytes(digest):
-                log.warning("gc copies block %d as it is: chunk %s fails its SHA-256", bid, bytes(digest).hex())
+            if len(piece) != length or chunk_hash(piece) != digest:
+                log.warning("gc copies block %d as it is: chunk %s fails its SHA-256", bid, digest.hex())
                 return None
             parts.append(piece)
             offsets.append((cid, pos))
@@ -387,21 +324,18 @@ class Collector:
         new_raw = b"".join(parts)
         level = self._level_of(bid)
         zdict = None
-        if codec_id == codec.CODEC_ZSTD_DICT and dict_id:
+        if block.codec == codec.CODEC_ZSTD_DICT and dict_id:
             try:
                 zdict = store.dictionaries(dict_id)
             except IntegrityError:
                 zdict, dict_id = None, 0
-        framed, used = codec.encode_block(new_raw, level if codec_id != codec.CODEC_RAW else 0, zdict, dict_id)
+        framed, used = codec.encode_block(new_raw, level if block.codec != codec.CODEC_RAW else 0, zdict, dict_id)
         return framed, used, dict_id if used == codec.CODEC_ZSTD_DICT else 0, offsets
 
     def _level_of(self, bid: int) -> int:
-        db = self.store.catalog.reader()
-        if has_table(db, "recompressed"):
-            row = db.execute("SELECT level FROM recompressed WHERE block_id = ?", (bid,)).fetchone()
-            if row:
-                return row[0]
-        return self.store.compress_level
+        """The zstd level the block was last encoded with (recompression's, else the store's)."""
+        level = self.store.catalog.reader().maintenance.recompressed_level(bid)
+        return self.store.compress_level if level is None else level
 
 
 def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: bool = False) -> GcResult:
@@ -410,21 +344,19 @@ def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: 
     ``progress(done_bytes, total_bytes)`` is called as compaction copies. With ``dry_run``
     nothing changes (the store may be read-only) and the result says what would be done."""
     options = options or GcOptions()
-    db = store.catalog.reader()
+    maintenance = store.catalog.reader().maintenance
     if dry_run:
         result = GcResult(dry_run=True)
-        result.stored_before = result.stored_after = stored_bytes(db)
-        result.chunks_reclaimed, result.chunk_bytes_reclaimed = reclaimable(db, options.grace)
-        cutoff = time.time_ns() - int(options.grace * 1e9)
-        live = pack_liveness(db, options.reencode_below, exclude_chunks_before=cutoff)
-        result.blocks_dropped = db.execute(
-            "SELECT count(*) FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.block_id = b.id AND "
-            "NOT (c.refcount <= 0 AND c.unref_since IS NOT NULL AND c.unref_since <= ?))", (cutoff,)).fetchone()[0]
+        result.stored_before = result.stored_after = maintenance.stored_bytes()
+        cutoff = ns_ago(options.grace)
+        result.chunks_reclaimed, result.chunk_bytes_reclaimed = maintenance.reclaimable(cutoff)
+        live = maintenance.pack_liveness(options.reencode_below, reclaimed_before=cutoff)
+        result.blocks_dropped = maintenance.blocks_emptied_by_reclaim(cutoff)
         result.packs_deleted = sum(1 for _, size, lv in live if lv == 0)
         result.compaction_plan = [p for p in plan_compaction(live, options) if p[2] > 0]
         return result
     collector = Collector(store, options)
-    collector.result.stored_before = stored_bytes(db)
+    collector.result.stored_before = maintenance.stored_bytes()
     while store.run_in_worker(collector.reclaim_step):
         pass
     plan = store.run_in_worker(collector.plan)
@@ -436,7 +368,7 @@ def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: 
                 progress(min(collector.result.bytes_copied, total), total)
     if progress:
         progress(total, total)
-    collector.result.stored_after = stored_bytes(store.catalog.reader())
+    collector.result.stored_after = store.catalog.reader().maintenance.stored_bytes()
     return collector.result
 
 

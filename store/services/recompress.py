@@ -23,8 +23,8 @@ are in its docstring):
   recurring values) that a file compressed on its own lacks. Each is encoded
   with and without it and keeps the smaller. The dictionary's own bytes count
   as stored, so it is sized to its training data
-  (``dictionaries.dictionary_size``) and trained only from at least
-  ``dictionaries.MIN_SAMPLES`` files: it pays off from some dozens of sessions.
+  (``dictionary_training.dictionary_size``) and trained only from at least
+  ``dictionary_training.MIN_SAMPLES`` files: it pays off from some dozens of sessions.
 
 A block is re-encoded only when that saves at least ``MIN_GAIN``; otherwise
 (PNG, WAV, already small) it is recorded as handled and left in place.
@@ -64,26 +64,20 @@ from dataclasses import asdict, dataclass
 
 from store.core import codec
 from store.core.chunker import chunk_hash
-from store.backends.catalog.sqlite.dictionaries import Dictionaries, train
-from store.backends.catalog.sqlite.maintenance import pending
 from store.core.errors import IntegrityError
+from store.core.layout import METADATA_FILE
 from store.core.units import human_bytes
-from .gc import Appender, after_commit, drop_empty_packs
-from store.backends.catalog.sqlite.schema import has_table
-from store.core.session_fields import METADATA_NAME
+from store.backends.catalog.maintenance import AgedBlock
+from .dictionary_training import SMALL_BLOCK, ensure_dictionary, looks_like_text
+from .gc import Appender, after_commit, drop_empty_packs, ns_ago
 
 log = logging.getLogger("sessionfs.recompress")
 
 DEFAULT_LEVEL = 19
 DEFAULT_COLD_AGE = 600.0
 DEFAULT_CPU_SHARE = 0.25
-#: Blocks up to this many decoded bytes are "small": they may use the dictionary.
-SMALL_BLOCK = 128 * 1024
 #: Re-encode only when the new frame is at least this much smaller.
 MIN_GAIN = 0.01
-#: A new dictionary is trained when there are this many times more small blocks than the newest
-#: one was trained on (the store changed a lot since).
-RETRAIN_GROWTH = 2.0
 #: Merged blocks of a session's small files hold up to this many decoded bytes.
 MERGE_TARGET = 1024 * 1024
 #: Blocks switched over in one worker step (one fsync, one durable commit).
@@ -126,32 +120,14 @@ class CompressResult:
 
 
 # -- choosing ---------------------------------------------------------------------------------
-BLOCK_COLUMNS = "b.id, b.pack_id, b.offset, b.length, b.raw_length, b.codec, b.dict_id"
+def candidates(view, cold_age: float, limit: int, after: tuple[int, int] = (-1, -1)) -> list[AgedBlock]:
+    """Blocks cold for ``cold_age`` seconds and not yet handled, oldest first, after (created, id)."""
+    return view.maintenance.recompress_candidates(ns_ago(cold_age), limit, after)
 
 
-def candidates(db, cold_age: float, limit: int, after: tuple[int, int] = (-1, -1)) -> list[tuple]:
-    """Cold blocks not yet handled, oldest first: (created, id, pack, offset, length, raw, codec, dict)."""
-    cutoff = time.time_ns() - int(cold_age * 1e9)
-    handled = "AND NOT EXISTS (SELECT 1 FROM recompressed r WHERE r.block_id = b.id)" \
-        if has_table(db, "recompressed") else ""
-    return db.execute(
-        f"SELECT b.created, {BLOCK_COLUMNS} FROM blocks b WHERE b.created <= ? {handled} "
-        "AND (b.created, b.id) > (?, ?) ORDER BY b.created, b.id LIMIT ?",
-        (cutoff, *after, limit)).fetchall()
-
-
-_TEXT_BYTES = bytes([9, 10, 13, *range(32, 127)])
-
-
-def looks_like_text(raw: bytes) -> bool:
-    """JSON and other text (merged, and the dictionary is trained on and used for, these only).
-
-    In C (``bytes.translate``), not a Python loop: it runs beside foreground reads, and a
-    Python loop holds the GIL they need."""
-    head = bytes(raw[:4096])
-    if not head:
-        return False
-    return len(head.translate(None, _TEXT_BYTES)) <= len(head) * 0.05
+def pending(view, cold_age: float | None) -> tuple[int, int]:
+    """(blocks, framed bytes) cold for ``cold_age`` seconds (None: of any age) and not yet handled."""
+    return view.maintenance.pending(None if cold_age is None else ns_ago(cold_age))
 
 
 # -- preparing (any thread) ---------------------------------------------------------------------
@@ -170,36 +146,33 @@ class Prepared:
         return sum(src[3] for src in self.sources)
 
 
-def _decode_verified(store, row: tuple) -> bytes | None:
+def _decode_verified(store, row: AgedBlock) -> bytes | None:
     """The block's decoded bytes with every chunk's hash checked; None when damaged (left for
     verify to report: damaged data is never re-encoded, so damage is never hidden)."""
-    _, bid, pid, off, length, raw_length, codec_id, dict_id = row[:8]
-    where = f"pack {pid:08d} offset {off} (block {bid})"
+    where = f"pack {row.pack_id:08d} offset {row.offset} (block {row.id})"
     try:
-        raw = codec.decode_block(store.packs.read(pid, off, length), where, store.dictionaries)
+        raw = codec.decode_block(store.packs.read(row.pack_id, row.offset, row.length), where, store.dictionaries)
     except IntegrityError as exc:
         log.warning("not recompressing a damaged block: %s", exc)
         return None
     view = memoryview(raw)
-    for digest, boff, n in store.catalog.reader().execute(
-            "SELECT hash, block_off, length FROM chunks WHERE block_id = ?", (bid,)).fetchall():
-        if boff + n > len(raw) or chunk_hash(view[boff:boff + n]) != bytes(digest):
-            log.warning("not recompressing block %d: a chunk fails its SHA-256", bid)
+    for c in store.catalog.reader().maintenance.chunks_in_block(row.id):
+        if c.block_off + c.length > len(raw) or chunk_hash(view[c.block_off:c.block_off + c.length]) != c.hash:
+            log.warning("not recompressing block %d: a chunk fails its SHA-256", row.id)
             return None
     return raw
 
 
-def _source(row: tuple) -> tuple[int, int, int, int, int]:
-    created, bid, pid, off, length = row[:5]
-    return bid, pid, off, length, created
+def _source(row: AgedBlock) -> tuple[int, int, int, int, int]:
+    return row.id, row.pack_id, row.offset, row.length, row.created
 
 
-def prepare(store, row: tuple, level: int, zdict: tuple[int, object] | None) -> Prepared | None:
+def prepare(store, row: AgedBlock, level: int, zdict: tuple[int, object] | None) -> Prepared | None:
     """Read, decode, verify and re-encode one block; None when it is damaged."""
     raw = _decode_verified(store, row)
     if raw is None:
         return None
-    length = row[4]
+    length = row.length
     best, best_codec, best_dict = None, 0, 0
     framed, used = codec.encode_block(raw, level)
     if used != codec.CODEC_RAW:
@@ -213,53 +186,32 @@ def prepare(store, row: tuple, level: int, zdict: tuple[int, object] | None) -> 
     return Prepared([_source(row)], best, best_codec, best_dict, len(raw))
 
 
-# Blocks of one session directory that may be merged: small, cold, not yet handled, every chunk
-# referenced by one file only, which is not metadata.json (read on its own for session lists: it
-# keeps a small block of its own, with the dictionary).
-_MERGEABLE_SQL = """
-WITH RECURSIVE tree(ino) AS (
-    SELECT ? UNION SELECT d.ino FROM dentries d JOIN tree ON d.parent = tree.ino
-),
-owned AS (
-    SELECT c.block_id AS bid, min(f.ino) AS ino FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id
-    WHERE f.ino IN (SELECT ino FROM tree) GROUP BY c.block_id
-)
-SELECT b.created, b.id, b.pack_id, b.offset, b.length, b.raw_length, b.codec, b.dict_id, o.ino
-FROM owned o JOIN blocks b ON b.id = o.bid
-WHERE b.raw_length <= ? AND b.raw_length > 0 AND b.created <= ?
-  AND NOT EXISTS (SELECT 1 FROM recompressed r WHERE r.block_id = b.id)
-  AND NOT EXISTS (SELECT 1 FROM chunks c2 JOIN file_chunks f2 ON f2.chunk_id = c2.id
-                  WHERE c2.block_id = b.id AND f2.ino != o.ino)
-  AND NOT EXISTS (SELECT 1 FROM dentries d WHERE d.ino = o.ino AND d.name = ?)
-ORDER BY o.ino, b.id
-"""
-
-
 def session_of_block(store, block_id: int) -> int | None:
     """The session directory (inode) whose files alone hold ``block_id``, or None."""
-    db = store.catalog.reader()
-    owners = db.execute("SELECT DISTINCT f.ino FROM chunks c JOIN file_chunks f ON f.chunk_id = c.id "
-                        "WHERE c.block_id = ?", (block_id,)).fetchall()
+    owners = store.catalog.reader().maintenance.files_of_block(block_id)
     if len(owners) != 1:
         return None
-    ino = owners[0][0]
+    ino = owners[0]
     for _ in range(8):
-        row = db.execute("SELECT parent FROM dentries WHERE ino = ? LIMIT 1", (ino,)).fetchone()
-        if row is None:
+        names = store.catalog.names_of(ino)
+        if not names:
             return None
-        if row[0] == store.sessions_ino:
+        parent = names[0][0]
+        if parent == store.sessions_ino:
             return ino
-        ino = row[0]
+        ino = parent
     return None
 
 
-def mergeable(store, session_ino: int, cold_age: float) -> list[tuple]:
-    cutoff = time.time_ns() - int(cold_age * 1e9)
-    return store.catalog.reader().execute(_MERGEABLE_SQL, (session_ino, SMALL_BLOCK, cutoff,
-                                                           METADATA_NAME)).fetchall()
+def mergeable(store, session_ino: int, cold_age: float) -> list[AgedBlock]:
+    """The blocks of a session a merge may combine: small, cold, not yet handled, each held by
+    one file only, which is not metadata.json (read on its own for session lists: it keeps a
+    small block of its own, with the dictionary); in file order."""
+    return store.catalog.reader().maintenance.mergeable_blocks(session_ino, SMALL_BLOCK, ns_ago(cold_age),
+                                                               METADATA_FILE.encode())
 
 
-def prepare_merges(store, rows: list[tuple], level: int) -> tuple[list[Prepared], list[tuple], int]:
+def prepare_merges(store, rows: list[AgedBlock], level: int) -> tuple[list[Prepared], list[AgedBlock], int]:
     """Merge the small text blocks among ``rows`` (one session's, in file order) into blocks of up
     to MERGE_TARGET decoded bytes. Returns (merged, rows left to handle one by one, damaged rows).
 
@@ -294,7 +246,7 @@ def prepare_merges(store, rows: list[tuple], level: int) -> tuple[list[Prepared]
             bases.append(pos)
             pos += len(raw)
         framed, used = codec.encode_block(b"".join(raw for _, raw in group), level)
-        before = sum(row[4] for row, _ in group)
+        before = sum(row.length for row, _ in group)
         if used == codec.CODEC_RAW or len(framed) > before * (1 - MIN_GAIN):
             rest.extend(group)
             continue
@@ -303,17 +255,18 @@ def prepare_merges(store, rows: list[tuple], level: int) -> tuple[list[Prepared]
 
 
 # -- switching over (persistence worker) -----------------------------------------------------------
+def _still_at(store, block_id: int, pack_id: int, offset: int, length: int) -> bool:
+    """True when the block's frame is still the one that was read (gc may have moved it)."""
+    b = store.catalog.block(block_id)
+    return b is not None and (b.pack_id, b.offset, b.length) == (pack_id, offset, length)
+
+
 def switch_over(store, items: list[Prepared], level: int) -> tuple[int, int, int, int]:
     """Point the blocks at their new frames; returns (blocks handled, frames written, bytes
     before, bytes after).
 
     Runs in the persistence worker. Work on blocks that moved since they were read is dropped."""
-    reader = store.catalog.reader()
-    current = []
-    for p in items:
-        if all(tuple(reader.execute("SELECT pack_id, offset, length FROM blocks WHERE id = ?", (bid,)).fetchone()
-                     or ()) == (pid, off, length) for bid, pid, off, length, _ in p.sources):
-            current.append(p)
+    current = [p for p in items if all(_still_at(store, *src[:4]) for src in p.sources)]
     if not current:
         return 0, 0, 0, 0
     out = Appender(store)
@@ -326,28 +279,22 @@ def switch_over(store, items: list[Prepared], level: int) -> tuple[int, int, int
         if placed:
             out.sync()
         now = time.time_ns()
-        with store.catalog.write(durable=True) as db:
+        with store.catalog.write(durable=True) as txn:
             if placed:
-                out.record(db)
+                out.record(txn)
+            maintenance = txn.maintenance
             for p, new_id, pid, off in placed:
+                frame = AgedBlock(min(s[4] for s in p.sources), new_id, pid, off, len(p.framed), p.raw_length,
+                                  p.codec, p.dict_id)
                 if p.bases is None:         # same block, new frame: same id, same decoded bytes
-                    db.execute("UPDATE blocks SET pack_id = ?, offset = ?, length = ?, codec = ?, dict_id = ? "
-                               "WHERE id = ?", (pid, off, len(p.framed), p.codec, p.dict_id, new_id))
+                    maintenance.relocate_blocks([frame])
                     continue
-                db.execute("INSERT INTO blocks (id, pack_id, offset, length, raw_length, codec, dict_id, created) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (new_id, pid, off, len(p.framed), p.raw_length,
-                                                               p.codec, p.dict_id, min(s[4] for s in p.sources)))
-                for (bid, *_), base in zip(p.sources, p.bases):
-                    db.execute("UPDATE chunks SET block_id = ?, block_off = block_off + ? WHERE block_id = ?",
-                               (new_id, base, bid))
-                    db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
-                    db.execute("DELETE FROM recompressed WHERE block_id = ?", (bid,))
-                    dropped.append(bid)
+                maintenance.merge_blocks(frame, [(src[0], base) for src, base in zip(p.sources, p.bases)])
+                dropped.extend(src[0] for src in p.sources)
             handled = [(p.sources[0][0], p.length) for p in current if p.framed is None or p.bases is None]
             handled += [(new_id, p.length) for p, new_id, _, _ in placed if p.bases is not None]
-            db.executemany("INSERT OR REPLACE INTO recompressed (block_id, level, length_before, done_at) "
-                           "VALUES (?, ?, ?, ?)", [(bid, level, length, now) for bid, length in handled])
-            deleted = drop_empty_packs(store, db, [s[1] for p, *_ in placed for s in p.sources])
+            maintenance.mark_recompressed(handled, level, now)
+            deleted = drop_empty_packs(store, txn, [s[1] for p, *_ in placed for s in p.sources])
     except BaseException:
         out.undo()
         raise
@@ -358,27 +305,24 @@ def switch_over(store, items: list[Prepared], level: int) -> tuple[int, int, int
     return sum(len(p.sources) for p in current), len(placed), before, after
 
 
-# -- dictionaries ----------------------------------------------------------------------------------
-
-
 # -- units of work -----------------------------------------------------------------------------------
-def work_units(store, rows: list[tuple], options: CompressOptions, seen_sessions: set,
+def work_units(store, rows: list[AgedBlock], options: CompressOptions, seen_sessions: set,
                skip: set = frozenset()) -> list[tuple[str, object]]:
     """Split candidate rows into units: ("merge", the mergeable blocks of one session) the first
     time a small block of that session comes up, else ("one", row)."""
     units, taken = [], set()
     for row in rows:
-        bid = row[1]
+        bid = row.id
         if bid in taken or bid in skip:
             continue
-        if options.merge and row[5] <= SMALL_BLOCK:
+        if options.merge and row.raw_length <= SMALL_BLOCK:
             session = session_of_block(store, bid)
             if session is not None and session not in seen_sessions:
                 seen_sessions.add(session)
-                group = [g[:8] for g in mergeable(store, session, options.cold_age) if g[1] not in skip]
+                group = [g for g in mergeable(store, session, options.cold_age) if g.id not in skip]
                 if len(group) >= 2:
                     units.append(("merge", group))
-                    taken.update(g[1] for g in group)
+                    taken.update(g.id for g in group)
                     if bid in taken:
                         continue
         units.append(("one", row))
@@ -396,12 +340,12 @@ def run_unit(store, unit: tuple[str, object], options: CompressOptions, zdict) -
         merged, rows, bad = prepare_merges(store, arg, options.level)
         out.extend(merged)
         if bad:
-            ok = {s[0] for p in merged for s in p.sources} | {r[1] for r in rows}
-            damaged.extend(r[1] for r in arg if r[1] not in ok)
+            ok = {s[0] for p in merged for s in p.sources} | {r.id for r in rows}
+            damaged.extend(r.id for r in arg if r.id not in ok)
     for row in rows:
         p = prepare(store, row, options.level, zdict)
         if p is None:
-            damaged.append(row[1])
+            damaged.append(row.id)
         else:
             out.append(p)
     return out, damaged
@@ -409,7 +353,7 @@ def run_unit(store, unit: tuple[str, object], options: CompressOptions, zdict) -
 
 def _unit_bytes(unit) -> int:
     kind, arg = unit
-    return arg[4] if kind == "one" else sum(r[4] for r in arg)
+    return arg.length if kind == "one" else sum(r.length for r in arg)
 
 
 # -- offline ---------------------------------------------------------------------------------------
@@ -421,11 +365,11 @@ def compress(store, options: CompressOptions | None = None, *, progress=None, th
     persistence worker. ``progress(done_bytes, total_bytes)`` as blocks are handled."""
     options = options or CompressOptions(cold_age=0)
     result = CompressResult()
-    db = store.catalog.reader()
-    result.stored_before = db.execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
+    view = store.catalog.reader()
+    result.stored_before = view.maintenance.stored_bytes()
     zdict, trained = ensure_dictionary(store, options)
     result.dictionaries_trained += trained
-    total = pending(db, options.cold_age)[1]
+    total = pending(view, options.cold_age)[1]
     done = 0
     threads = threads or os.cpu_count() or 1
     after = (-1, -1)
@@ -440,7 +384,7 @@ def compress(store, options: CompressOptions | None = None, *, progress=None, th
             rows = candidates(store.catalog.reader(), options.cold_age, BATCH_BLOCKS, after)
             if not rows:
                 break
-            after = (rows[-1][0], rows[-1][1])
+            after = (rows[-1].created, rows[-1].id)
             units = work_units(store, rows, options, seen_sessions, damaged)
             batch: list[Prepared] = []
             for unit, (prepared, bad) in zip(units, pool.map(lambda u: run_unit(store, u, options, zdict), units)):
@@ -455,7 +399,7 @@ def compress(store, options: CompressOptions | None = None, *, progress=None, th
             if progress:
                 progress(min(done, total), total)
     result.skipped_damaged = len(damaged)
-    result.stored_after = store.catalog.reader().execute("SELECT coalesce(sum(size), 0) FROM packs").fetchone()[0]
+    result.stored_after = store.catalog.reader().maintenance.stored_bytes()
     return result
 
 
@@ -465,77 +409,3 @@ def account(result: CompressResult, counts: tuple[int, int, int, int]) -> None:
     result.recompressed += placed
     result.bytes_before += before
     result.bytes_after += after
-
-
-# -- in the daemon -----------------------------------------------------------------------------------
-
-
-def _population(merge: bool) -> tuple[str, tuple]:
-    """SQL condition (on blocks ``b``) and parameters of the blocks a dictionary is for: small
-    ones; with merging, only those of metadata.json files (the small files that stay alone:
-    the others of a session are merged, and a dictionary adds nothing to a merged block)."""
-    cond = "b.raw_length <= ? AND b.raw_length > 0"
-    if not merge:
-        return cond, (SMALL_BLOCK,)
-    return (cond + " AND EXISTS (SELECT 1 FROM chunks c JOIN file_chunks f ON f.chunk_id = c.id "
-                   "JOIN dentries d ON d.ino = f.ino WHERE c.block_id = b.id AND d.name = ?)",
-            (SMALL_BLOCK, METADATA_NAME))
-
-
-def _small_text_blocks(store, limit_bytes: int, merge: bool) -> list[bytes]:
-    """Decoded text blocks of the dictionary's population, newest first, up to ``limit_bytes``."""
-    db = store.catalog.reader()
-    cond, params = _population(merge)
-    rows = db.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks b WHERE {cond} ORDER BY b.created DESC",
-                      params).fetchall()
-    samples, total = [], 0
-    for bid, pid, off, length, raw_length, codec_id, dict_id in rows:
-        if total >= limit_bytes:
-            break
-        try:
-            raw = codec.decode_block(store.packs.read(pid, off, length), f"block {bid}", store.dictionaries)
-        except IntegrityError:
-            continue
-        if looks_like_text(raw):
-            samples.append(raw)
-            total += len(raw)
-    return samples
-
-
-def small_block_count(db, merge: bool = True) -> int:
-    cond, params = _population(merge)
-    return db.execute(f"SELECT count(*) FROM blocks b WHERE {cond}", params).fetchone()[0]
-
-
-def ensure_dictionary(store, options: CompressOptions, force: bool = False) -> tuple[tuple | None, bool]:
-    """The dictionary to encode small blocks with ((id, dict) or None), training a new version
-    when there is none yet, or the store holds ``RETRAIN_GROWTH`` times more small blocks than
-    when the newest was trained. Returns (dictionary, trained now). Training runs in the
-    calling thread; the insert in the persistence worker."""
-    if not options.dictionary:
-        return None, False
-    db = store.catalog.reader()
-    info = store.dictionaries.latest_info(db)
-    small = small_block_count(db, options.merge)
-    due = info is None or small >= max(info[3], 1) * RETRAIN_GROWTH
-    if store.dictionaries.training_failed_at and small < store.dictionaries.training_failed_at * RETRAIN_GROWTH:
-        due = False                     # too little data last time; wait for more
-    if not (due or force):
-        return store.dictionaries.latest(db), False
-    from store.backends.catalog.sqlite.dictionaries import MAX_TRAINING_BYTES
-    samples = _small_text_blocks(store, MAX_TRAINING_BYTES, options.merge)
-    dict_id = Dictionaries.next_id(db)
-    data = train(samples, dict_id, options.level)
-    if data is None:
-        store.dictionaries.training_failed_at = max(small, 1)
-        return store.dictionaries.latest(db), False
-
-    def insert():
-        with store.catalog.write(durable=True) as wdb:
-            if Dictionaries.next_id(wdb) != dict_id:
-                return False            # trained by someone else meanwhile (not expected)
-            Dictionaries.add(wdb, dict_id, data, len(samples), sum(len(s) for s in samples), small)
-        return True
-    added = store.run_in_worker(insert)
-    store.dictionaries.training_failed_at = 0
-    return store.dictionaries.latest(), bool(added)

@@ -16,6 +16,7 @@ import functools
 import sqlite3
 from typing import Iterator
 
+from .maintenance import SqliteMaintenance
 from .migration import SqliteMigration
 from .sessions import SqliteSessions
 from .search import SqliteSearch
@@ -39,6 +40,10 @@ class SqliteView:
     @functools.cached_property
     def search(self) -> SqliteSearch:
         return SqliteSearch(self._db, writable=self.writable)
+
+    @functools.cached_property
+    def maintenance(self) -> SqliteMaintenance:
+        return SqliteMaintenance(self._db)
 
     @property
     def in_transaction(self) -> bool:
