@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 from store.backends.catalog.search import REBUILDING, IndexedFile, SearchIndex, SearchIndexStatistics
 from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SESSION_SHIFT, create_search_tables,
                                                   has_table)
-from store.backends.catalog.sqlite.search_errors import translated
+from store.backends.catalog.sqlite.search_errors import translated_search
 from store.backends.catalog.sqlite.search_queries import SqliteSearchQueries
 from store.core.errors import CatalogError
 
@@ -51,6 +51,7 @@ def _document(row) -> IndexedFile:
                        bytes(digest))
 
 
+@translated_search
 class SqliteSearch(SqliteSearchQueries, SearchIndex):
     """``SearchIndex`` over one connection (``SqliteView.search``)."""
 
@@ -78,7 +79,6 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
         state = meta.get("search_state")
         return None if state in ("ok", REBUILDING) else str(state or "in an unknown state")
 
-    @translated
     def statistics(self) -> SearchIndexStatistics:
         meta = dict(self._db.execute(
             "SELECT key, value FROM meta WHERE key IN ('search_state', 'search_rebuild')").fetchall())
@@ -88,12 +88,10 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
         progress = json.loads(meta.get("search_rebuild") or "{}")
         return SearchIndexStatistics(state, progress.get("done", 0), progress.get("total", 0))
 
-    @translated
     def maintained(self) -> bool:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'search_state'").fetchone()
         return row is not None and row[0] in ("ok", REBUILDING)
 
-    @translated
     def orphans(self) -> int:
         return self._orphans()
 
@@ -140,11 +138,9 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
         finally:
             db.close()
 
-    @translated
     def mark_unusable(self, reason: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', ?)", (reason,))
 
-    @translated
     def reset(self) -> None:
         db = self._db
         try:
@@ -161,21 +157,17 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
         db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                        [("search_state", REBUILDING), ("search_rebuild", json.dumps({"done": 0, "total": 0}))])
 
-    @translated
     def rebuild_progress(self, done: int, total: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_rebuild', ?)",
                          (json.dumps({"done": done, "total": total}),))
 
-    @translated
     def rebuild_finished(self) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', 'ok')")
         self._db.execute("DELETE FROM meta WHERE key = 'search_rebuild'")
 
-    @translated
     def optimize(self) -> None:
         self._db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
 
-    @translated
     def guarded(self, step: Callable[[], None]) -> str | None:
         db = self._db
         db.execute("SAVEPOINT search_index")
@@ -191,26 +183,21 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
         return None
 
     # -- documents --------------------------------------------------------------------------
-    @translated
     def documents_of(self, ino: int) -> list[IndexedFile]:
         return [_document(r) for r in self._db.execute(
             f"SELECT {_DOC_COLUMNS} FROM search_docs WHERE ino = ?", (ino,)).fetchall()]
 
-    @translated
     def indexed_at(self, parent: int, name: bytes) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT ino FROM search_docs WHERE parent = ? AND name = ?",
                                                (parent, name)).fetchall()]
 
-    @translated
     def is_indexed(self, ino: int) -> bool:
         return self._db.execute("SELECT 1 FROM search_docs WHERE ino = ? LIMIT 1", (ino,)).fetchone() is not None
 
-    @translated
     def holds_indexed(self, directory: int) -> bool:
         return self._db.execute("SELECT 1 FROM search_docs WHERE parent = ? LIMIT 1",
                                 (directory,)).fetchone() is not None
 
-    @translated
     def add(self, ino: int, parent: int, name: bytes, session_dir: int, path: str, size: int,
             extents: list[tuple[int, int]], digest: bytes, title: str, body: str) -> int:
         db = self._db
@@ -223,56 +210,46 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
         db.execute("INSERT INTO search_fts (rowid, title, body) VALUES (?, ?, ?)", (rowid, title, body))
         return rowid
 
-    @translated
     def remove(self, doc: IndexedFile, text: tuple[str, str] | None) -> None:
         if text is not None:
             self._db.execute("INSERT INTO search_fts (search_fts, rowid, title, body) VALUES ('delete', ?, ?, ?)",
                              (doc.id, *text))
         self._db.execute("DELETE FROM search_docs WHERE id = ?", (doc.id,))
 
-    @translated
     def document(self, doc_id: int) -> IndexedFile | None:
         row = self._db.execute(f"SELECT {_DOC_COLUMNS} FROM search_docs WHERE id = ?", (doc_id,)).fetchone()
         return _document(row) if row is not None else None
 
-    @translated
     def paths(self, doc_ids: Iterable[int]) -> dict[int, str]:
         return dict(self._db.execute("SELECT id, path FROM search_docs WHERE id IN (SELECT value FROM json_each(?))",
                                      (json.dumps(list(doc_ids)),)))
 
     # -- the tree ---------------------------------------------------------------------------
-    @translated
     def session_dirs(self, sessions_ino: int) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid",
                                                (sessions_ino,)).fetchall()]
 
-    @translated
     def children(self, directory: int) -> list[tuple[bytes, int, int]]:
         return [(bytes(name), ino, mode) for name, ino, mode in self._db.execute(
             "SELECT d.name, d.ino, i.mode FROM dentries d JOIN inodes i ON i.id = d.ino WHERE d.parent = ?",
             (directory,)).fetchall()]
 
-    @translated
     def names_of(self, ino: int) -> list[tuple[int, bytes]]:
         return [(parent, bytes(name)) for parent, name in self._db.execute(
             "SELECT parent, name FROM dentries WHERE ino = ?", (ino,)).fetchall()]
 
-    @translated
     def lookup(self, parent: int, name: bytes) -> int | None:
         row = self._db.execute("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, name)).fetchone()
         return row[0] if row is not None else None
 
-    @translated
     def mode_size(self, ino: int) -> tuple[int, int] | None:
         row = self._db.execute("SELECT mode, size FROM inodes WHERE id = ?", (ino,)).fetchone()
         return (row[0], row[1]) if row is not None else None
 
-    @translated
     def extents(self, ino: int) -> list[tuple[int, int, int, bytes, int, int]]:
         return [(off, length, cid, bytes(digest), block, block_off)
                 for off, length, cid, digest, block, block_off in self._db.execute(_EXTENTS_SQL, (ino,))]
 
-    @translated
     def chunks(self, extents: Iterable[tuple[int, int]]) -> list[tuple[int, int, int, bytes, int, int]] | None:
         extents = list(extents)
         found = {r[0]: r for r in self._db.execute(

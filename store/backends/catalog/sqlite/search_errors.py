@@ -1,41 +1,25 @@
-"""sqlite3 errors of the search index's operations as store errors (``store.core.errors``)."""
+"""Which sqlite3 errors of the search index's operations are the index's own fault."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import sqlite3
 
-from store.core.errors import CatalogError, SearchIndexError
+from store.backends.catalog.sqlite.errors import store_error, translated
+from store.core.errors import SearchIndexError, StoreError
 
 _INDEX_WORDS = ("fts5", "malformed", "corrupt", "no such table: search")
 
+__all__ = ["index_error", "translated_search"]
 
-def translated_error(exc: sqlite3.Error) -> CatalogError:
-    """SearchIndexError (same message) when the index is at fault, else CatalogError; a busy,
-    interrupted or out-of-memory catalog is not the index's fault."""
+
+def index_error(exc: sqlite3.Error, operation: str) -> StoreError:
+    """SearchIndexError (sqlite's message) when the index is at fault, else the catalog's error:
+    a busy, interrupted, full or out-of-memory catalog is not the index's fault."""
     text = str(exc)
     if isinstance(exc, sqlite3.DatabaseError) and (
             not isinstance(exc, sqlite3.OperationalError) or any(w in text.lower() for w in _INDEX_WORDS)):
         return SearchIndexError(text)
-    return CatalogError(f"the catalog failed: {text}")
+    return store_error(exc, operation)
 
 
-def translated(fn):
-    """Decorate an operation (plain or generator) so that sqlite3 errors leave it translated."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def generate(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except sqlite3.Error as exc:
-                raise translated_error(exc) from exc
-        return generate
-
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise translated_error(exc) from exc
-    return call
+translated_search = translated(classify=index_error)

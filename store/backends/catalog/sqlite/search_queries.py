@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 from store.backends.catalog.search import Filters
 from store.backends.catalog.sqlite.schema import SEARCH_SESSION_SHIFT
-from store.backends.catalog.sqlite.search_errors import translated
+from store.backends.catalog.sqlite.search_errors import translated_search
 from store.core.query import Clause
 
 #: Searches read the catalog memory-mapped (address space, not memory: pages are the OS's cache).
@@ -51,6 +51,7 @@ def _limit(limit: int | None) -> int:
     return -1 if limit is None else limit
 
 
+@translated_search
 class SqliteSearchQueries:
     """The query half of ``SqliteSearch`` (see ``SearchIndex`` for each operation)."""
 
@@ -68,7 +69,6 @@ class SqliteSearchQueries:
         # Orphan rows (left by a removal that failed) have no search_docs row: join only then.
         return "search_fts f JOIN search_docs d ON d.id = f.rowid" if skip_orphans else "search_fts f"
 
-    @translated
     def count_upto(self, clause: Clause, cap: int, *, skip_orphans: bool) -> tuple[int, float]:
         """Beyond what was counted, the total is extrapolated from how far into the rowid space
         (sessions in creation order) the matches reach: free, and close enough to plan."""
@@ -81,19 +81,16 @@ class SqliteSearchQueries:
         covered = (last - low) / (high - low) if high is not None and high > low else 1.0
         return n, max(n / max(covered, 1e-9), n + 0.5)     # never equal to n: not exact
 
-    @translated
     def best_per_session(self, clause: Clause, *, skip_orphans: bool) -> dict[int, tuple[float, int]]:
         return {s: (r, rowid) for s, r, rowid in self._db.execute(
             f"SELECT f.rowid >> {SEARCH_SESSION_SHIFT} AS s, min(f.rank), f.rowid FROM {self._fts(skip_orphans)} "
             "WHERE search_fts MATCH ? GROUP BY s", (clause.fts(),))}
 
-    @translated
     def first_per_session(self, clause: Clause, *, skip_orphans: bool) -> dict[int, int]:
         return dict(self._db.execute(
             f"SELECT f.rowid >> {SEARCH_SESSION_SHIFT} AS s, min(f.rowid) FROM {self._fts(skip_orphans)} "
             "WHERE search_fts MATCH ? GROUP BY s", (clause.fts(),)))
 
-    @translated
     def first_in_session(self, clause: Clause, session_dir: int, *, skip_orphans: bool) -> int | None:
         low = session_dir << SEARCH_SESSION_SHIFT
         row = self._db.execute(
@@ -101,17 +98,14 @@ class SqliteSearchQueries:
             "LIMIT 1", (clause.fts(), low, low | _SEQ_MASK)).fetchone()
         return row[0] if row else None
 
-    @translated
     def sessions_bound(self) -> int:
         return max(1, self._db.execute("SELECT max(rowid) FROM sessions").fetchone()[0] or 1)
 
-    @translated
     def filtered(self, session_dirs: Iterable[int], filters: Filters) -> set[int]:
         where, args = filter_sql(filters)
         sql = "SELECT s.dir_ino FROM sessions s WHERE s.dir_ino IN (SELECT value FROM json_each(?))"
         return {r[0] for r in self._db.execute(" AND ".join([sql, *where]), [json.dumps(list(session_dirs)), *args])}
 
-    @translated
     def newest_first(self, filters: Filters, sessions_ino: int, among: list[int] | None = None) -> Iterator[int]:
         where, args = filter_sql(filters)
         if among is not None:
@@ -135,41 +129,34 @@ class SqliteSearchQueries:
                                        (sessions_ino,)).fetchall():
             yield ino
 
-    @translated
     def session_names(self, session_dirs: Iterable[int], sessions_ino: int) -> dict[int, bytes]:
         return {ino: bytes(name) for ino, name in self._db.execute(
             "SELECT ino, name FROM dentries WHERE +parent = ? AND ino IN (SELECT value FROM json_each(?))",
             (sessions_ino, json.dumps(list(session_dirs))))}
 
     # -- sessions by their fields ------------------------------------------------------------
-    @translated
     def tags(self) -> list[str]:
         return [t for (t,) in self._db.execute("SELECT DISTINCT tag FROM session_tags ORDER BY tag")]
 
-    @translated
     def start_days(self) -> list[str]:
         return [d for (d,) in self._db.execute(
             "SELECT DISTINCT substr(start_time, 1, 10) FROM sessions WHERE start_time IS NOT NULL ORDER BY 1")]
 
-    @translated
     def tagged(self, tag: str, limit: int | None = None) -> list[str]:
         return [s for (s,) in self._db.execute(
             "SELECT s.id FROM session_tags t JOIN sessions s ON s.id = t.session_id WHERE t.tag = ? "
             "ORDER BY s.start_time DESC, s.id LIMIT ?", (tag, _limit(limit)))]
 
-    @translated
     def started_on(self, day: str, limit: int | None = None) -> list[str]:
         # The range lets the start time index answer; substr keeps times in other notations out.
         return [s for (s,) in self._db.execute(
             "SELECT id FROM sessions WHERE start_time >= ? AND start_time < ? AND substr(start_time, 1, 10) = ? "
             "ORDER BY start_time, id LIMIT ?", (day, _next_day(day), day, _limit(limit)))]
 
-    @translated
     def is_tagged(self, session_id: str, tag: str) -> bool:
         return self._db.execute("SELECT 1 FROM session_tags WHERE tag = ? AND session_id = ?",
                                 (tag, session_id)).fetchone() is not None
 
-    @translated
     def is_started_on(self, session_id: str, day: str) -> bool:
         return self._db.execute("SELECT 1 FROM sessions WHERE id = ? AND substr(start_time, 1, 10) = ?",
                                 (session_id, day)).fetchone() is not None
