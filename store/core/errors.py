@@ -38,3 +38,7 @@ class FsError(StoreError):
 
 class BadInputError(StoreError, ValueError):
     """The caller gave something the store refuses: bad id, bad JSON, bad index."""
+
+
+class CatalogError(StoreError):
+    """The catalog database failed an operation (damaged, full, locked too long)."""

@@ -12,8 +12,11 @@ outside this package sees the connection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from typing import Iterator
+
+from store.backends.catalog.sqlite.audit import SqliteAudit
 
 
 class SqliteView:
@@ -27,6 +30,10 @@ class SqliteView:
     def in_transaction(self) -> bool:
         """True inside ``snapshot()`` or a write transaction (reads see one point in time)."""
         return self._db.in_transaction
+
+    @functools.cached_property
+    def audit(self) -> SqliteAudit:
+        return SqliteAudit(self._db)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["SqliteView"]:
