@@ -281,3 +281,27 @@ def test_a_failing_catalog_is_a_store_error_naming_the_catalog_and_the_check(cop
     assert rc == 1
     assert re.search(r"^sessionfs: catalog\.db: no such table: \w+ \(in audit\.\w+\)$", out, re.M), out
     assert "Traceback" not in out
+
+
+def test_marking_a_chunk_lost_keeps_it_for_its_files_and_drops_it_for_none(copy):
+    """The Audit contract repair relies on: a referenced chunk becomes lost (and is then no
+    damage to report), marking it again changes nothing, an unreferenced one is deleted."""
+    db = catalog(copy)
+    shared, ino = db.execute("SELECT f.chunk_id, f.ino FROM file_chunks f JOIN dentries d ON d.ino = f.ino "
+                             "WHERE d.name = ? ORDER BY f.off LIMIT 1", (b"summary.json",)).fetchone()
+    alone, other = db.execute(
+        "SELECT f.chunk_id, f.ino FROM file_chunks f JOIN dentries d ON d.ino = f.ino WHERE d.name = ? "
+        "AND (SELECT count(*) FROM file_chunks g WHERE g.chunk_id = f.chunk_id) = 1 ORDER BY f.off LIMIT 1",
+        (b"transcription.json",)).fetchone()
+    with Store.open(copy) as store:
+        with store.catalog.write() as txn:
+            audit = txn.audit
+            refs = audit.mark_chunk_lost(shared)
+            assert ino in {r.ino for r in refs} and all(r.length > 0 for r in refs)
+            assert audit.mark_chunk_lost(shared) == []
+            assert audit.chunk_exists(shared)
+            assert ino in {r.ino for r in audit.lost_references(ino)}
+            assert shared not in {c.id for c in audit.chunks_without_block()}
+            assert audit.drop_references(other) > 0
+            assert audit.mark_chunk_lost(alone) == []
+            assert not audit.chunk_exists(alone)

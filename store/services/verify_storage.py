@@ -161,8 +161,8 @@ class StorageChecks:
             return
         self.report.counts["decoded_bytes"] = self.report.counts.get("decoded_bytes", 0) + len(raw)
         view = memoryview(raw)
-        bad = [c.id for c in chunk_rows
-               if c.block_off + c.length <= len(raw) and chunk_hash(view[c.block_off:c.block_off + c.length]) != c.hash]
+        bad = [c.id for c in chunk_rows if c.block_off + c.length <= len(raw)
+               and chunk_hash(view[c.block_off:c.block_off + c.length]) != c.hash]
         if bad:
             self._bad_block(b, "corrupt-data", f"{where}: {len(bad)} of {len(chunk_rows)} chunks fail their SHA-256",
                             chunk_ids=bad)
