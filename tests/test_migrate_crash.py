@@ -29,6 +29,8 @@ from contrib.corpus import write_legacy_store
 from checks import tree_digest
 from store import Store
 from store.core.layout import attachment_refs
+from store.backends.catalog.sqlite.view import SqliteView
+from store.core.errors import CatalogError
 from store.services.migrate import load_records
 from store.services.sessions import SessionStore
 from store.services.verify import Verifier          # ``sessionfs verify``
@@ -221,8 +223,8 @@ def _verified(store_path: Path) -> int:
     except sqlite3.OperationalError:
         return 0
     try:
-        return sum(1 for r in load_records(db) if r.status == "verified")
-    except sqlite3.OperationalError:           # the catalog is still being created
+        return sum(1 for r in load_records(SqliteView(db, writable=False)) if r.status == "verified")
+    except CatalogError:                       # the catalog is still being created
         return 0
     finally:
         db.close()

@@ -8,6 +8,7 @@ are several) is built once; each test works on a copy.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -18,7 +19,7 @@ from contrib.corpus import generate_session
 from checks import pack_file, pack_files
 from store import Store
 from store.cli.main import main
-from store.core.errors import IntegrityError
+from store.core.errors import CatalogError, IntegrityError
 from store.backends.objects.packs import local_packer
 from store.services.sessions import SessionStore
 from store.services.verify import verify
@@ -51,9 +52,9 @@ def copy(base, tmp_path) -> Path:
 def contents(root: Path) -> dict[str, bytes | Exception]:
     """Every file's bytes (or the error reading it), by path."""
     out = {}
+    inos = [ino for (ino,) in catalog(root).execute("SELECT id FROM inodes WHERE mode & 61440 = 32768")]
     with Store.open(root, readonly=True) as store:
-        db = store.catalog.reader()
-        for (ino,) in db.execute("SELECT id FROM inodes WHERE mode & 61440 = 32768").fetchall():
+        for ino in inos:
             path = store.catalog.path_of(ino)
             try:
                 out[path] = store.read_all(ino)
@@ -79,8 +80,7 @@ def catalog(root: Path) -> sqlite3.Connection:
 def block_of(root: Path, name: str) -> tuple[str, int, int, int, int]:
     """(path, pack id, offset, length, codec) of the first block of the first file called ``name``."""
     with Store.open(root, readonly=True) as store:
-        db = store.catalog.reader()
-        ino, bid, pid, off, length, codec = db.execute(
+        ino, bid, pid, off, length, codec = catalog(root).execute(
             "SELECT f.ino, b.id, b.pack_id, b.offset, b.length, b.codec FROM dentries d "
             "JOIN file_chunks f ON f.ino = d.ino JOIN chunks c ON c.id = f.chunk_id "
             "JOIN blocks b ON b.id = c.block_id WHERE d.name = ? ORDER BY f.off LIMIT 1",
@@ -236,10 +236,9 @@ def test_namespace_and_session_faults(copy, capsys):
     assert rc == 0, out
     after = out.split("after repair:")[1]
     assert not errors(after) and "warning: invalid-json" in after    # not repaired: a decision
-    with Store.open(copy, readonly=True) as store:
-        assert store.catalog.reader().execute("SELECT status FROM sessions WHERE id = ?",
-                                              (other,)).fetchone()[0] != "bogus"
-        assert store.catalog.reader().execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone()
+    db = catalog(copy)
+    assert db.execute("SELECT status FROM sessions WHERE id = ?", (other,)).fetchone()[0] != "bogus"
+    assert db.execute("SELECT 1 FROM sessions WHERE id = ?", (sid,)).fetchone()
 
 
 def test_repair_refused_while_mounted(copy, capsys):
@@ -261,3 +260,48 @@ def test_json_output(copy, capsys):
     assert rc == 1 and not report["ok"]
     assert [p["kind"] for p in report["problems"]] == ["refcount"]
     assert report["problems"][0]["paths"]
+
+
+def test_a_failing_catalog_is_a_store_error_naming_the_catalog_and_the_check(copy, capsys):
+    """A catalog that fails under a check (here a table is gone) raises CatalogError, not
+    sqlite3's exception, from plain and from streaming operations; the command prints one line."""
+    db = catalog(copy)
+    db.execute("DROP TABLE session_topics")
+    db.close()
+    with Store.open(copy, readonly=True) as store:
+        with pytest.raises(CatalogError, match=r"^catalog: indexed sessions failed: "
+                                               r"no such table: session_topics$") as caught:
+            verify(store)
+        assert isinstance(caught.value.__cause__, sqlite3.Error)
+        catalog(copy).execute("DROP TABLE blocks")
+        stream = store.catalog.reader().audit.blocks()
+        with pytest.raises(CatalogError, match=r"^catalog: blocks failed: no such table: blocks$"):
+            next(stream)
+    rc, out = run(capsys, copy)
+    assert rc == 1
+    assert re.search(r"^sessionfs: catalog: [\w ]+ failed: no such table: \w+$", out, re.M), out
+    assert "Traceback" not in out
+
+
+def test_marking_a_chunk_lost_keeps_it_for_its_files_and_drops_it_for_none(copy):
+    """The Audit contract repair relies on: a referenced chunk becomes lost (and is then no
+    damage to report), marking it again changes nothing, an unreferenced one is deleted."""
+    db = catalog(copy)
+    shared, ino = db.execute("SELECT f.chunk_id, f.ino FROM file_chunks f JOIN dentries d ON d.ino = f.ino "
+                             "WHERE d.name = ? ORDER BY f.off LIMIT 1", (b"summary.json",)).fetchone()
+    alone, other = db.execute(
+        "SELECT f.chunk_id, f.ino FROM file_chunks f JOIN dentries d ON d.ino = f.ino WHERE d.name = ? "
+        "AND (SELECT count(*) FROM file_chunks g WHERE g.chunk_id = f.chunk_id) = 1 ORDER BY f.off LIMIT 1",
+        (b"transcription.json",)).fetchone()
+    with Store.open(copy) as store:
+        with store.catalog.write() as txn:
+            audit = txn.audit
+            refs = audit.mark_chunk_lost(shared)
+            assert ino in {r.ino for r in refs} and all(r.length > 0 for r in refs)
+            assert audit.mark_chunk_lost(shared) == []
+            assert audit.chunk_exists(shared)
+            assert ino in {r.ino for r in audit.lost_references(ino)}
+            assert shared not in {c.id for c in audit.chunks_without_block()}
+            assert audit.drop_references(other) > 0
+            assert audit.mark_chunk_lost(alone) == []
+            assert not audit.chunk_exists(alone)

@@ -11,7 +11,8 @@ from store.core.errors import FormatError, LockedError
 from store.engine.store import Store
 from store.backends.objects.packs import pack_name
 from store.services.repair import repair
-from store.services.verify import Report, merge_plans, ranges_text, verify
+from store.services.verify import verify
+from store.services.verify_report import Report, merge_plans, ranges_text
 
 
 def _print_report(report: Report, out: Callable[[str], None], heading: str | None = None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import upgrade
+from store.backends.catalog.rows import BlockRow
 from store.backends.catalog.attr_cache import CAPACITY, DATA, EVERYTHING, ROW, AttrCache
 from store.core.errors import FormatError, IntegrityError
 from store.core.rewrite import Extent
@@ -54,17 +55,6 @@ class ChunkLocation:
     hash: bytes
     block_id: int
     block_off: int
-
-
-@dataclass(slots=True, frozen=True)
-class BlockRow:
-    id: int
-    pack_id: int
-    offset: int
-    length: int
-    raw_length: int
-    codec: int
-    dict_id: int
 
 
 READER_CACHE_KIB = 2000

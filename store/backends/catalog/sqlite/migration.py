@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from store.backends.catalog.migration import AttachmentRecord, Migration, Record
 from store.core.errors import ConflictError
+from store.backends.catalog.sqlite.errors import translated
 from .schema import ensure_migration_tables, has_migration_tables
 
 _COLUMNS = ("id, source, session_id, sha256, size, mtime_ns, digest, status, stage, reason, "
@@ -17,6 +18,7 @@ _COLUMNS = ("id, source, session_id, sha256, size, mtime_ns, digest, status, sta
 _ACTIVE_SQL = "('imported', 'verified', 'finalized')"
 
 
+@translated
 class SqliteMigration(Migration):
     """The migration record through one connection (a reader's or the writer's)."""
 

@@ -10,6 +10,7 @@ import orjson
 
 from store.backends.catalog.sessions import SessionFilter, Sessions
 from store.core.session_fields import METADATA_NAME, parse_metadata, session_fields
+from store.backends.catalog.sqlite.errors import translated
 
 # Blocks holding the files under one directory (per-session cache eviction).
 _BLOCKS_UNDER = """
@@ -21,6 +22,7 @@ WHERE f.ino IN (SELECT ino FROM tree)
 """
 
 
+@translated
 class SqliteSessions(Sessions):
     """The session index through one connection (a reader's or the writer's)."""
 

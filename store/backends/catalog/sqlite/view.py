@@ -20,6 +20,7 @@ from .maintenance import SqliteMaintenance
 from .migration import SqliteMigration
 from .sessions import SqliteSessions
 from .search import SqliteSearch
+from .audit import SqliteAudit
 
 
 class SqliteView:
@@ -49,6 +50,10 @@ class SqliteView:
     def in_transaction(self) -> bool:
         """True inside ``snapshot()`` or a write transaction (reads see one point in time)."""
         return self._db.in_transaction
+
+    @functools.cached_property
+    def audit(self) -> SqliteAudit:
+        return SqliteAudit(self._db)
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator["SqliteView"]:
