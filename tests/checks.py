@@ -6,7 +6,12 @@ tables whose invariants ``store.schema.create_tables`` documents.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from store import Store
+
+#: The small legacy store of DESIGN.md section 5 (a copy, so that a fresh clone has it).
+LEGACY_EXAMPLE = Path(__file__).resolve().parent / "fixtures" / "legacy-store"
 
 
 def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> None:
