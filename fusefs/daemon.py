@@ -51,12 +51,28 @@ class MountError(StoreError):
 
 
 def is_stale(mountpoint: str) -> bool:
-    """True when ``mountpoint`` is a FUSE mount whose daemon is gone."""
+    """True when ``mountpoint`` is a FUSE mount whose connection to its daemon has ended.
+
+    The kernel ends a connection when the daemon's last /dev/fuse descriptor closes (the
+    daemon died) or when it is aborted (/sys/fs/fuse/connections/N/abort). Requests that
+    were waiting for an answer then fail with ECONNABORTED; every later request fails
+    with ENOTCONN, whichever way the connection ended. statfs is always a new request
+    (stat() may be answered from the kernel's attribute cache), but it may have been
+    waiting already when the connection ended, so both mean a dead mount."""
     try:
-        os.statvfs(mountpoint)   # stat() may be answered from the kernel's attribute cache
+        os.statvfs(mountpoint)
     except OSError as exc:
         return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
     return False
+
+
+def clean_up_stale(mountpoint: str, timeout: float = 120.0) -> None:
+    """Detach a dead mount and wait until its daemon (alive for a moment after an abort,
+    still committing what was queued and holding the store) has exited."""
+    pid = daemon_pid(mountpoint)
+    lazy_unmount(mountpoint)
+    if pid is not None and _holds_fuse_device(pid):
+        _wait_exit(pid, timeout, "after its connection ended")
 
 
 def _unescape(field: str) -> str:
@@ -96,8 +112,8 @@ def lazy_unmount(mountpoint: str) -> None:
 
 def check_mountpoint(mountpoint: str) -> None:
     if is_stale(mountpoint):
-        log.warning("cleaning up %s: its previous daemon died", mountpoint)
-        lazy_unmount(mountpoint)
+        log.warning("cleaning up %s: its previous daemon died or its connection was aborted", mountpoint)
+        clean_up_stale(mountpoint)
     p = Path(mountpoint)
     if not p.is_dir():
         raise MountError(f"mountpoint {mountpoint} does not exist or is not a directory")
@@ -416,7 +432,7 @@ def unmount(mountpoint: str, timeout: float = 120.0) -> None:
     """Unmount a sessionfs mount and wait until its daemon has committed everything and exited."""
     mountpoint = os.path.abspath(mountpoint)
     if is_stale(mountpoint):
-        lazy_unmount(mountpoint)
+        clean_up_stale(mountpoint, timeout)
         return
     kind = mounted_here(mountpoint)
     if kind != FSTYPE:
@@ -425,11 +441,29 @@ def unmount(mountpoint: str, timeout: float = 120.0) -> None:
     result = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
     if result.returncode != 0:
         raise MountError(f"cannot unmount {mountpoint}: {result.stderr.strip() or 'fusermount3 failed'}")
-    if pid is None:
-        return
+    if pid is not None:
+        _wait_exit(pid, timeout, "after unmount")
+
+
+def _holds_fuse_device(pid: int) -> bool:
+    """True when process ``pid`` has /dev/fuse open (a daemon, not a process that reused its pid)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/fuse":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _wait_exit(pid: int, timeout: float, when: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _running(pid):
             return
         time.sleep(0.02)
-    raise MountError(f"daemon {pid} did not exit within {timeout:.0f} s after unmount")
+    raise MountError(f"daemon {pid} did not exit within {timeout:.0f} s {when}")

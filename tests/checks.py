@@ -13,6 +13,9 @@ from store import Store
 from store.backends.catalog.sqlite import counters
 from store.backends.catalog.sqlite.counters import COUNTERS_FORMAT
 
+#: The small legacy store of DESIGN.md section 5 (a copy, so that a fresh clone has it).
+LEGACY_EXAMPLE = Path(__file__).resolve().parent / "fixtures" / "legacy-store"
+
 
 def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> None:
     """Reference counts equal references; no reference, entry or chunk points at nothing."""
@@ -104,3 +107,44 @@ def index_dump(store: Store) -> list[tuple]:
     finally:
         db.close()
     return sorted(docs.values()) + tokens
+
+
+#: Top-level names of a mount that are computed per call (live counters, queries), not stored.
+LIVE_VIEWS = (".sessionfs", "search")
+
+
+def mount_manifest(root, tops: tuple[str, ...] | None = None) -> dict:
+    """Every path below a mount's root (except ``LIVE_VIEWS``; only ``tops`` if given) -> what a
+    reader sees there.
+
+    Type, permission bits and, by type: a file's size, link count, sha256 and mtime; a link's
+    target; a directory's or a file's xattrs (hex values). Names that are not UTF-8 are kept
+    with surrogate escapes, so ``os.fsencode`` gives their bytes back."""
+    import hashlib
+    import stat
+    root = os.fsencode(root)
+    out: dict = {}
+
+    def visit(rel: bytes) -> None:
+        path = os.path.join(root, rel)
+        st = os.lstat(path)
+        entry = {"mode": f"{stat.S_IMODE(st.st_mode):04o}"}
+        if stat.S_ISLNK(st.st_mode):
+            entry.update(type="symlink", target=os.fsdecode(os.readlink(path)))
+        else:
+            entry["xattrs"] = {name: os.getxattr(path, name).hex() for name in sorted(os.listxattr(path))}
+        if stat.S_ISREG(st.st_mode):
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256").hexdigest()
+            entry.update(type="file", size=st.st_size, nlink=st.st_nlink, sha256=digest,
+                         mtime_ns=st.st_mtime_ns)
+        elif stat.S_ISDIR(st.st_mode):
+            entry["type"] = "dir"
+            for name in sorted(os.listdir(path)):
+                if rel or (os.fsdecode(name) in tops if tops else os.fsdecode(name) not in LIVE_VIEWS):
+                    visit(os.path.join(rel, name) if rel else name)
+        if rel:
+            out[os.fsdecode(rel)] = entry
+
+    visit(b"")
+    return out

@@ -16,8 +16,8 @@ import sqlite3
 import stat
 import threading
 import time
-from pathlib import Path
 
+from checks import LEGACY_EXAMPLE
 from store import Store
 from store.backends.catalog.attr_cache import DATA, EVERYTHING, ROW, AttrCache
 from store.backends.catalog.sqlite.catalog import INODE_COLUMNS
@@ -262,7 +262,7 @@ def test_stat_through_the_mount_follows_writes_chmod_and_truncate(mount):
 
 
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "legacy-store"
+EXAMPLE = LEGACY_EXAMPLE
 
 
 def test_a_missing_name_the_kernel_remembers_appears_once_created_behind_its_back(mount):

@@ -1,14 +1,14 @@
-"""Tests of store.layout: the chunked session layout and its exact round trip. No disk writes."""
+"""Tests of store.core.layout: the chunked session layout and its exact round trip. No disk writes."""
 
 import copy
 import json
-from pathlib import Path
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from checks import LEGACY_EXAMPLE
 from store.core.layout import (
     ARRAY_KINDS,
     LARGE_OBJECTS,
@@ -30,7 +30,7 @@ from store.core.layout import (
     validate_session_id,
 )
 
-LEGACY_STORE = Path(__file__).resolve().parents[2] / "shared/examples/legacy-store"
+LEGACY_STORE = LEGACY_EXAMPLE
 EXAMPLE_ID = "6f1c2a4e-3b7d-4c1e-9a55-2d8e0f4b7c11"
 SID = "00000000-0000-4000-8000-000000000001"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -16,9 +15,10 @@ from store.engine.cache import ByteLRU
 from store.core.errors import BadInputError
 from store.engine.memory import BASE_BYTES, HIGH, LOW, MiB, next_cache_capacity, plan
 
+from checks import LEGACY_EXAMPLE
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "legacy-store"
+EXAMPLE = LEGACY_EXAMPLE
 
 
 # ---------------------------------------------------------------- the plan (pure)

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from contrib.corpus import dumps_session, generate_session, write_legacy_store
-from checks import tree_digest
+from checks import LEGACY_EXAMPLE, tree_digest
 from store import Store
 from store.core import legacy as legacy_mod
 from store.core.layout import attachment_refs
@@ -27,9 +27,7 @@ from store.services.migrate_export import export_sessions
 from store.services.sessions import SessionStore
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = Path("/work/shared/examples/legacy-store")
-if not EXAMPLE.is_dir():
-    EXAMPLE = ROOT.parent / "shared" / "examples" / "legacy-store"
+EXAMPLE = LEGACY_EXAMPLE
 CORPUS_COUNT = 200
 
 

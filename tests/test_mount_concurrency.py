@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import os
 import random
-import subprocess
 import threading
 import time
 from pathlib import Path

@@ -18,8 +18,9 @@ through the mount:
 
 Finally it unmounts, opens the store and checks reference counts, reads every
 file in full (each chunk is verified against its hash: ``IntegrityError``
-otherwise), and runs the store's own check, ``sessionfs verify --data``. Also here: a killed daemon leaves a stale mountpoint (ENOTCONN) that
-the next ``sessionfs mount`` or ``sessionfs umount`` cleans up, and SIGTERM/SIGINT
+otherwise), and runs the store's own check, ``sessionfs verify --data``. Also here: a killed daemon or an aborted connection leaves a dead mountpoint
+(ENOTCONN; ECONNABORTED for requests waiting when it ended) that the next
+``sessionfs mount`` or ``sessionfs umount`` cleans up, and SIGTERM/SIGINT
 unmount cleanly with everything committed.
 """
 
@@ -32,6 +33,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +41,7 @@ import pytest
 
 from checks import assert_catalog_consistent
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
-from fusefs.daemon import mounted_here
+from fusefs.daemon import is_stale, mounted_here
 from store import Store
 
 pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here (/dev/fuse or fusermount3 missing)")
@@ -276,25 +278,119 @@ def test_kill9_during_a_writer_loop_loses_nothing_closed_or_fsynced(mount: Mount
     assert r.returncode == 0, f"sessionfs verify --data found problems:\n{r.stdout}{r.stderr}"
 
 
-def test_a_dead_daemons_mountpoint_is_cleaned_up_by_mount_and_by_umount(mount: Mount):
+FUSECTL = Path("/sys/fs/fuse/connections")
+
+
+def errno_of(call, *args) -> int | None:
+    try:
+        call(*args)
+    except OSError as exc:
+        return exc.errno
+    return None
+
+
+def start_waiting_request(mount: Mount, name: str) -> tuple[threading.Thread, list]:
+    """Stop the daemon, then start a lookup of a name the kernel has never seen (no cached
+    entry) in a thread; return once that thread waits inside FUSE for the daemon's answer."""
+    os.kill(mount.pid, signal.SIGSTOP)
+    tid: list[int] = []
+    result: list[int | None] = []
+
+    def lookup() -> None:
+        tid.append(threading.get_native_id())
+        result.append(errno_of(os.stat, mount.sessions / name))
+
+    thread = threading.Thread(target=lookup)
+    thread.start()
+    wait_for(lambda: bool(tid), 10, "the lookup thread")
+    wait_for(lambda: "fuse" in _wchan(tid[0]) or _wchan(tid[0]) == "request_wait_answer", 30,
+             "the lookup to wait for the stopped daemon")
+    return thread, result
+
+
+def _wchan(tid: int) -> str:
+    try:
+        return Path(f"/proc/self/task/{tid}/wchan").read_text()
+    except OSError:
+        return ""
+
+
+def end_connection(mount: Mount, how: str) -> int | None:
+    """End the mount's connection: "killed" (SIGKILL, nothing waiting), "killed-waiting" (SIGKILL
+    while a lookup waits for the daemon) or "aborted" (/sys/fs/fuse/connections/N/abort while a
+    lookup waits; the daemon lives on for a moment). The waiting lookup's errno, if any."""
+    conn = os.minor(os.stat(mount.path).st_dev)
+    if how == "killed":
+        kill_daemon(mount)
+        return None
+    thread, result = start_waiting_request(mount, f"never-looked-up-{how}-{time.monotonic_ns()}")
+    if how == "killed-waiting":
+        kill_daemon(mount)
+    else:
+        (FUSECTL / str(conn) / "abort").write_text("1")
+        os.kill(mount.pid, signal.SIGCONT)
+        mount.pid = None        # alive until it notices; sessionfs mount/umount wait for it
+    thread.join(30)
+    assert not thread.is_alive(), "the waiting lookup did not return when the connection ended"
+    return result[0]
+
+
+@pytest.fixture
+def fusectl():
+    """/sys/fs/fuse/connections, mounted for the test if it is not (and unmounted after)."""
+    mounted = False
+    if mounted_here(str(FUSECTL)) != "fusectl":
+        r = subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount fusectl to abort a connection: {r.stderr.strip()}")
+        mounted = True
+    yield FUSECTL
+    if mounted:
+        subprocess.run(["umount", str(FUSECTL)], capture_output=True)
+
+
+@pytest.mark.parametrize("how", ["killed", "killed-waiting", "aborted"])
+def test_a_dead_daemons_mountpoint_is_cleaned_up_by_mount_and_by_umount(mount: Mount, how, request):
+    """Whether the daemon died or its connection was aborted, requests waiting at that moment
+    fail with ECONNABORTED and later ones with ENOTCONN; sessionfs mount and umount both
+    recognise the dead mount, wait for its daemon and clean it up, and nothing closed is lost."""
+    if how == "aborted":
+        request.getfixturevalue("fusectl")
     d = mount.sessions / "s"
     d.mkdir()
     (d / "closed.txt").write_bytes(b"closed before the crash\n" * 1000)
-    kill_daemon(mount)
-    with pytest.raises(OSError) as info:
-        os.listdir(mount.path)
-    assert info.value.errno == errno.ENOTCONN
+    for cleanup in ("mount", "umount"):
+        waiting = end_connection(mount, how)
+        assert waiting == (None if how == "killed" else errno.ECONNABORTED)
+        assert errno_of(os.listdir, mount.path) == errno.ENOTCONN
+        assert is_stale(str(mount.path))
+        if cleanup == "umount":
+            r = sessionfs("umount", str(mount.path), check=False)
+            assert r.returncode == 0, r.stderr
+            assert not mounted_here(mount.path)
+            os.statvfs(mount.path)      # a plain directory again
+        mount.start()                   # after umount, or itself cleaning up the dead mountpoint
+        assert (d / "closed.txt").read_bytes() == b"closed before the crash\n" * 1000
 
-    mount.start()           # sessionfs mount: cleans up the stale mountpoint, replays the closed file
-    assert (d / "closed.txt").read_bytes() == b"closed before the crash\n" * 1000
 
-    kill_daemon(mount)
-    r = sessionfs("umount", str(mount.path), check=False)
-    assert r.returncode == 0, r.stderr
+def test_umount_waits_for_the_daemon_of_an_aborted_connection(mount: Mount, fusectl):
+    """After an abort the daemon still runs (committing, holding the store) until it notices:
+    umount detaches the dead mount and then waits for it, as after a normal unmount."""
+    d = mount.sessions / "s"
+    d.mkdir()
+    (d / "closed.txt").write_bytes(b"closed before the abort\n")
+    daemon = mount.pid
+    conn = os.minor(os.stat(mount.path).st_dev)
+    os.kill(daemon, signal.SIGSTOP)
+    (fusectl / str(conn) / "abort").write_text("1")
+    r = sessionfs("umount", "--timeout", "1", str(mount.path), check=False)
+    assert r.returncode != 0 and f"daemon {daemon} did not exit" in r.stderr, r.stderr
     assert not mounted_here(mount.path)
-    os.statvfs(mount.path)  # no ENOTCONN any more
+    os.kill(daemon, signal.SIGCONT)
+    wait_dead(daemon)
+    mount.pid = None
     mount.start()
-    assert (d / "closed.txt").read_bytes() == b"closed before the crash\n" * 1000
+    assert (d / "closed.txt").read_bytes() == b"closed before the abort\n"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -6,16 +6,16 @@ import errno
 import json
 import random
 import threading
-from pathlib import Path
 
 import pytest
 
+from checks import LEGACY_EXAMPLE
 from store.engine.store import Store
 from store.core.errors import BadInputError, ConflictError, FsError, StoreError
 from store.core.layout import LayoutError, chunk_path
 from store.services.sessions import SessionStore
 
-LEGACY_STORE = Path(__file__).resolve().parents[2] / "shared/examples/legacy-store"
+LEGACY_STORE = LEGACY_EXAMPLE
 SID = "00000000-0000-4000-8000-000000000001"
 OTHER = "00000000-0000-4000-8000-000000000002"
 

@@ -763,13 +763,13 @@ class Store:
     def split_path(path: str) -> list[bytes]:
         if not isinstance(path, str) or "\0" in path:
             raise BadInputError(f"invalid path {path!r}")
-        parts = [p for p in path.strip("/").split("/") if p]
+        parts = [p.encode("utf-8", "surrogateescape") for p in path.strip("/").split("/") if p]
         for p in parts:
-            if p in (".", ".."):
+            if p in (b".", b".."):
                 raise BadInputError(f"path {path!r} may not contain '.' or '..'")
-            if len(p.encode()) > namespace.NAME_MAX:
+            if len(p) > namespace.NAME_MAX:
                 raise BadInputError(f"path {path!r} has a component longer than {namespace.NAME_MAX} bytes")
-        return [p.encode("utf-8", "surrogateescape") for p in parts]
+        return parts
 
     def resolve(self, path: str, db=None) -> int | None:
         ino = ROOT_INO
