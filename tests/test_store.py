@@ -22,7 +22,7 @@ import pytest
 from store import Store
 from store.core.codec import CODEC_RAW, CODEC_ZSTD, HEADER
 from store.core.errors import BadInputError, FormatError, FsError, IntegrityError, LockedError
-from store.backends.catalog.sqlite.namespace import RENAME_NOREPLACE
+from store.backends.catalog.tree import RENAME_NOREPLACE
 from store.backends.catalog.sqlite.schema import FORMAT_VERSION
 from checks import assert_catalog_consistent, pack_file, pack_files
 
@@ -123,7 +123,7 @@ def store_dir(tmp_path) -> Path:
 def store(store_dir):
     s = Store.open(store_dir, sync_interval=0.5)
     yield s
-    if s.persister is not None or s._lock_fd is not None:
+    if s.persister is not None or s._lock.held:
         s.close()
 
 

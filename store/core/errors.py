@@ -38,3 +38,12 @@ class FsError(StoreError):
 
 class BadInputError(StoreError, ValueError):
     """The caller gave something the store refuses: bad id, bad JSON, bad index."""
+
+
+class CatalogError(StoreError):
+    """The catalog database failed an operation (disk full, I/O error, damaged file); ``errno``
+    is what a filesystem call would report for it (ENOSPC, EIO)."""
+
+    def __init__(self, message: str, errno: int = _errno.EIO):
+        super().__init__(message)
+        self.errno = errno

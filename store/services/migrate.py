@@ -77,7 +77,8 @@ from store.engine.store import Store
 from store.core.errors import BadInputError, StoreError
 from store.core.legacy import LegacyError, Limits, Prepared
 from store.engine.persist import PathGroup
-from store.backends.catalog.sqlite.schema import ROOT_INO, ensure_migration_tables, has_migration_tables
+from store.backends.catalog.rows import ROOT_INO
+from store.backends.catalog.sqlite.schema import ensure_migration_tables, has_migration_tables
 from .sessions import ATTACHMENTS_DIR, SESSIONS_DIR, SessionStore
 
 log = logging.getLogger("sessionfs.migrate")

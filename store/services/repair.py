@@ -9,7 +9,7 @@ import stat
 import time
 
 from store.backends.catalog.sqlite import counters, session_index
-from store.backends.catalog.sqlite.schema import LOST_BLOCK, LOST_HASH_PREFIX
+from store.backends.catalog.rows import LOST_BLOCK, LOST_HASH_PREFIX
 from store.backends.objects.packs import pack_name
 from store.services.verify import Report, merge_ranges, is_lost_hash, ranges_text
 
@@ -50,7 +50,7 @@ def repair(store, report: Report) -> list[str]:
             tomb = LOST_HASH_PREFIX + hashlib.sha256(b"sessionfs lost chunk %d" % cid).digest()
             db.execute("INSERT INTO chunks (id, hash, length, block_id, block_off, refcount, unref_since) "
                        "VALUES (?, ?, ?, ?, 0, 0, ?)", (cid, tomb, max(0, length), LOST_BLOCK, now))
-            store._ids.chunk = max(store._ids.chunk, cid + 1)
+            store.ids.chunk = max(store.ids.chunk, cid + 1)
             note(ino, off, off + max(0, length), f"chunk {cid} does not exist")
         for cid, reason in report.bad_chunks.items():
             row = db.execute("SELECT hash, block_id FROM chunks WHERE id = ?", (cid,)).fetchone()
@@ -129,7 +129,7 @@ def repair(store, report: Report) -> list[str]:
             db.execute("DELETE FROM sessions WHERE id = ?", (sid,))
             actions.append(f"deleted the session index row of {sid} (no such session directory)")
         for dir_ino in sorted(report.session_dirs):
-            session_index.refresh(db, dir_ino, store.sessions_ino, lambda i: store._read_file_in(db, i))
+            session_index.refresh(db, dir_ino, store.sessions_ino, lambda i: store.read_file_in(db, i))
             actions.append(f"rebuilt the session index row of {store.catalog.path_of(dir_ino, db)}")
         # 6. lost+found entries that no longer apply (file rewritten or deleted).
         stale = db.execute(

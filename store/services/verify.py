@@ -92,8 +92,8 @@ from store.core.errors import IntegrityError
 from store.core.units import human_bytes
 from store.backends.objects.packs import pack_name
 from store.core.layout import ARRAY_KINDS, LARGE_OBJECTS, METADATA_FILE, parse_chunk_file_name
-from store.backends.catalog.sqlite.schema import (FORMAT_VERSION, LOST_BLOCK, LOST_HASH_PREFIX, ROOT_INO, has_table,
-                     read_format_version)
+from store.backends.catalog.rows import LOST_BLOCK, LOST_HASH_PREFIX, ROOT_INO
+from store.backends.catalog.sqlite.schema import FORMAT_VERSION, has_table, read_format_version
 
 log = logging.getLogger("sessionfs.verify")
 

@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 
 import orjson
 
-from store.backends.catalog.sqlite.catalog import ChunkLocation
+from store.backends.catalog.rows import ChunkLocation
 from store.backends.catalog.sqlite.search_text import TextCache, content_digest, pack_extents, unpack_extents
 from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SESSION_SHIFT, create_search_tables,
                                                   has_table)
@@ -427,7 +427,7 @@ class TextIndex:
         for off, length, chunk_id, digest, block_id, block_off in extents:
             if off >= size:
                 continue
-            data = self.store._chunk_bytes(ChunkLocation(off, length, chunk_id, bytes(digest), block_id, block_off),
+            data = self.store.chunk_bytes(ChunkLocation(off, length, chunk_id, bytes(digest), block_id, block_off),
                                            None, db)
             end = min(size, off + length)
             out[off:end] = data[:end - off]

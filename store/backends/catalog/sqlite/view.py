@@ -12,16 +12,34 @@ outside this package sees the connection.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from typing import Iterator
 
+from ..interface import CatalogView
+from .content import SqliteContent
+from .meta import SqliteMeta
+from .tree import SqliteTree
 
-class SqliteView:
+
+class SqliteView(CatalogView):
     """The catalog through one connection; see the module docstring."""
 
     def __init__(self, db: sqlite3.Connection, *, writable: bool):
         self._db = db
         self.writable = writable
+
+    @functools.cached_property
+    def tree(self) -> SqliteTree:
+        return SqliteTree(self._db)
+
+    @functools.cached_property
+    def content(self) -> SqliteContent:
+        return SqliteContent(self._db)
+
+    @functools.cached_property
+    def meta(self) -> SqliteMeta:
+        return SqliteMeta(self._db)
 
     @property
     def in_transaction(self) -> bool:
