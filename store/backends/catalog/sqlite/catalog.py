@@ -1,7 +1,7 @@
 """SQLite access: one serialized writer, a read connection per thread.
 
 WAL mode lets readers run while the writer commits. Writes go through
-``Catalog.write()``, which holds a lock so namespace operations (from mount
+``SqliteCatalog.write()``, which holds a lock so namespace operations (from mount
 handler threads) and the persistence worker's batch commits never interleave.
 Commits use ``synchronous=NORMAL`` (no fsync: safe against a process crash,
 and the periodic checkpoint bounds what a power loss can take); a durable
@@ -24,7 +24,7 @@ from ..interface import Catalog
 from ..rows import Changes
 from store.core.errors import CatalogError, FormatError
 from .view import SqliteView
-from .schema import FORMAT_VERSION, create_tables, read_format_version
+from .schema import FORMAT_VERSION, create_tables, ensure_maintenance_tables, read_format_version
 
 READER_CACHE_KIB = 2000
 WRITER_CACHE_KIB = 16000
@@ -95,8 +95,10 @@ class SqliteCatalog(Catalog):
             self._writer_view = SqliteView(self._writer, writable=True)
         if self._writer is not None:
             self.upgraded_from = upgrade.run(self._writer, self.path)
+            with self.write():
+                ensure_maintenance_tables(self._writer)
         #: The format as read: older than FORMAT_VERSION only when opened read-only (not upgraded).
-        self.format_version = upgrade.readable(read_format_version(self.reader()), self.path)
+        self.format_version = upgrade.readable(read_format_version(self.reader()._db), self.path)
 
     def _watch_changes(self, db: sqlite3.Connection) -> None:
         """Temporary triggers (this connection only, nothing stored) report every change the
