@@ -59,7 +59,8 @@ class NamespaceOps:
 
     def make_node(self, parent: int, name: bytes, mode: int, uid: int, gid: int, rdev: int = 0,
                   target: bytes | None = None) -> InodeRow:
-        return self._namespace(lambda tree, now: tree.make_node(parent, name, mode, uid, gid, now, rdev, target), entries=[(parent, name)])
+        return self._namespace(lambda tree, now: tree.make_node(parent, name, mode, uid, gid, now, rdev, target),
+                               entries=[(parent, name)])
 
     def link(self, ino: int, parent: int, name: bytes) -> InodeRow:
         return self._namespace(lambda tree, now: tree.link(ino, parent, name, now),

@@ -76,7 +76,8 @@ class SqliteContent(Content):
                      for table in ("blocks", "chunks", "packs"))
 
     def packs(self) -> dict[int, tuple[int, bool]]:
-        return {pid: (size, bool(sealed)) for pid, size, sealed in self._db.execute("SELECT id, size, sealed FROM packs")}
+        rows = self._db.execute("SELECT id, size, sealed FROM packs")
+        return {pid: (size, bool(sealed)) for pid, size, sealed in rows}
 
     # -- writes ------------------------------------------------------------------------
     def seal_packs(self, pack_ids: list[int]) -> None:
