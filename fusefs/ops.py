@@ -27,10 +27,9 @@ import orjson
 import pyfuse3
 
 from store import Store
-from store.backends.catalog.sqlite.catalog import InodeRow
+from store.backends.catalog.rows import ROOT_INO, InodeRow
 from store.core.errors import FsError, IntegrityError, StoreError
-from store.backends.catalog.sqlite.namespace import NAME_MAX
-from store.backends.catalog.sqlite.schema import ROOT_INO
+from store.backends.catalog.tree import NAME_MAX
 
 from .search_views import SearchViews
 from .threads import run as _run
@@ -484,7 +483,7 @@ class SessionFS(pyfuse3.Operations):
 
     def _statfs(self) -> pyfuse3.StatvfsData:
         host = os.statvfs(self.store.root)
-        files = self.store.catalog.reader().execute("SELECT count(*) FROM inodes").fetchone()[0]
+        files = self.store.file_count()
         s = pyfuse3.StatvfsData()
         s.f_bsize = host.f_bsize
         s.f_frsize = host.f_frsize

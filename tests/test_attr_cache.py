@@ -1,6 +1,6 @@
 """What is cached about inodes and names, and that nothing cached outlives a change: the
-in-memory attribute cache (store.attr_cache) with its invalidation by the catalog's change
-triggers, and the kernel's entries (negative ones included) for names created behind it.
+in-memory attribute cache (store.engine.attr_cache) with its invalidation by the changes
+every catalog transaction reports, and the kernel's entries (negative ones included) for names created behind it.
 
 The store tests compare every cached entry with a fresh read of the catalog file (its own
 connection, no cache) after each step of a random sequence of namespace and content
@@ -19,8 +19,9 @@ import time
 
 from checks import LEGACY_EXAMPLE
 from store import Store
-from store.backends.catalog.attr_cache import DATA, EVERYTHING, ROW, AttrCache
-from store.backends.catalog.sqlite.catalog import INODE_COLUMNS
+from store.backends.catalog.rows import Changes
+from store.backends.catalog.sqlite.tree import INODE_COLUMNS
+from store.engine.attr_cache import AttrCache
 from store.core.errors import FsError
 
 UID, GID = os.getuid(), os.getgid()
@@ -32,7 +33,7 @@ DIR = stat.S_IFDIR | 0o755
 def test_a_fill_that_straddles_a_change_is_not_kept():
     cache = AttrCache()
     epoch = cache.epoch
-    cache.changed({(ROW, 7)})
+    cache.changed(Changes(inodes=frozenset({7})))
     cache.fill_row(epoch, 7, ("stale",))
     assert cache.row(7) is None
     cache.fill_row(cache.epoch, 7, ("fresh",))
@@ -44,12 +45,12 @@ def test_changes_drop_exactly_what_they_touched():
     for ino in (1, 2, 3):
         cache.fill_row(cache.epoch, ino, (ino,))
     cache.fill_data_bytes(cache.epoch, {1: 10, 2: 20})
-    cache.changed({(ROW, 1), (DATA, 2)})
+    cache.changed(Changes(inodes=frozenset({1}), contents=frozenset({2})))
     assert (cache.row(1), cache.row(2), cache.row(3)) == (None, (2,), (3,))
     assert (cache.data_bytes(1), cache.data_bytes(2)) == (10, None)
-    cache.changed(set())
+    cache.changed(Changes())
     assert cache.row(2) == (2,)
-    cache.changed({(EVERYTHING, 0)})
+    cache.changed(Changes(everything=True))
     assert cache.row(2) is None and cache.data_bytes(1) is None
 
 
@@ -83,11 +84,11 @@ def _check_cached(store: Store, inos) -> int:
     cached = 0
     for ino in inos:
         row, data = _truth(store, ino)
-        hit = store.catalog.attrs.row(ino)
+        hit = store.attrs.row(ino)
         if hit is not None:
             cached += 1
             assert hit == row, f"inode {ino}: cached {hit}, catalog {row}"
-        n = store.catalog.attrs.data_bytes(ino)
+        n = store.attrs.data_bytes(ino)
         if n is not None:
             assert n == data, f"inode {ino}: cached {n} data bytes, catalog {data}"
     return cached
@@ -155,7 +156,7 @@ def test_a_reader_racing_commits_never_leaves_a_stale_row(tmp_path):
 
         def read_loop():
             while not stop.is_set():
-                store.catalog.inode(ino)
+                store.committed_inode(ino)
 
         readers = [threading.Thread(target=read_loop) for _ in range(3)]
         for t in readers:
@@ -165,7 +166,7 @@ def test_a_reader_racing_commits_never_leaves_a_stale_row(tmp_path):
         stop.set()
         for t in readers:
             t.join()
-        assert store.catalog.attrs.row(ino) in (None, _truth(store, ino)[0])
+        assert store.attrs.row(ino) in (None, _truth(store, ino)[0])
         assert store.getattr(ino).mtime_ns == 300
     finally:
         store.close()
@@ -179,35 +180,31 @@ def test_a_row_read_before_a_commit_is_not_kept_after_it(tmp_path, monkeypatch):
         ino = store.make_node(store.sessions_ino, b"f", REG, UID, GID).id
         read_done, committed = threading.Event(), threading.Event()
 
-        class Rows(list):
-            def fetchone(self):
-                return self[0] if self else None
-
         class ReadThenWait:
-            """The thread's real read connection; it pauses after a query until the commit."""
-            def __init__(self, db):
-                self.db = db
-                self.in_transaction = db.in_transaction
+            """The thread's real read view; its inode read pauses after the query until the commit."""
+            def __init__(self, view):
+                self.tree = self
+                self.view = view
 
-            def execute(self, *args):
-                rows = Rows(self.db.execute(*args).fetchall())
+            def inode(self, ino):
+                row = self.view.tree.inode(ino)
                 read_done.set()
                 committed.wait(10)
-                return rows
+                return row
 
         real_reader = store.catalog.reader
         monkeypatch.setattr(store.catalog, "reader", lambda: ReadThenWait(real_reader()))
         seen = []
-        reader = threading.Thread(target=lambda: seen.append(store.catalog.inode(ino)))
+        reader = threading.Thread(target=lambda: seen.append(store.committed_inode(ino)))
         reader.start()
         assert read_done.wait(10)
-        with store.catalog.write() as db:
-            db.execute("UPDATE inodes SET mode = ? WHERE id = ?", (stat.S_IFREG | 0o600, ino))
+        with store.catalog.write() as view:
+            view.tree.set_attrs(ino, time.time_ns(), mode=0o600)
         committed.set()
         reader.join()
         monkeypatch.undo()
         assert stat.S_IMODE(seen[0].mode) == 0o644          # it did read the old row ...
-        assert store.catalog.attrs.row(ino) is None          # ... and did not keep it
+        assert store.attrs.row(ino) is None          # ... and did not keep it
         assert stat.S_IMODE(store.getattr(ino).mode) == 0o600
     finally:
         store.close()

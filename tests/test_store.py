@@ -22,7 +22,7 @@ import pytest
 from store import Store
 from store.core.codec import CODEC_RAW, CODEC_ZSTD, HEADER
 from store.core.errors import BadInputError, FormatError, FsError, IntegrityError, LockedError
-from store.backends.catalog.sqlite.namespace import RENAME_NOREPLACE
+from store.backends.catalog.tree import RENAME_NOREPLACE
 from store.backends.catalog.sqlite.schema import FORMAT_VERSION
 from checks import assert_catalog_consistent, pack_file, pack_files
 
@@ -123,7 +123,7 @@ def store_dir(tmp_path) -> Path:
 def store(store_dir):
     s = Store.open(store_dir, sync_interval=0.5)
     yield s
-    if s.persister is not None or s._lock_fd is not None:
+    if s.persister is not None or s._lock.held:
         s.close()
 
 
@@ -1025,8 +1025,14 @@ def test_read_connections_close_when_their_threads_exit(store):
     import gc
     import threading
 
+    together = threading.Barrier(8)
+
+    def read_then_wait():
+        store.catalog.names_of(store.sessions_ino)
+        together.wait(timeout=60)       # all 8 connections open at once in every burst
+
     def burst():
-        threads = [threading.Thread(target=lambda: store.catalog.names_of(store.sessions_ino)) for _ in range(8)]
+        threads = [threading.Thread(target=read_then_wait) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:

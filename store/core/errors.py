@@ -41,7 +41,12 @@ class BadInputError(StoreError, ValueError):
 
 
 class CatalogError(StoreError):
-    """The catalog database failed (busy beyond the timeout, out of space, unreadable)."""
+    """The catalog database failed an operation (disk full, I/O error, damaged file); ``errno``
+    is what a filesystem call would report for it (ENOSPC, EIO)."""
+
+    def __init__(self, message: str, errno: int = _errno.EIO):
+        super().__init__(message)
+        self.errno = errno
 
 
 class SearchIndexError(CatalogError):

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import errno
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from store.core.errors import FsError, StoreError
+from store.backends.catalog.interface import CatalogView
+from store.core.errors import CatalogError, FsError, StoreError
 from .overlay import Overlay
 
 log = logging.getLogger("sessionfs.persist")
@@ -47,11 +47,11 @@ class PathGroup:
     trees: list[str] = field(default_factory=list)
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    # Called as on_commit(db) inside the group's savepoint, before its deletions and writes: it
+    # Called as on_commit(view) inside the group's savepoint, before its deletions and writes: it
     # may check the committed tree (preconditions) and add catalog rows that must commit with the
     # files or not at all (the migration record). Raise FsError or BadInputError to refuse the
     # group (rolled back, ``error`` set); anything else fails the whole batch, which is retried.
-    on_commit: Callable[[sqlite3.Connection], None] | None = None
+    on_commit: Callable[[CatalogView], None] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -309,7 +309,8 @@ class Persister:
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("persistence batch of %d items failed, will retry: %s", len(work), self.last_error)
-                error = exc if isinstance(exc, StoreError) else FsError(_errno_of(exc), str(exc))
+                error = exc if isinstance(exc, StoreError) and not isinstance(exc, CatalogError) \
+                    else FsError(_errno_of(exc), str(exc))
                 with self._cond:
                     self._queue.extendleft(reversed(work))
                     # Barriers queued behind the failed items wait on them too: they get the
@@ -357,6 +358,6 @@ def _item_bytes(item) -> int:
 def _errno_of(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
-    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 13:
-        return errno.ENOSPC     # SQLITE_FULL: the catalog's disk is full; tell the writer so
+    if isinstance(exc, CatalogError):
+        return exc.errno        # ENOSPC when the catalog's disk is full: tell the writer so
     return errno.EIO

@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 import orjson
 
 from store.backends.catalog.search import IndexedFile, IndexUnavailableError, SearchIndexStatistics
-from store.backends.catalog.sqlite.catalog import ChunkLocation
+from store.backends.catalog.rows import ChunkLocation
 from store.core.errors import CatalogError, StoreError
 from store.core.text_index import columns, extract, indexed_path, iter_text
 from store.engine.search_rebuild import IndexRebuild

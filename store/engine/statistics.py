@@ -1,10 +1,10 @@
 """``Store.statistics()``: typed snapshots built from O(1) counters, never a table scan.
 
-The catalog part comes from ``store.backends.catalog.sqlite.counters`` (one read of a few rows, in one
-snapshot); the rest from counters the running parts keep in memory (cache,
+The catalog part comes from its running totals (``meta.totals()``: one read of a few rows,
+in one snapshot); the rest from counters the running parts keep in memory (cache,
 persistence queue, attribute cache, background maintenance, the search index's
 rebuild). A catalog opened read-only before its upgrade to the counters' format
-is counted instead (``counters.recount``): correct, slower, and said so in
+is counted instead: correct, slower, and said so in
 ``counted_by``.
 """
 
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from store.backends.catalog.attr_cache import AttrCacheStatistics
-from store.backends.catalog.sqlite import counters
-from store.backends.catalog.sqlite.counters import COUNTERS_FORMAT
 from store.backends.catalog.search import SearchIndexStatistics
+from store.engine.attr_cache import AttrCacheStatistics
 from store.engine.cache import CacheStatistics
 from store.engine.persist import PersistStatistics
 
@@ -73,20 +71,8 @@ class StoreStatistics:
         return asdict(self)
 
 
-def catalog_totals(store) -> tuple[dict[str, int], str]:
-    """(the counters, how they were obtained) read in one snapshot of the catalog."""
-    db = store.catalog.reader()
-    if store.catalog.format_version >= COUNTERS_FORMAT:
-        return counters.read(db), "counters"
-    db.execute("BEGIN")
-    try:
-        return counters.recount(db), "scan"
-    finally:
-        db.execute("COMMIT")
-
-
 def store_statistics(store) -> StoreStatistics:
-    c, counted_by = catalog_totals(store)
+    c, counted_by = store.catalog.reader().meta.totals()
     background = store.background.statistics() if store.background is not None else None
     maintenance = MaintenanceStatistics(
         c["recompressed_blocks"], c["recompress_bytes_before"], c["recompress_bytes_after"],
@@ -101,5 +87,5 @@ def store_statistics(store) -> StoreStatistics:
         compression_ratio=c["raw_block_bytes"] / c["block_bytes"] if c["block_bytes"] else 1.0,
         space_saving=1 - c["pack_bytes"] / logical if logical else 0.0,
         cache=store.cache.statistics(), queue=store.persister.statistics() if store.persister else None,
-        maintenance=maintenance, attr_cache=store.catalog.attrs.statistics(),
+        maintenance=maintenance, attr_cache=store.attrs.statistics(),
         search=store.text_index.statistics(), counted_by=counted_by)

@@ -1,7 +1,7 @@
 """Garbage collection and pack compaction.
 
 Deleting or rewriting a file releases its chunk references
-(``namespace.release_content``); a chunk whose count reaches 0 keeps its row,
+(``content.release_content``); a chunk whose count reaches 0 keeps its row,
 with ``unref_since`` set, so that a rewrite putting the same bytes back (an
 editor's save-by-rename, a session saved again) finds it by dedup. After a
 grace period (``GcOptions.grace``, default 10 minutes) garbage collection:
@@ -144,23 +144,23 @@ class Appender:
 
     def __init__(self, store):
         self.store = store
-        self.ids_before = (store._ids.block, store._ids.chunk, store._ids.pack)
+        self.ids_before = (store.ids.block, store.ids.chunk, store.ids.pack)
         self.pack_before = store.packs.write_position
         self.new_packs: list[int] = []
         self.pack_ends: dict[int, int] = {}
         self.bytes = 0
 
     def new_block_id(self) -> int:
-        bid = self.store._ids.block
-        self.store._ids.block += 1
+        bid = self.store.ids.block
+        self.store.ids.block += 1
         return bid
 
     def append(self, framed: bytes) -> tuple[int, int]:
         store = self.store
-        pid, off, created = store.packs.append(framed, store._ids.pack)
+        pid, off, created = store.packs.append(framed, store.ids.pack)
         if created:
             self.new_packs.append(pid)
-            store._ids.pack = pid + 1
+            store.ids.pack = pid + 1
         self.pack_ends[pid] = off + len(framed)
         self.bytes += len(framed)
         return pid, off
@@ -176,10 +176,10 @@ class Appender:
 
     def undo(self) -> None:
         store = self.store
-        for block_id in range(self.ids_before[0], store._ids.block):
+        for block_id in range(self.ids_before[0], store.ids.block):
             store.cache.discard(block_id)
-        store._ids.block, store._ids.chunk, store._ids.pack = self.ids_before
-        store._undo_appends(self.pack_before, self.new_packs)
+        store.ids.block, store.ids.chunk, store.ids.pack = self.ids_before
+        store.undo_appends(self.pack_before, self.new_packs)
 
 
 def drop_empty_packs(store, txn, pack_ids=None) -> list[int]:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import orjson
 
-from store.engine.store import READ_WINDOW, Store
+from store.engine.readpath import READ_WINDOW
+from store.engine.store import Store
 from store.core.errors import BadInputError, FsError, StoreError
 from store.core.layout import validate_name, validate_session_id
 from .session_files import ATTACHMENTS_DIR, SESSIONS_DIR

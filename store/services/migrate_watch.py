@@ -9,7 +9,7 @@ import stat
 import threading
 import time
 
-from store.backends.catalog.sqlite.schema import ROOT_INO
+from store.backends.catalog.rows import ROOT_INO
 from .migrate_report import MigrationError, Outcome
 from .migrate_sources import ERROR_SUFFIX, IMPORT_ATTACHMENTS, IMPORT_DIR
 

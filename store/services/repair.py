@@ -75,7 +75,7 @@ def repair(store, report: Report) -> list[str]:
             audit.drop_session_rows(sid)
             actions.append(f"deleted the session index row of {sid} (no such session directory)")
         for dir_ino in sorted(report.session_dirs):
-            db.sessions.refresh(dir_ino, store.sessions_ino, lambda i: store._read_file_in(db, i))
+            db.sessions.refresh(dir_ino, store.sessions_ino, lambda i: store.read_file_in(db, i))
             actions.append(f"rebuilt the session index row of {store.catalog.path_of(dir_ino, db)}")
         # 6. lost+found entries that no longer apply (file rewritten or deleted).
         stale = audit.prune_lost_found()
@@ -110,7 +110,7 @@ def _mark_lost_data(store, db, report: Report, lost: _LostFiles, actions: list[s
                            f"{off} to chunk {cid}, which does not exist (past the end of the file)")
             continue
         audit.tombstone_chunk(cid, length, now)
-        store._ids.chunk = max(store._ids.chunk, cid + 1)
+        store.ids.chunk = max(store.ids.chunk, cid + 1)
         lost.note(ino, off, off + max(0, length), f"chunk {cid} does not exist")
     for cid, reason in report.bad_chunks.items():
         for ino, off, length in audit.mark_chunk_lost(cid):

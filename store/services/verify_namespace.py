@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from collections import defaultdict
 
-from store.backends.catalog.sqlite.schema import ROOT_INO
+from store.backends.catalog.rows import ROOT_INO
 from store.services.verify_report import merge_ranges, ranges_text
 
 

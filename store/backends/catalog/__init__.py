@@ -1,6 +1,7 @@
 """The catalog: inodes and entries, chunk lists, block locations and refcounts, sessions,
-the search index. ``sqlite`` is the local implementation; ``attr_cache`` is the in-memory
-cache of inode attributes it keeps in step from its triggers.
+the search index. ``interface`` defines it (``Catalog``, ``CatalogView``) with one module
+per domain of typed operations (``tree``, ``content``, ``meta``, ...) and the shared rows
+(``rows``); ``sqlite`` is the local implementation.
 
 May import ``store.core`` and ``store.backends.objects``.
 """

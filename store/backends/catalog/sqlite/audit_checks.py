@@ -16,8 +16,8 @@ from store.backends.catalog.rows import BlockRow
 from store.backends.catalog.sqlite import counters
 from store.core import session_fields
 from store.backends.catalog.sqlite.errors import translated
-from store.backends.catalog.sqlite.schema import (FORMAT_VERSION, LOST_BLOCK, LOST_HASH_PREFIX, has_table,
-                                                  read_format_version)
+from store.backends.catalog.rows import LOST_BLOCK, LOST_HASH_PREFIX
+from store.backends.catalog.sqlite.schema import FORMAT_VERSION, has_table, read_format_version
 
 #: SQL condition true for a lost chunk ``c`` (see ``is_lost``).
 LOST_CHUNK = f"(c.block_id = {LOST_BLOCK} AND length(c.hash) = {1 + 32})"

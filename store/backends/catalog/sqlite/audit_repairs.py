@@ -12,7 +12,7 @@ from store.backends.catalog.audit import FileReference
 from store.backends.catalog.sqlite import counters
 from store.backends.catalog.sqlite.audit_checks import LOST_CHUNK, is_lost
 from store.backends.catalog.sqlite.errors import translated
-from store.backends.catalog.sqlite.schema import LOST_BLOCK, LOST_HASH_PREFIX
+from store.backends.catalog.rows import LOST_BLOCK, LOST_HASH_PREFIX
 
 
 @translated

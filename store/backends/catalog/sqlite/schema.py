@@ -15,8 +15,6 @@ from . import counters
 #: Older catalogs are upgraded at a writable open (``upgrade``: 1 -> 2 added ``counters``).
 FORMAT_VERSION = 2
 
-#: Inode of the mount root (a directory). Created by ``create_tables``.
-ROOT_INO = 1
 
 
 def create_tables(db: sqlite3.Connection) -> None:
@@ -32,7 +30,7 @@ def create_tables(db: sqlite3.Connection) -> None:
         closes, or at the next open after a crash).
 
         - ``id``: inode number. AUTOINCREMENT so numbers are never reused
-          (the kernel and NFS-style clients cache them). ROOT_INO is the root.
+          (the kernel and NFS-style clients cache them). ``rows.ROOT_INO`` is the root.
         - ``mode``: st_mode with the file type bits (S_IFREG, S_IFDIR, S_IFLNK).
         - ``nlink``: directory entries pointing here; for a directory
           2 + its subdirectories. Maintained by every namespace change.
@@ -47,8 +45,10 @@ def create_tables(db: sqlite3.Connection) -> None:
 
     ``dentries``
         Directory entries. ``(parent, name)`` is unique; ``rowid`` is the
-        entry's stable readdir offset (a new entry always sorts after every
-        existing one, so a listing in progress neither skips nor repeats).
+        entry's readdir cookie (``store.backends.catalog.tree``): SQLite gives a
+        new row the largest rowid + 1, so a new entry always sorts after every
+        existing one and a listing in progress neither skips nor repeats; the
+        catalog is never VACUUMed (which may renumber rowids of this table).
         ``name`` is a BLOB (file names are bytes). ``ino`` -> ``inodes.id``.
 
     ``file_chunks``
@@ -130,8 +130,8 @@ def create_tables(db: sqlite3.Connection) -> None:
         ranges, ``reason`` one line, ``found_at`` ns. An entry whose inode no longer
         refers to a lost chunk (rewritten, deleted) is stale and pruned by repair.
         A *lost chunk* is a ``chunks`` row that repair re-pointed at block id
-        LOST_BLOCK (0, never a real block) with its ``hash`` replaced by
-        ``LOST_HASH_PREFIX + the old 32 bytes`` (33 bytes, so it can never match
+        ``rows.LOST_BLOCK`` (0, never a real block) with its ``hash`` replaced by
+        ``rows.LOST_HASH_PREFIX + the old 32 bytes`` (33 bytes, so it can never match
         a SHA-256 and dedup never hands it to new data); reading it fails.
 
         ``dictionaries(id, created, data, samples, sample_bytes, small_blocks)``:
@@ -297,11 +297,6 @@ def create_tables(db: sqlite3.Connection) -> None:
     create_search_tables(db)
     counters.create(db)
 
-
-#: Block id of lost chunks (see ``lost_found``): real block ids start at 1.
-LOST_BLOCK = 0
-#: Prefix making a lost chunk's hash 33 bytes long (no SHA-256 can equal it).
-LOST_HASH_PREFIX = b"\x00"
 
 #: verify/gc/recompress state (see create_tables); IF NOT EXISTS so older catalogs gain it on demand.
 MAINTENANCE_TABLES = """

@@ -16,6 +16,10 @@ import functools
 import sqlite3
 from typing import Iterator
 
+from ..interface import CatalogView
+from .content import SqliteContent
+from .meta import SqliteMeta
+from .tree import SqliteTree
 from .maintenance import SqliteMaintenance
 from .migration import SqliteMigration
 from .sessions import SqliteSessions
@@ -23,7 +27,7 @@ from .search import SqliteSearch
 from .audit import SqliteAudit
 
 
-class SqliteView:
+class SqliteView(CatalogView):
     """The catalog through one connection; see the module docstring."""
 
     def __init__(self, db: sqlite3.Connection, *, writable: bool):
@@ -45,6 +49,18 @@ class SqliteView:
     @functools.cached_property
     def maintenance(self) -> SqliteMaintenance:
         return SqliteMaintenance(self._db)
+
+    @functools.cached_property
+    def tree(self) -> SqliteTree:
+        return SqliteTree(self._db)
+
+    @functools.cached_property
+    def content(self) -> SqliteContent:
+        return SqliteContent(self._db)
+
+    @functools.cached_property
+    def meta(self) -> SqliteMeta:
+        return SqliteMeta(self._db)
 
     @property
     def in_transaction(self) -> bool:

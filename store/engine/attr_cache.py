@@ -3,15 +3,15 @@ without a thread hop (about 100 us on this kind of machine) or a query.
 
 The contract:
 
-- An entry is what the catalog held for one inode at some commit: its row (the columns of
-  ``INODE_COLUMNS``) and, once asked for, the bytes of its content that are data, not holes
+- An entry is what the catalog held for one inode at some commit: its row (the fields of
+  ``InodeRow``, as ``InodeRow.values()``) and, once asked for, the bytes of its content that are data, not holes
   (for ``st_blocks``). Uncommitted writes (overlays) are never in it; the store lays them
   on top, as it does on a row read from SQLite.
-- Invalidation is exact: temporary triggers on the catalog's writer connection note every
-  inode row and every file chunk list a transaction inserts, updates or deletes (and any
-  change to a chunk's length or a chunk's removal, which drops everything); when the
-  transaction ends, after its COMMIT and before the writer returns (``Catalog.write``),
-  ``changed`` drops those entries and advances the epoch. An entry is kept only if no
+- Invalidation is exact: every write transaction of the catalog reports what it changed
+  (``Changes``: inode rows, file chunk lists, or everything when a chunk's length changed
+  or a chunk went away) to its commit hooks, one of which is ``changed``; it runs when the
+  transaction ends, after its commit and before the writer returns (``Catalog.write``,
+  ``store.backends.catalog.interface``), drops those entries and advances the epoch. An entry is kept only if no
   such change finished between the start of the read that produced it and the fill (the
   ``fill_*`` methods check the epoch they were given), so a row read from a snapshot older
   than a finished change never outlives that change.
@@ -29,9 +29,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-CAPACITY = 16384      # ~500 bytes an inode (row and data count): 8 MiB when full
+from store.backends.catalog.rows import Changes
 
-ROW, DATA, EVERYTHING = 0, 1, 2     # what a change touched: an inode row, a file's chunks, anything
+CAPACITY = 16384      # ~500 bytes an inode (row and data count): 8 MiB when full
 
 
 @dataclass(slots=True)
@@ -93,22 +93,21 @@ class AttrCache:
             del table[next(iter(table))]
         table[ino] = value
 
-    def changed(self, touched: set[tuple[int, int]]) -> None:
-        """A transaction ended that touched these ``(kind, ino)``: nothing read before may stay."""
-        if not touched:
+    def changed(self, changes: Changes) -> None:
+        """A transaction ended that made these ``changes``: nothing read before may stay."""
+        if not changes:
             return
         with self._lock:
             self._epoch += 1
             self.invalidations += 1
-            for kind, ino in touched:
-                if kind == ROW:
-                    self._rows.pop(ino, None)
-                elif kind == DATA:
-                    self._data.pop(ino, None)
-                else:
-                    self._rows.clear()
-                    self._data.clear()
-                    return
+            if changes.everything:
+                self._rows.clear()
+                self._data.clear()
+                return
+            for ino in changes.inodes:
+                self._rows.pop(ino, None)
+            for ino in changes.contents:
+                self._data.pop(ino, None)
 
     def statistics(self) -> AttrCacheStatistics:
         with self._lock:

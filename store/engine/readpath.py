@@ -1,0 +1,264 @@
+"""The read path: attributes, directory listings and file bytes as they are now.
+
+Committed state comes from the catalog (through the attribute cache for inodes and data
+counts) and from blocks (through the decoded-block cache, every chunk verified against its
+hash); uncommitted writes (overlays) are laid on top. ``ReadPath`` is a part of ``Store``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import stat
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from store.backends.catalog.interface import CatalogView
+from store.backends.catalog.rows import LOST_BLOCK, ChunkLocation, InodeRow
+from store.core import codec
+from store.core.chunker import MAX_CHUNK, chunk_hash
+from store.core.errors import FsError, IntegrityError
+from store.core.intervals import split_by
+from .overlay import Overlay
+
+log = logging.getLogger("sessionfs.store")
+
+READ_WINDOW = 4 * 1024 * 1024    # bytes assembled at once when rebuilding a range
+
+
+@dataclass
+class DecodedBlock:
+    """A decoded block in the cache, with the chunks in it that failed their hash and why."""
+    raw: bytes
+    bad: frozenset
+    why: str = ""
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+class ReadPath:
+    """Reads of ``Store`` (it provides catalog, attrs, cache, packs, dictionaries, overlays)."""
+
+    def _layers(self, ino: int) -> list[Overlay]:
+        with self._ov_lock:
+            return list(self._overlays.get(ino, ()))
+
+    def committed_inode(self, ino: int) -> InodeRow | None:
+        """The committed inode ``ino`` (None if there is none), through the attribute cache.
+
+        A read inside an open snapshot (``catalog.in_snapshot``) neither uses nor fills the
+        cache; a read that a commit overtook does not fill it (the cache's epoch check)."""
+        cacheable = not self.catalog.in_snapshot()
+        cached = self.attrs.row(ino) if cacheable else None
+        if cached is not None:
+            return InodeRow(*cached)
+        epoch = self.attrs.epoch
+        row = self.catalog.reader().tree.inode(ino)
+        if row is not None and cacheable:
+            self.attrs.fill_row(epoch, ino, row.values())
+        return row
+
+    def committed_data_bytes(self, inos: list[int]) -> dict[int, int]:
+        """Committed bytes of each file that hold data, not holes (for st_blocks), through the
+        attribute cache as ``committed_inode``."""
+        cacheable = not self.catalog.in_snapshot()
+        out = {}
+        missing = []
+        for ino in inos:
+            n = self.attrs.data_bytes(ino) if cacheable else None
+            if n is None:
+                missing.append(ino)
+            else:
+                out[ino] = n
+        if missing:
+            epoch = self.attrs.epoch
+            found = self.catalog.reader().content.data_bytes(missing)
+            if cacheable:
+                self.attrs.fill_data_bytes(epoch, found)
+            out.update(found)
+        return out
+
+    def getattr(self, ino: int) -> InodeRow:
+        layers = self._layers(ino)
+        row = self.committed_inode(ino)
+        if row is None:
+            raise FsError(errno.ENOENT, f"inode {ino} does not exist")
+        return self._overlaid(row, layers)
+
+    def cached_getattr(self, ino: int) -> InodeRow | None:
+        """``getattr`` from memory only (no I/O: safe on an event loop); None if not cached."""
+        layers = self._layers(ino)
+        cached = self.attrs.row(ino)
+        return None if cached is None else self._overlaid(InodeRow(*cached), layers)
+
+    @staticmethod
+    def _overlaid(row: InodeRow, layers: list[Overlay]) -> InodeRow:
+        """``row`` as the file's uncommitted writes make it look."""
+        if layers:
+            top = layers[-1]
+            row.size = top.size
+            if top.mtime_ns:
+                row.mtime_ns, row.ctime_ns = top.mtime_ns, max(row.ctime_ns, top.ctime_ns)
+        return row
+
+    def read(self, ino: int, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset+length) of a file as it is now, overlays included."""
+        self.last_activity = time.monotonic()
+        while True:
+            layers = self._layers(ino)
+            if not layers:
+                break
+            # The worker may commit and discard a layer while we read it: its fd is then
+            # closed (EBADF) or already reused by another file (wrong bytes). Discard sets
+            # fd to -1 before closing, so check afterwards and retry on fresh layers.
+            try:
+                data = self._read_layer(ino, layers, len(layers) - 1, offset, length)
+            except OSError as exc:
+                if exc.errno != errno.EBADF or all(ov.fd >= 0 for ov in layers):
+                    raise
+                continue
+            if all(ov.fd >= 0 for ov in layers):
+                return data
+        row = self.committed_inode(ino)
+        if row is None:
+            raise FsError(errno.ENOENT, f"inode {ino} does not exist")
+        end = min(row.size, offset + length)
+        return self.read_committed(ino, offset, end - offset) if end > offset else b""
+
+    def read_all(self, ino: int) -> bytes:
+        return self.read(ino, 0, self.getattr(ino).size)
+
+    def _read_layer(self, ino: int, layers: list[Overlay], idx: int, offset: int, length: int) -> bytes:
+        if idx < 0:
+            return self.read_committed(ino, offset, length)
+        ov = layers[idx]
+        end = min(offset + length, ov.size)
+        parts = []
+        for start, stop, staged in split_by(offset, end, ov.dirty):
+            if staged:
+                parts.append(ov.read_staged(start, stop - start))
+                continue
+            low_end = min(stop, ov.floor)
+            if start < low_end:
+                got = self._read_layer(ino, layers, idx - 1, start, low_end - start)
+                parts.append(got + bytes(low_end - start - len(got)))
+            if max(start, low_end) < stop:
+                parts.append(bytes(stop - max(start, low_end)))
+        return b"".join(parts)
+
+    def read_committed(self, ino: int, offset: int, length: int, view: CatalogView | None = None) -> bytes:
+        """Committed bytes [offset, offset+length); holes are zeros. Verifies every chunk.
+        ``view``: read inside that transaction (else this thread's reader)."""
+        if length <= 0:
+            return b""
+        while True:
+            epoch = self.maintenance_epoch
+            try:
+                return self._read_committed(ino, offset, length, view)
+            except IntegrityError:
+                # Maintenance (gc, recompression) moved blocks and deleted their old pack while
+                # we read: our locations were stale, not the data bad. Read them again.
+                if view is not None or self.maintenance_epoch == epoch:
+                    raise
+
+    def _read_committed(self, ino: int, offset: int, length: int, view: CatalogView | None) -> bytes:
+        end = offset + length
+        out = bytearray(length)
+        for loc in self.catalog.locations(ino, offset, end, MAX_CHUNK, view):
+            data = self.chunk_bytes(loc, ino, view)
+            lo, hi = max(offset, loc.off), min(end, loc.off + loc.length)
+            out[lo - offset:hi - offset] = data[lo - loc.off:hi - loc.off]
+        return bytes(out)
+
+    def chunk_bytes(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None = None) -> bytes:
+        """The verified bytes of one chunk (through the block cache); ``IntegrityError`` naming
+        the chunk and, with ``ino``, the file when they are corrupt or lost."""
+        block = self.cache.get(loc.block_id)
+        if block is None:
+            epoch = self.maintenance_epoch
+            block = self._load_block(loc.block_id, view)
+            if not block.bad or self.maintenance_epoch == epoch:   # else maybe a stale location
+                self.cache.put(loc.block_id, block)
+        if loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw):
+            where = self.catalog.path_of(ino, view) if ino is not None else None
+            raise IntegrityError(
+                f"chunk {loc.hash.hex()} (block {loc.block_id}) is corrupt"
+                + (f" ({block.why})" if block.why else "")
+                + (f"; file {where!r} cannot be read there" if where else ""),
+                chunk=loc.hash.hex(), path=where)
+        return block.raw[loc.block_off:loc.block_off + loc.length]
+
+    def _load_block(self, block_id: int, view: CatalogView | None) -> DecodedBlock:
+        """Read, decode and verify one block; chunks failing their hash are marked bad."""
+        b = self.catalog.block(block_id, view)
+        if b is None:
+            if block_id == LOST_BLOCK:
+                raise IntegrityError("the data here was lost (a damaged pack or chunk; 'sessionfs verify' lists "
+                                     "the file under lost+found)")
+            raise IntegrityError(f"block {block_id} is missing from the catalog")
+        where = f"pack {b.pack_id:08d} offset {b.offset} (block {block_id})"
+        chunks = (view or self.catalog.reader()).content.chunks_in_block(block_id)
+        try:
+            raw = codec.decode_block(self.packs.read(b.pack_id, b.offset, b.length), where, self.dictionaries)
+        except IntegrityError as exc:
+            log.error("%s", exc)
+            return DecodedBlock(b"", frozenset(c.id for c in chunks), str(exc))
+        if len(raw) != b.raw_length:
+            why = f"{where}: decodes to {len(raw)} bytes, catalog says {b.raw_length}"
+            log.error("%s", why)
+            return DecodedBlock(b"", frozenset(c.id for c in chunks), why)
+        bad = frozenset(c.id for c in chunks
+                        if chunk_hash(memoryview(raw)[c.block_off:c.block_off + c.length]) != c.hash)
+        why = f"{where}: {len(bad)} chunk(s) fail their SHA-256" if bad else ""
+        if bad:
+            log.error("%s", why)
+        return DecodedBlock(raw, bad, why)
+
+    def lookup(self, parent: int, name: bytes) -> InodeRow:
+        ino = self.catalog.lookup(parent, name)
+        if ino is None:
+            raise FsError(errno.ENOENT, f"{name.decode(errors='replace')} does not exist")
+        return self.getattr(ino)
+
+    def readdir(self, ino: int, after: int, limit: int = 1000) -> list[tuple[int, bytes, InodeRow]]:
+        """(cookie, name, inode) of up to ``limit`` entries after cookie ``after``
+        (``store.backends.catalog.tree``: cookies only grow for new entries)."""
+        entries = self.catalog.readdir(ino, after, limit)
+        out = []
+        for cookie, name, row in entries:
+            # as getattr: readdirplus hands these attributes to the kernel
+            out.append((cookie, name, self._overlaid(row, self._layers(row.id))))
+        return out
+
+    def readlink(self, ino: int) -> bytes:
+        row = self.getattr(ino)
+        if not stat.S_ISLNK(row.mode):
+            raise FsError(errno.EINVAL, "not a symbolic link")
+        return bytes(row.target or b"")
+
+    def content_hash(self, ino: int) -> str:
+        """SHA-256 of the file's current bytes (an identity users can compare)."""
+        h = hashlib.sha256()
+        size = self.getattr(ino).size
+        for off in range(0, size, READ_WINDOW):
+            h.update(self.read(ino, off, min(READ_WINDOW, size - off)))
+        return h.hexdigest()
+
+    def stored_bytes(self, inos: Iterable[int]) -> dict[int, int]:
+        """Bytes of each file that hold data, not holes (for st_blocks; pending writes counted)."""
+        out = self.committed_data_bytes(list(inos))
+        for ino in out:
+            out[ino] += self._pending_data(ino)
+        return out
+
+    def cached_stored_bytes(self, ino: int) -> int | None:
+        """``stored_bytes`` of one file from memory only; None if not cached."""
+        n = self.attrs.data_bytes(ino)
+        return None if n is None else n + self._pending_data(ino)
+
+    def _pending_data(self, ino: int) -> int:
+        return sum(ov.dirty.total() for ov in self._layers(ino))
+
