@@ -28,7 +28,7 @@ import pyfuse3
 
 from store import Store
 from store.backends.catalog.rows import ROOT_INO, InodeRow
-from store.core.errors import FsError, IntegrityError, StoreError
+from store.core.errors import CatalogError, FsError, IntegrityError, StoreError
 from store.backends.catalog.tree import NAME_MAX
 
 from .search_views import SearchViews
@@ -50,7 +50,7 @@ def _clamp_ns(ns: int) -> int:
 
 
 def _errno_for(exc: BaseException) -> int:
-    if isinstance(exc, FsError):
+    if isinstance(exc, (FsError, CatalogError)):
         return exc.errno
     if isinstance(exc, IntegrityError):
         return errno.EIO

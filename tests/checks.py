@@ -12,6 +12,7 @@ from pathlib import Path
 from store import Store
 from store.backends.catalog.sqlite import counters
 from store.backends.catalog.sqlite.counters import COUNTERS_FORMAT
+from store.backends.catalog.sqlite.view import sql
 
 #: The small legacy store of DESIGN.md section 5 (a copy, so that a fresh clone has it).
 LEGACY_EXAMPLE = Path(__file__).resolve().parent / "fixtures" / "legacy-store"
@@ -19,7 +20,7 @@ LEGACY_EXAMPLE = Path(__file__).resolve().parent / "fixtures" / "legacy-store"
 
 def assert_catalog_consistent(store: Store, *, allow_unlinked: bool = False) -> None:
     """Reference counts equal references; no reference, entry or chunk points at nothing."""
-    db = store.catalog.reader()
+    db = sql(store.catalog.reader())
     total, rows = db.execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
                              "FROM chunks").fetchone()
     assert total == rows, f"sum(refcount) {total} != file_chunks rows {rows}"

@@ -4,8 +4,8 @@ transaction reports what it changed, and readdir cookies resume a listing."""
 
 from __future__ import annotations
 
-import errno
 import os
+import sqlite3
 import stat
 import time
 
@@ -13,7 +13,7 @@ import pytest
 
 from store import Store
 from store.backends.catalog.rows import Changes
-from store.core.errors import CatalogError, StoreError
+from store.core.errors import ConflictError, StoreError
 
 UID, GID = os.getuid(), os.getgid()
 REG = stat.S_IFREG | 0o644
@@ -26,14 +26,14 @@ def store(tmp_path):
     s.close()
 
 
-def test_a_database_error_in_a_write_becomes_a_catalog_error_and_rolls_back(store):
+def test_a_database_error_in_a_write_becomes_a_store_error_and_rolls_back(store):
     block = (10_000, 1, 0, 10, 10, 0, 0, 0)
-    with pytest.raises(CatalogError) as caught:
+    with pytest.raises(ConflictError) as caught:
         with store.catalog.write() as view:
             view.content.add_blocks([block])
             view.content.add_blocks([block])          # the same id again: refused by the database
-    assert isinstance(caught.value, StoreError) and caught.value.errno == errno.EIO
-    assert str(store.root / "catalog.db") in str(caught.value)
+    assert isinstance(caught.value, StoreError) and isinstance(caught.value.__cause__, sqlite3.Error)
+    assert str(caught.value).startswith("catalog: add blocks failed: UNIQUE constraint failed"), caught.value
     assert store.catalog.reader().content.block(10_000) is None      # the first insert went too
     with store.catalog.write() as view:                               # and the writer still works
         view.content.add_blocks([block])

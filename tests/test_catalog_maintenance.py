@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from store import Store
-from store.core.errors import ConflictError, FormatError, FsError, StoreError
+from store.core.errors import CatalogError, ConflictError, FormatError, StoreError
 from store.backends.catalog.sqlite.maintenance import SqliteMaintenance
 
 
@@ -26,7 +26,7 @@ def test_a_full_catalog_disk_is_enospc_and_keeps_what_was_there(catalog):
     m = SqliteMaintenance(catalog)
     m.add_dictionary(m.next_dictionary_id(), b"first", 16, 5, 20)
     catalog.execute(f"PRAGMA max_page_count = {catalog.execute('PRAGMA page_count').fetchone()[0]}")
-    with pytest.raises(FsError) as caught:
+    with pytest.raises(CatalogError) as caught:
         m.add_dictionary(m.next_dictionary_id(), os.urandom(1 << 20), 16, 1 << 20, 40)
     assert caught.value.errno == errno.ENOSPC
     assert "add dictionary" in str(caught.value) and "full" in str(caught.value)

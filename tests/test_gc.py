@@ -29,6 +29,7 @@ from store.services.gc import BackgroundGC, GcOptions, collect
 from store.backends.objects.packs import local_packer
 from store.services.sessions import SessionStore
 from store.services.verify import verify
+from store.backends.catalog.sqlite.view import sql
 
 SESSIONS = 10
 SMALL_PACKS = 128 * 1024
@@ -58,7 +59,7 @@ def open_store(root: Path, pack_size: int | None, **kw) -> Store:
 
 def file_hashes(store: Store) -> dict[str, str]:
     out = {}
-    for (ino,) in store.catalog.reader().execute("SELECT id FROM inodes WHERE mode & 61440 = 32768").fetchall():
+    for (ino,) in sql(store.catalog.reader()).execute("SELECT id FROM inodes WHERE mode & 61440 = 32768").fetchall():
         out[store.catalog.path_of(ino)] = hashlib.sha256(store.read_all(ino)).hexdigest()
     return out
 
@@ -164,7 +165,7 @@ def test_background_gc_runs_when_idle(half_deleted, tmp_path):
         assert {k: v for k, v in now.items() if not k.startswith("sessions/extra/")} == hashes
         # Dead bytes as the pack files on disk and the live blocks tell them, not as gc counts them.
         on_disk = sum(store.packs.sizes().values())
-        live = store.catalog.reader().execute("SELECT coalesce(sum(length), 0) FROM blocks").fetchone()[0]
+        live = sql(store.catalog.reader()).execute("SELECT coalesce(sum(length), 0) FROM blocks").fetchone()[0]
         assert store.statistics().maintenance.dead_pack_bytes == on_disk - live
         report = verify(store, data=True)
         assert not report.problems, [p.line() for p in report.problems]

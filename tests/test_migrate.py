@@ -25,6 +25,7 @@ from store.services.migrate import Migrator, load_records
 from store.services.migrate_status import migration_status, parse_duration
 from store.services.migrate_export import export_sessions
 from store.services.sessions import SessionStore
+from store.backends.catalog.sqlite.view import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = LEGACY_EXAMPLE
@@ -41,14 +42,14 @@ def run_cli(*args, timeout: float = 120) -> subprocess.CompletedProcess:
 
 def check_refcounts(store: Store) -> None:
     db = store.catalog.reader()
-    wrong = db.execute("SELECT c.id, c.refcount, count(f.chunk_id) FROM chunks c "
+    wrong = sql(db).execute("SELECT c.id, c.refcount, count(f.chunk_id) FROM chunks c "
                        "LEFT JOIN file_chunks f ON f.chunk_id = c.id GROUP BY c.id "
                        "HAVING c.refcount != count(f.chunk_id)").fetchall()
     assert wrong == [], f"chunks whose refcount is not their number of references: {wrong[:5]}"
-    dangling = db.execute("SELECT count(*) FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
+    dangling = sql(db).execute("SELECT count(*) FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
                           "WHERE c.id IS NULL").fetchone()[0]
     assert dangling == 0
-    assert db.execute("SELECT count(*) FROM inodes WHERE nlink = 0").fetchone()[0] == 0
+    assert sql(db).execute("SELECT count(*) FROM inodes WHERE nlink = 0").fetchone()[0] == 0
 
 
 _INDEX: dict[Path, tuple[float, dict[str, list[Path]]]] = {}
@@ -187,7 +188,7 @@ def test_generated_corpus_imports_and_every_session_exports_back(imported, corpu
             assert_session_equals_legacy(sessions, corpus, sid)
         records = load_records(store.catalog.reader())
         assert len(records) == CORPUS_COUNT and {r.status for r in records} == {"verified"}
-        assert store.catalog.reader().execute("SELECT count(*) FROM sessions").fetchone()[0] == CORPUS_COUNT
+        assert sql(store.catalog.reader()).execute("SELECT count(*) FROM sessions").fetchone()[0] == CORPUS_COUNT
         check_refcounts(store)
         stats = store.statistics()
         assert stats.dedup_ratio > 1.0            # shared screenshots are stored once

@@ -29,7 +29,7 @@ from contrib.corpus import write_legacy_store
 from checks import tree_digest
 from store import Store
 from store.core.layout import attachment_refs
-from store.backends.catalog.sqlite.view import SqliteView
+from store.backends.catalog.sqlite.view import SqliteView, sql
 from store.core.errors import CatalogError
 from store.services.migrate import load_records
 from store.services.sessions import SessionStore
@@ -156,11 +156,11 @@ def check_store(store_path: Path, legacy: Legacy) -> dict[str, str]:
             assert names == set(legacy.attachments[sid])
             for name, data in legacy.attachments[sid].items():
                 assert store.read_path(f"sessions/{sid}/attachments/{name}") == data
-        assert db.execute("SELECT count(*) FROM sessions").fetchone()[0] == len(present)
-        wrong = db.execute("SELECT count(*) FROM (SELECT c.id FROM chunks c LEFT JOIN file_chunks f "
+        assert sql(db).execute("SELECT count(*) FROM sessions").fetchone()[0] == len(present)
+        wrong = sql(db).execute("SELECT count(*) FROM (SELECT c.id FROM chunks c LEFT JOIN file_chunks f "
                            "ON f.chunk_id = c.id GROUP BY c.id HAVING c.refcount != count(f.chunk_id))").fetchone()[0]
         assert wrong == 0, "reference counts disagree with the files"
-        assert db.execute("SELECT count(*) FROM inodes WHERE nlink = 0").fetchone()[0] == 0
+        assert sql(db).execute("SELECT count(*) FROM inodes WHERE nlink = 0").fetchone()[0] == 0
         report = Verifier(store, data=True).run()
         assert report.ok, report.summary()
         return {r.session_id: r.status for r in active}

@@ -30,6 +30,7 @@ import pytest
 
 from mounting import FUSE_AVAILABLE, Mount, served, sessionfs
 from store import Store
+from store.backends.catalog.sqlite.view import sql
 
 pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here (/dev/fuse or fusermount3 missing)")
 
@@ -198,7 +199,7 @@ def test_eight_concurrent_readers_and_writers(mount: Mount):
     leftovers = [p for p in root.rglob(".*.tmp-*")]
     assert leftovers == []
     with Store.open(mount.store, readonly=True) as ro:
-        ids = {r[0] for r in ro.catalog.reader().execute("SELECT id FROM sessions")}
+        ids = {r[0] for r in sql(ro.catalog.reader()).execute("SELECT id FROM sessions")}
     assert ids == {"shared", *own}
     r = sessionfs("verify", str(mount.store), "--data", check=False)   # read-only: allowed while mounted
     assert r.returncode == 0, f"sessionfs verify --data found problems:\n{r.stdout}{r.stderr}"

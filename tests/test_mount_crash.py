@@ -43,6 +43,7 @@ from checks import assert_catalog_consistent
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
 from fusefs.daemon import is_stale, mounted_here
 from store import Store
+from store.backends.catalog.sqlite.view import sql
 
 pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here (/dev/fuse or fusermount3 missing)")
 
@@ -216,7 +217,7 @@ def check_store(path: Path, expected: dict[str, bytes]) -> None:
         assert os.listdir(store.root / "staging") == []
         assert_catalog_consistent(store)
         db = store.catalog.reader()
-        for ino, size in db.execute("SELECT id, size FROM inodes WHERE mode & 61440 = 32768").fetchall():
+        for ino, size in sql(db).execute("SELECT id, size FROM inodes WHERE mode & 61440 = 32768").fetchall():
             assert len(store.read(ino, 0, size)) == size          # IntegrityError on a bad chunk
         for name, data in expected.items():
             assert store.read_path(f"sessions/w/{name}") == data, name

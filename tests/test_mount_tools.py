@@ -26,6 +26,7 @@ from checks import assert_catalog_consistent
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
 from fusefs.daemon import mounted_here
 from store import Store
+from store.backends.catalog.sqlite.view import sql
 
 pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here (/dev/fuse or fusermount3 missing)")
 
@@ -94,10 +95,10 @@ def chunks_under(store: Store, path: str) -> set[int]:
     while todo:
         ino = todo.pop()
         inos.add(ino)
-        todo.extend(r[0] for r in db.execute("SELECT ino FROM dentries WHERE parent = ?", (ino,)))
+        todo.extend(r[0] for r in sql(db).execute("SELECT ino FROM dentries WHERE parent = ?", (ino,)))
     ids = set()
     for ino in inos:
-        ids.update(r[0] for r in db.execute("SELECT chunk_id FROM file_chunks WHERE ino = ?", (ino,)))
+        ids.update(r[0] for r in sql(db).execute("SELECT chunk_id FROM file_chunks WHERE ino = ?", (ino,)))
     return ids
 
 
@@ -196,7 +197,7 @@ def test_mv_and_rm_r_follow_in_the_sessions_table_and_references(mount: Mount, s
     fsync_dir(mnt)
 
     with Store.open(mount.store, readonly=True) as ro:      # allowed beside the daemon
-        rows = dict(ro.catalog.reader().execute("SELECT id, dir_ino FROM sessions").fetchall())
+        rows = dict(sql(ro.catalog.reader()).execute("SELECT id, dir_ino FROM sessions").fetchall())
     assert set(rows) == set(sids)
 
     # mv a session directory: the sessions table follows
@@ -204,7 +205,7 @@ def test_mv_and_rm_r_follow_in_the_sessions_table_and_references(mount: Mount, s
     sh("mv", str(mnt / sids[1]), str(mnt / moved))
     assert tree_state(mnt / moved) == tree_state(src / sids[1])
     with Store.open(mount.store, readonly=True) as ro:
-        after = dict(ro.catalog.reader().execute("SELECT id, dir_ino FROM sessions").fetchall())
+        after = dict(sql(ro.catalog.reader()).execute("SELECT id, dir_ino FROM sessions").fetchall())
         held = chunks_under(ro, f"sessions/{sids[0]}")
         others = chunks_under(ro, f"sessions/{moved}")
     assert set(after) == {sids[0], moved}
@@ -218,7 +219,7 @@ def test_mv_and_rm_r_follow_in_the_sessions_table_and_references(mount: Mount, s
     sh("rm", "-r", str(mnt / sids[0]))
     assert not (mnt / sids[0]).exists()
     with Store.open(mount.store, readonly=True) as ro:
-        ids = [r[0] for r in ro.catalog.reader().execute("SELECT id FROM sessions")]
+        ids = [r[0] for r in sql(ro.catalog.reader()).execute("SELECT id FROM sessions")]
     assert ids == [moved]
     mount.umount()
 
@@ -226,9 +227,9 @@ def test_mv_and_rm_r_follow_in_the_sessions_table_and_references(mount: Mount, s
         assert_catalog_consistent(store)
         db = store.catalog.reader()
         marks = ",".join("?" * len(unique))
-        counts = db.execute(f"SELECT refcount FROM chunks WHERE id IN ({marks})", sorted(unique)).fetchall()
+        counts = sql(db).execute(f"SELECT refcount FROM chunks WHERE id IN ({marks})", sorted(unique)).fetchall()
         assert all(r[0] == 0 for r in counts), "a chunk only the removed session used is still referenced"
-        assert db.execute("SELECT count(*) FROM inodes WHERE nlink = 0").fetchone()[0] == 0
+        assert sql(db).execute("SELECT count(*) FROM inodes WHERE nlink = 0").fetchone()[0] == 0
         # what is left reads back exactly
         for p in (src / sids[1]).rglob("*"):
             if p.is_file():

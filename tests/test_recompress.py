@@ -28,6 +28,7 @@ from store.backends.objects.packs import local_packer
 from store.services.recompress import (CompressOptions, candidates, compress, pending)
 from store.services.sessions import SessionStore
 from store.services.verify import verify
+from store.backends.catalog.sqlite.view import sql
 
 PACK_SIZE = 256 * 1024
 CRASH_ROUNDS = int(os.environ.get("SESSIONFS_COMPRESS_CRASH_ROUNDS", "24"))
@@ -52,7 +53,7 @@ def save_sessions(store: Store, indices, attachments: bool = True) -> None:
 
 def file_hashes(store: Store) -> dict[str, str]:
     return {store.catalog.path_of(ino): hashlib.sha256(store.read_all(ino)).hexdigest()
-            for (ino,) in store.catalog.reader().execute(
+            for (ino,) in sql(store.catalog.reader()).execute(
                 "SELECT id FROM inodes WHERE mode & 61440 = 32768").fetchall()}
 
 
@@ -94,7 +95,7 @@ def test_offline_compress_shrinks_and_reads_identical(copy, capsys):
         assert m.recompress_bytes_after < m.recompress_bytes_before
         assert after.stored_bytes + m.dictionary_bytes < before.stored_bytes
         db = store.catalog.reader()
-        owners = db.execute("SELECT c.block_id, count(DISTINCT f.ino), max(d.name = ?) FROM chunks c "
+        owners = sql(db).execute("SELECT c.block_id, count(DISTINCT f.ino), max(d.name = ?) FROM chunks c "
                             "JOIN file_chunks f ON f.chunk_id = c.id JOIN dentries d ON d.ino = f.ino "
                             "GROUP BY c.block_id", (b"metadata.json",)).fetchall()
         assert any(n > 1 for _, n, _ in owners)             # a session's small files merged
@@ -118,12 +119,12 @@ def test_cold_age_and_oldest_first(copy):
     with open_store(root) as store:
         assert compress(store, CompressOptions(cold_age=3600)).blocks == 0
         db = store.catalog.reader()
-        ids = [r[0] for r in db.execute("SELECT id FROM blocks ORDER BY id")]
+        ids = [r[0] for r in sql(db).execute("SELECT id FROM blocks ORDER BY id")]
         # Make the newest blocks the oldest: they must come first.
         now = time.time_ns()
         with store.catalog.write() as wdb:
             for age, bid in enumerate(ids):
-                wdb.execute("UPDATE blocks SET created = ? WHERE id = ?", (now - (age + 1) * 100 * 10**9, bid))
+                sql(wdb).execute("UPDATE blocks SET created = ? WHERE id = ?", (now - (age + 1) * 100 * 10**9, bid))
         rows = candidates(store.catalog.reader(), 0, 5)
         assert [r[1] for r in rows] == ids[::-1][:5]
         # Only blocks at least cold_age old: here all but the two written "last".
@@ -149,14 +150,14 @@ def test_dictionary_versions_all_decode(tmp_path):
         result = compress(store, options)
         assert result.dictionaries_trained == 1
         db = store.catalog.reader()
-        used = {r[0] for r in db.execute("SELECT DISTINCT dict_id FROM blocks WHERE codec = ?",
+        used = {r[0] for r in sql(db).execute("SELECT DISTINCT dict_id FROM blocks WHERE codec = ?",
                                          (codec.CODEC_ZSTD_DICT,))}
         assert used == {first[0], first[0] + 1}
         hashes = file_hashes(store)
         clean(store)
         # gc keeps a dictionary while a block uses it, and the newest always.
         collect(store, GcOptions(grace=0))
-        assert {r[0] for r in db.execute("SELECT id FROM dictionaries")} == used
+        assert {r[0] for r in sql(db).execute("SELECT id FROM dictionaries")} == used
     finally:
         store.close()
     with Store.open(root, readonly=True) as store:
@@ -164,11 +165,11 @@ def test_dictionary_versions_all_decode(tmp_path):
     # Deleting the sessions that used the first dictionary lets gc drop it.
     with open_store(root) as store:
         ss = SessionStore(store)
-        for sid in [r[0] for r in store.catalog.reader().execute("SELECT id FROM sessions")]:
+        for sid in [r[0] for r in sql(store.catalog.reader()).execute("SELECT id FROM sessions")]:
             ss.delete_session(sid)
         store.flush()
         collect(store, GcOptions(grace=0))
-        assert [r[0] for r in store.catalog.reader().execute("SELECT id FROM dictionaries")] == [first[0] + 1]
+        assert [r[0] for r in sql(store.catalog.reader()).execute("SELECT id FROM dictionaries")] == [first[0] + 1]
         clean(store)
 
 
@@ -238,7 +239,7 @@ def test_compress_command(copy, capsys):
     assert "re-encoded" in out and "->" in out
     with Store.open(root, readonly=True) as store:
         assert file_hashes(store) == hashes
-        levels = {r[0] for r in store.catalog.reader().execute("SELECT level FROM recompressed")}
+        levels = {r[0] for r in sql(store.catalog.reader()).execute("SELECT level FROM recompressed")}
         assert levels == {12}
 
 
@@ -297,7 +298,7 @@ def test_reads_racing_with_moves_never_fail(copy):
     root, hashes = copy
     with open_store(root, cache_bytes=32 * 1024) as store:   # tiny cache: reads go to the packs
         ss = SessionStore(store)
-        sid = store.catalog.reader().execute("SELECT id FROM sessions LIMIT 1").fetchone()[0]
+        sid = sql(store.catalog.reader()).execute("SELECT id FROM sessions LIMIT 1").fetchone()[0]
         ss.delete_session(sid)
         store.flush()
         expected = {p: h for p, h in hashes.items() if not p.startswith(f"sessions/{sid}/")}

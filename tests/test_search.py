@@ -26,6 +26,7 @@ from store.core.errors import BadInputError, FsError
 from store.services.search import IndexUnavailableError, search
 from store.services.sessions import SessionStore
 from store.services.verify import verify
+from store.backends.catalog.sqlite.view import sql
 
 REG = stat.S_IFREG | 0o644
 N_SESSIONS = 16
@@ -141,14 +142,14 @@ def test_damaged_chunk_of_an_old_version_leaves_garbage_that_is_never_returned(f
     store = filled
     sid = corpus[0]["id"]
     db = store.catalog.reader()
-    (blob,) = db.execute("SELECT extents FROM search_docs WHERE path = 'summary.json' AND dir_ino = "
+    (blob,) = sql(db).execute("SELECT extents FROM search_docs WHERE path = 'summary.json' AND dir_ino = "
                          "(SELECT dir_ino FROM sessions WHERE id = ?)", (sid,)).fetchone()
     old_chunks = [cid for _, cid in unpack_extents(blob)]
     word = search(store, "", tags=corpus[0]["tags"][0], limit=1)  # filters only: works
     assert word
     store.text_index.cache = TextCache(1 << 20)       # force re-reading the old version
     with store.catalog.write() as w:                             # the old chunks vanish (a bug, a bad gc)
-        w.executemany("UPDATE chunks SET hash = randomblob(32) WHERE id = ?", [(c,) for c in old_chunks])
+        sql(w).executemany("UPDATE chunks SET hash = randomblob(32) WHERE id = ?", [(c,) for c in old_chunks])
     with caplog.at_level(logging.WARNING, logger="sessionfs.search"):
         SessionStore(store).save_summary(sid, {"narrative": "fresh text about ocelots"})
         store.settle()
@@ -384,11 +385,11 @@ def test_session_rows_and_search_index_follow_names_changed_one_by_one(tmp_path)
         store.settle()
         report = verify(store)
         assert not report.errors, report.errors
-        assert store.catalog.reader().execute("SELECT count(*) FROM sessions").fetchone()[0] > 0
+        assert sql(store.catalog.reader()).execute("SELECT count(*) FROM sessions").fetchone()[0] > 0
         docs = "SELECT ino, parent, name, dir_ino, path, size FROM search_docs ORDER BY ino, parent, name"
-        incremental = store.catalog.reader().execute(docs).fetchall()
+        incremental = sql(store.catalog.reader()).execute(docs).fetchall()
         assert incremental, "nothing was indexed: the test checked nothing"
         store.text_index.rebuild()
-        assert store.catalog.reader().execute(docs).fetchall() == incremental
+        assert sql(store.catalog.reader()).execute(docs).fetchall() == incremental
     finally:
         store.close()

@@ -14,6 +14,7 @@ from store.engine.store import Store
 from store.core.errors import BadInputError, ConflictError, FsError, StoreError
 from store.core.layout import LayoutError, chunk_path
 from store.services.sessions import SessionStore
+from store.backends.catalog.sqlite.view import sql
 
 LEGACY_STORE = LEGACY_EXAMPLE
 SID = "00000000-0000-4000-8000-000000000001"
@@ -103,7 +104,7 @@ def snapshot(store: Store) -> tuple:
 
 def chunk_ids_under(store: Store, path: str) -> set[int]:
     ino = store.resolve(path)
-    rows = store.catalog.reader().execute(
+    rows = sql(store.catalog.reader()).execute(
         "WITH RECURSIVE t(ino) AS (SELECT ? UNION SELECT d.ino FROM dentries d JOIN t ON d.parent = t.ino) "
         "SELECT DISTINCT chunk_id FROM file_chunks WHERE ino IN (SELECT ino FROM t)", (ino,)).fetchall()
     return {r[0] for r in rows}
@@ -111,7 +112,7 @@ def chunk_ids_under(store: Store, path: str) -> set[int]:
 
 def refcount_sum(store: Store, ids: set[int]) -> int:
     marks = ", ".join("?" * len(ids))
-    return store.catalog.reader().execute(
+    return sql(store.catalog.reader()).execute(
         f"SELECT coalesce(sum(refcount), 0) FROM chunks WHERE id IN ({marks})", list(ids)).fetchone()[0]
 
 

@@ -24,6 +24,7 @@ from store.core.codec import CODEC_RAW, CODEC_ZSTD, HEADER
 from store.core.errors import BadInputError, FormatError, FsError, IntegrityError, LockedError
 from store.backends.catalog.tree import RENAME_NOREPLACE
 from store.backends.catalog.sqlite.schema import FORMAT_VERSION
+from store.backends.catalog.sqlite.view import sql
 from checks import assert_catalog_consistent, pack_file, pack_files
 
 
@@ -80,36 +81,36 @@ def check_consistency(store: Store) -> None:
     """Reference counts, chunk -> block -> pack links and extents all agree."""
     assert_catalog_consistent(store, allow_unlinked=True)
     db = store.catalog.reader()
-    no_block = db.execute("SELECT c.id FROM chunks c LEFT JOIN blocks b ON b.id = c.block_id "
+    no_block = sql(db).execute("SELECT c.id FROM chunks c LEFT JOIN blocks b ON b.id = c.block_id "
                           "WHERE b.id IS NULL").fetchall()
     assert no_block == []
-    for pack_id, offset, length, size in db.execute(
+    for pack_id, offset, length, size in sql(db).execute(
             "SELECT b.pack_id, b.offset, b.length, p.size FROM blocks b LEFT JOIN packs p ON p.id = b.pack_id"):
         assert size is not None, f"block in pack {pack_id} which has no row"
         assert offset + length <= size
         assert store.packs.size(pack_id) is not None and store.packs.size(pack_id) >= size
-    no_file = db.execute("SELECT f.ino FROM file_chunks f LEFT JOIN inodes i ON i.id = f.ino "
+    no_file = sql(db).execute("SELECT f.ino FROM file_chunks f LEFT JOIN inodes i ON i.id = f.ino "
                          "WHERE i.id IS NULL").fetchall()
     assert no_file == []
     prev = None
-    for ino, off, length, size in db.execute(
+    for ino, off, length, size in sql(db).execute(
             "SELECT f.ino, f.off, c.length, i.size FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
             "JOIN inodes i ON i.id = f.ino ORDER BY f.ino, f.off"):
         assert off + length <= size, f"inode {ino}: chunk at {off}+{length} past size {size}"
         if prev and prev[0] == ino:
             assert prev[1] <= off, f"inode {ino}: overlapping chunks at {off}"
         prev = (ino, off + length)
-    orphans = db.execute("SELECT d.parent, d.name FROM dentries d LEFT JOIN inodes i ON i.id = d.ino "
+    orphans = sql(db).execute("SELECT d.parent, d.name FROM dentries d LEFT JOIN inodes i ON i.id = d.ino "
                          "WHERE i.id IS NULL").fetchall()
     assert orphans == []
 
 
 def snapshot(store: Store) -> tuple:
     db = store.catalog.reader()
-    return (db.execute("SELECT parent, name, ino FROM dentries ORDER BY rowid").fetchall(),
-            db.execute("SELECT id, size, nlink FROM inodes ORDER BY id").fetchall(),
-            db.execute("SELECT ino, off, chunk_id FROM file_chunks ORDER BY ino, off").fetchall(),
-            db.execute("SELECT id, size FROM packs").fetchall())
+    return (sql(db).execute("SELECT parent, name, ino FROM dentries ORDER BY rowid").fetchall(),
+            sql(db).execute("SELECT id, size, nlink FROM inodes ORDER BY id").fetchall(),
+            sql(db).execute("SELECT ino, off, chunk_id FROM file_chunks ORDER BY ino, off").fetchall(),
+            sql(db).execute("SELECT id, size FROM packs").fetchall())
 
 
 @pytest.fixture
@@ -180,9 +181,9 @@ def test_path_api_round_trip(store):
         store.list_dir("sessions/none")
     assert e.value.errno == errno.ENOENT
     # the session index follows metadata.json
-    row = store.catalog.reader().execute("SELECT id, name, status FROM sessions").fetchall()
+    row = sql(store.catalog.reader()).execute("SELECT id, name, status FROM sessions").fetchall()
     assert row == [("s1", "Session s1", "completed")]
-    tags = store.catalog.reader().execute("SELECT tag FROM session_tags ORDER BY tag").fetchall()
+    tags = sql(store.catalog.reader()).execute("SELECT tag FROM session_tags ORDER BY tag").fetchall()
     assert tags == [("python",), ("review",)]
     check_consistency(store)
 
@@ -291,7 +292,7 @@ def test_inode_api_namespace(store):
     assert store.read_path("sessions/d2/b") == b"content of a"
     assert store.catalog.inode(b) is None
     db = store.catalog.reader()
-    assert db.execute("SELECT count(*) FROM file_chunks WHERE ino = ?", (b,)).fetchone()[0] == 0
+    assert sql(db).execute("SELECT count(*) FROM file_chunks WHERE ino = ?", (b,)).fetchone()[0] == 0
     check_consistency(store)
     c = store.make_node(d2, b"c", REG, UID, GID).id
     with pytest.raises(FsError) as e:
@@ -348,7 +349,7 @@ def test_unlinked_open_file_lives_until_unpinned(store):
     assert store.catalog.inode(ino) is None
     check_consistency(store)
     db = store.catalog.reader()
-    assert db.execute("SELECT count(*) FROM chunks WHERE refcount > 0").fetchone()[0] == 0
+    assert sql(db).execute("SELECT count(*) FROM chunks WHERE refcount > 0").fetchone()[0] == 0
 
 
 def test_xattrs(store):
@@ -573,7 +574,7 @@ def test_reference_counts_follow_writes_and_deletes(store):
     store.flush()
     check_consistency(store)
     db = store.catalog.reader()
-    assert db.execute("SELECT max(refcount) FROM chunks").fetchone()[0] >= 6
+    assert sql(db).execute("SELECT max(refcount) FROM chunks").fetchone()[0] >= 6
     store.write_files({"sessions/r/0": None, "sessions/r/1": b"short now"})
     store.write_files({}, delete_trees=["sessions/r/2"])
     ino = store.resolve("sessions/r/3")
@@ -586,8 +587,8 @@ def test_reference_counts_follow_writes_and_deletes(store):
     store.write_files({}, delete_trees=["sessions/r"])
     store.flush()
     check_consistency(store)
-    assert db.execute("SELECT count(*) FROM file_chunks").fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM chunks WHERE refcount != 0").fetchone()[0] == 0
+    assert sql(db).execute("SELECT count(*) FROM file_chunks").fetchone()[0] == 0
+    assert sql(db).execute("SELECT count(*) FROM chunks WHERE refcount != 0").fetchone()[0] == 0
     assert store.statistics().unique_bytes == 0
 
 
@@ -602,9 +603,9 @@ def test_flipped_bit_in_a_pack_is_an_integrity_error_naming_chunk_and_file(store
     store.flush()
     db = store.catalog.reader()
     want = CODEC_ZSTD if kind == "zstd" else CODEC_RAW
-    block_id, pack_id, offset, length = db.execute(
+    block_id, pack_id, offset, length = sql(db).execute(
         "SELECT id, pack_id, offset, length FROM blocks WHERE codec = ? ORDER BY id LIMIT 1", (want,)).fetchone()
-    chunks = db.execute("SELECT id, hash, block_off, length FROM chunks WHERE block_id = ? ORDER BY block_off",
+    chunks = sql(db).execute("SELECT id, hash, block_off, length FROM chunks WHERE block_id = ? ORDER BY block_off",
                         (block_id,)).fetchall()
     payload_len = length - HEADER.size
     where = payload_len // 2 if kind == "zstd" else 3          # raw: inside the first chunk
@@ -615,7 +616,7 @@ def test_flipped_bit_in_a_pack_is_an_integrity_error_naming_chunk_and_file(store
     bad_ids = {c[0] for c in bad_chunks}
     bad_hashes = {bytes(c[1]).hex() for c in bad_chunks}
     affected = set()
-    for (ino,) in db.execute(f"SELECT DISTINCT ino FROM file_chunks WHERE chunk_id IN "
+    for (ino,) in sql(db).execute(f"SELECT DISTINCT ino FROM file_chunks WHERE chunk_id IN "
                              f"({','.join('?' * len(bad_ids))})", tuple(bad_ids)):
         affected.add(store.catalog.path_of(ino))
     assert len(affected) == 1 and affected <= set(files)
@@ -767,7 +768,7 @@ def test_opening_a_non_store_is_a_format_error(tmp_path):
     other = tmp_path / "other-sqlite"
     other.mkdir()
     db = sqlite3.connect(other / "catalog.db")
-    db.execute("CREATE TABLE t (x)")
+    sql(db).execute("CREATE TABLE t (x)")
     db.commit()
     db.close()
     with pytest.raises(FormatError, match="not a sessionfs catalog"):
@@ -783,7 +784,7 @@ def test_opening_a_non_store_is_a_format_error(tmp_path):
 def test_wrong_format_version_names_both_versions(store_dir):
     Store.open(store_dir).close()
     db = sqlite3.connect(store_dir / "catalog.db")
-    db.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION + 41,))
+    sql(db).execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION + 41,))
     db.commit()
     db.close()
     with pytest.raises(FormatError) as e:
@@ -792,7 +793,7 @@ def test_wrong_format_version_names_both_versions(store_dir):
     assert f"format {FORMAT_VERSION + 41}" in msg and f"format {FORMAT_VERSION}" in msg
     # the failed open released the lock: a fixed catalog opens again
     db = sqlite3.connect(store_dir / "catalog.db")
-    db.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION,))
+    sql(db).execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (FORMAT_VERSION,))
     db.commit()
     db.close()
     Store.open(store_dir).close()
@@ -872,12 +873,12 @@ def _damage_block_of(store_dir: Path, path: str) -> tuple[int, list[tuple[int, i
     with Store.open(store_dir) as store:
         ino = store.resolve(path)
         db = store.catalog.reader()
-        block_id, pack_id, offset, length, codec_id = db.execute(
+        block_id, pack_id, offset, length, codec_id = sql(db).execute(
             "SELECT b.id, b.pack_id, b.offset, b.length, b.codec FROM file_chunks f "
             "JOIN chunks c ON c.id = f.chunk_id JOIN blocks b ON b.id = c.block_id "
             "WHERE f.ino = ? ORDER BY f.off LIMIT 1", (ino,)).fetchone()
         assert codec_id == CODEC_ZSTD
-        spans = db.execute("SELECT f.off, f.off + c.length FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+        spans = sql(db).execute("SELECT f.off, f.off + c.length FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
                            "WHERE f.ino = ? AND c.block_id = ? ORDER BY f.off", (ino, block_id)).fetchall()
     pack = pack_file(store_dir, pack_id)
     with open(pack, "r+b") as f:
@@ -954,7 +955,7 @@ def test_damaged_metadata_does_not_block_its_session(store_dir):
         # rewriting metadata.json (different bytes) heals the index
         store.write_files({"sessions/s1/metadata.json": metadata("s1", name="Healed")})
         store.flush()
-        rows = store.catalog.reader().execute("SELECT id, name FROM sessions").fetchall()
+        rows = sql(store.catalog.reader()).execute("SELECT id, name FROM sessions").fetchall()
         assert rows == [("s1", "Healed")]
         check_consistency(store)
     finally:

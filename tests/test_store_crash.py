@@ -41,6 +41,7 @@ from store.engine.store import Store as EngineStore
 from store.backends.objects.packs import Packer, local_packer
 from store.engine.persist import Persister
 from store.engine.overlay import Overlay
+from store.backends.catalog.sqlite.view import sql
 from checks import assert_catalog_consistent, pack_file
 
 WORDS = ("session editor terminal focus python function review commit branch window screenshot "
@@ -225,7 +226,7 @@ def check_consistency(store: Store) -> None:
     assert_catalog_consistent(store)
     db = store.catalog.reader()
     # every chunk a file uses: its block and pack exist and its bytes hash right (read directly)
-    blocks = db.execute(
+    blocks = sql(db).execute(
         "SELECT DISTINCT b.id, b.pack_id, b.offset, b.length, b.raw_length, p.size FROM file_chunks f "
         "JOIN chunks c ON c.id = f.chunk_id LEFT JOIN blocks b ON b.id = c.block_id "
         "LEFT JOIN packs p ON p.id = b.pack_id").fetchall()
@@ -239,15 +240,15 @@ def check_consistency(store: Store) -> None:
             framed = f.read(length)
         raw = codec.decode_block(framed, f"block {block_id}")
         assert len(raw) == raw_length
-        for chunk_id, digest, off, n in db.execute(
+        for chunk_id, digest, off, n in sql(db).execute(
                 "SELECT id, hash, block_off, length FROM chunks WHERE block_id = ?", (block_id,)):
             assert hashlib.sha256(raw[off:off + n]).digest() == bytes(digest), f"chunk {chunk_id} is corrupt"
-    for pack_id, size in db.execute("SELECT id, size FROM packs"):
+    for pack_id, size in sql(db).execute("SELECT id, size FROM packs"):
         on_disk = store.packs.size(pack_id)
         assert on_disk is not None and on_disk == size, f"pack {pack_id}: {on_disk} bytes on disk, catalog {size}"
-    assert sorted(store.packs.sizes()) == sorted(r[0] for r in db.execute("SELECT id FROM packs"))
+    assert sorted(store.packs.sizes()) == sorted(r[0] for r in sql(db).execute("SELECT id FROM packs"))
     # every file reads in full through the store (which verifies every chunk)
-    for ino, size in db.execute("SELECT id, size FROM inodes WHERE mode & 61440 = 32768").fetchall():
+    for ino, size in sql(db).execute("SELECT id, size FROM inodes WHERE mode & 61440 = 32768").fetchall():
         assert len(store.read(ino, 0, size)) == size
 
 
@@ -416,10 +417,10 @@ def test_open_succeeds_when_a_staged_write_cannot_be_replayed(tmp_path):
         store.flush()
         ino = store.resolve("sessions/d/a.txt")
         db = store.catalog.reader()
-        pack_id, offset, length, codec_id = db.execute(
+        pack_id, offset, length, codec_id = sql(db).execute(
             "SELECT b.pack_id, b.offset, b.length, b.codec FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
             "JOIN blocks b ON b.id = c.block_id WHERE f.ino = ? ORDER BY f.off LIMIT 1", (ino,)).fetchone()
-        first_len = db.execute("SELECT c.length FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
+        first_len = sql(db).execute("SELECT c.length FROM file_chunks f JOIN chunks c ON c.id = f.chunk_id "
                                "WHERE f.ino = ? ORDER BY f.off LIMIT 1", (ino,)).fetchone()[0]
     assert codec_id == codec.CODEC_ZSTD
     with open(pack_file(root, pack_id), "r+b") as f:
@@ -452,8 +453,8 @@ def test_open_succeeds_when_a_staged_write_cannot_be_replayed(tmp_path):
 
 def check_consistency_allowing_damage(store: Store) -> None:
     db = store.catalog.reader()
-    total, rows = db.execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
+    total, rows = sql(db).execute("SELECT coalesce(sum(refcount), 0), (SELECT count(*) FROM file_chunks) "
                              "FROM chunks").fetchone()
     assert total == rows
-    assert db.execute("SELECT count(*) FROM chunks c LEFT JOIN blocks b ON b.id = c.block_id "
+    assert sql(db).execute("SELECT count(*) FROM chunks c LEFT JOIN blocks b ON b.id = c.block_id "
                       "WHERE b.id IS NULL").fetchone()[0] == 0

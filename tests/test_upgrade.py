@@ -16,7 +16,7 @@ import pytest
 
 from fixtures.make_format1_mini import tree_of
 from store import FormatError, Store
-from store.backends.catalog.sqlite import counters, upgrade
+from store.backends.catalog.sqlite import upgrade
 from store.backends.catalog.sqlite.schema import FORMAT_VERSION
 from store.services.search import search
 from store.services.verify import verify
@@ -112,7 +112,7 @@ def test_an_upgrade_killed_half_way_leaves_format_1_and_runs_again(old_store, po
     with Store.open(old_store) as store:
         assert store.catalog.upgraded_from == 1
         assert_as_written(store)
-        assert counters.disagreements(store.catalog.reader()) == {}
+        assert store.catalog.reader().audit.counter_disagreements() == {}
 
 
 def test_a_newer_format_is_refused_with_its_number(old_store):

@@ -98,6 +98,7 @@ from store.services.gc import GcOptions, collect
 from store.services.background import Compressor
 from store.services.recompress import CompressOptions, pending
 from store.services.sessions import SessionStore
+from store.backends.catalog.sqlite.view import sql
 
 
 def human(n: float) -> str:
@@ -151,7 +152,7 @@ def build(root: Path, sessions: list[tuple[dict, dict]], attachments: bool, back
 
 def export(store: Store, out: Path) -> None:
     db = store.catalog.reader()
-    for (ino,) in db.execute("SELECT id FROM inodes WHERE mode & 61440 = 32768").fetchall():
+    for (ino,) in sql(db).execute("SELECT id FROM inodes WHERE mode & 61440 = 32768").fetchall():
         path = out / store.catalog.path_of(ino)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(store.read_all(ino))

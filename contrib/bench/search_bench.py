@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from store.backends.catalog.sqlite.view import sql
 
 
 GOAL_MS = 20.0
@@ -77,7 +78,7 @@ def phrases(store, rnd: random.Random, n: int) -> list[str]:
     import re
     from store.core.text_index import columns
     db = store.catalog.reader()
-    ids = [r[0] for r in db.execute("SELECT id FROM search_docs WHERE path IN ('summary.json', "
+    ids = [r[0] for r in sql(db).execute("SELECT id FROM search_docs WHERE path IN ('summary.json', "
                                     "'transcription.json', 'audio-insights.json')")]
     out = []
     while len(out) < n:
@@ -132,7 +133,7 @@ def run_mount(root: Path, words: list[str]) -> tuple | None:
 def index_size(catalog: Path) -> tuple[int, int]:
     db = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
     try:
-        rows = dict(db.execute("SELECT name, sum(pgsize) FROM dbstat WHERE name LIKE 'search%' GROUP BY name"))
+        rows = dict(sql(db).execute("SELECT name, sum(pgsize) FROM dbstat WHERE name LIKE 'search%' GROUP BY name"))
     except sqlite3.Error:
         rows = {}
     total = os.path.getsize(catalog)
@@ -163,14 +164,14 @@ def main(argv=None) -> int:
     rnd = random.Random(5)
     load_before = f"{os.getloadavg()[0]:.1f}"
     with Store.open(root, readonly=True) as store:
-        sessions = store.catalog.reader().execute("SELECT count(*) FROM sessions").fetchone()[0]
+        sessions = sql(store.catalog.reader()).execute("SELECT count(*) FROM sessions").fetchone()[0]
         terms, rows = vocabulary(root / "catalog.db")
         words = [(t, d) for t, d in terms if t.isalpha() and len(t) >= 4]
         rare = [t for t, d in words if 1 <= d <= 10]
         common = [t for t, d in words if d > 0.3 * rows]
         mid = [t for t, d in words if 0.002 * rows <= d <= 0.05 * rows] or common
-        tags = [r[0] for r in store.catalog.reader().execute("SELECT DISTINCT tag FROM session_tags")]
-        months = sorted({r[0] for r in store.catalog.reader().execute(
+        tags = [r[0] for r in sql(store.catalog.reader()).execute("SELECT DISTINCT tag FROM session_tags")]
+        months = sorted({r[0] for r in sql(store.catalog.reader()).execute(
             "SELECT DISTINCT substr(start_time, 1, 7) FROM sessions WHERE start_time IS NOT NULL")})
         q = args.queries
 

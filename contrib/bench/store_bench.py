@@ -35,6 +35,7 @@ from pathlib import Path
 import orjson
 
 from store import Store
+from store.backends.catalog.sqlite.view import sql
 
 JSON_OPTS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE      # as store/sessions.py writes files
 
@@ -210,7 +211,7 @@ def bench_list(work: Path, metas: dict[str, bytes], repeats: int) -> dict:
     n = len(metas)
 
     def store_list(store: Store) -> list:
-        ids = [r[0] for r in store.catalog.reader().execute(
+        ids = [r[0] for r in sql(store.catalog.reader()).execute(
             "SELECT id FROM sessions ORDER BY start_time DESC")]
         return [orjson.loads(store.read_path(f"sessions/{sid}/metadata.json")) for sid in ids]
 

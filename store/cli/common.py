@@ -4,7 +4,6 @@ messages, opening the store named on the command line, the progress bar, ``human
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -40,8 +39,6 @@ def error_message(exc: BaseException) -> str:
         if exc.filename2 is not None:
             text += f" -> {exc.filename2}"
         return text
-    if isinstance(exc, sqlite3.Error):
-        return f"catalog error: {exc}"
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())   # one line, whatever the message held
 
@@ -59,14 +56,7 @@ def open_store(arg: str, *, readonly: bool = True, **kwargs) -> Iterator[Store]:
         raise CliError(f"{arg}: no such store (the directory does not exist); create one with 'sessionfs init'")
     if not path.is_dir():
         raise CliError(f"{arg}: not a directory, so not a sessionfs store")
-    try:
-        store = Store.open(path, readonly=readonly, **kwargs)
-    except sqlite3.Error as exc:
-        hint = "; is this a sessionfs store?" if "not a database" in str(exc) else ""
-        if readonly and "readonly" in str(exc):
-            hint = ("; reading a store needs write access to its directory (SQLite creates "
-                    "catalog.db-shm and catalog.db-wal there)")
-        raise CliError(f"{arg}: cannot open the catalog: {exc}{hint}") from exc
+    store = Store.open(path, readonly=readonly, **kwargs)
     try:
         yield store
     finally:

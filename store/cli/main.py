@@ -22,7 +22,6 @@ import argparse
 import errno
 import logging
 import os
-import sqlite3
 import sys
 from importlib.metadata import EntryPoint, entry_points, version
 from typing import Callable
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except (StoreError, OSError, sqlite3.Error) as exc:
+    except (StoreError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
             _silence_stdout()
             return EXIT_BROKEN_PIPE

@@ -11,7 +11,6 @@ commit (fsync) switches to FULL for that one transaction.
 from __future__ import annotations
 
 import contextlib
-import errno
 import sqlite3
 import threading
 import time
@@ -22,7 +21,8 @@ from typing import Callable, Iterator
 from . import upgrade
 from ..interface import Catalog
 from ..rows import Changes
-from store.core.errors import CatalogError, FormatError
+from store.core.errors import FormatError
+from .errors import open_error, transaction_error
 from .view import SqliteView
 from .schema import FORMAT_VERSION, create_tables, ensure_maintenance_tables, read_format_version
 
@@ -44,14 +44,6 @@ def _connect(path: Path, readonly: bool, cache_kib: int = READER_CACHE_KIB) -> s
 def now_ns() -> int:
     return time.time_ns()
 
-
-SQLITE_FULL = 13
-
-
-def catalog_error(path: Path, exc: sqlite3.Error) -> CatalogError:
-    """``exc`` as a store error naming the catalog (ENOSPC when its disk is full)."""
-    full = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_FULL
-    return CatalogError(f"catalog {path}: {exc}", errno.ENOSPC if full else errno.EIO)
 
 
 class SqliteCatalog(Catalog):
@@ -76,8 +68,8 @@ class SqliteCatalog(Catalog):
             self._open_checked()
         except BaseException as exc:
             self.close()
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise FormatError(f"{self.path} is not a sessionfs catalog: {exc}") from None
+            if isinstance(exc, sqlite3.Error):
+                raise open_error(self.path, exc, self.readonly) from None
             raise
 
     def _open_checked(self) -> None:
@@ -190,7 +182,7 @@ class SqliteCatalog(Catalog):
             except sqlite3.Error as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-                raise catalog_error(self.path, exc) from exc
+                raise transaction_error(self.path, exc) from exc
             finally:
                 changes = self._touched.take()
                 if changes:

@@ -9,6 +9,7 @@ from ..content import Content
 from ..rows import BlockRow, ChunkInBlock, ChunkLocation
 from store.core.errors import IntegrityError
 from store.core.rewrite import Extent
+from store.backends.catalog.sqlite.errors import translated
 
 _IN_BATCH = 500          # ids per ``IN (...)`` list, well under SQLite's parameter limit
 
@@ -23,6 +24,7 @@ def release_content(db: sqlite3.Connection, ino: int, now: int) -> None:
     db.execute("DELETE FROM file_chunks WHERE ino = ?", (ino,))
 
 
+@translated
 class SqliteContent(Content):
     """``Content`` over one connection (see ``store.backends.catalog.content``)."""
 

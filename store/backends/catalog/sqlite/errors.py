@@ -1,8 +1,8 @@
 """sqlite3 errors become store errors at the edge of this package, naming the operation.
 
-A full disk is ``FsError(ENOSPC)``, an I/O error ``FsError(EIO)``, a damaged or foreign
-database file ``FormatError``, a broken constraint ``ConflictError``; anything else a
-``CatalogError``. A domain may classify first (the search index says when a fault is its
+A damaged or foreign database file is a ``FormatError``, a broken constraint a
+``ConflictError``; anything else a ``CatalogError`` whose ``errno`` is what a filesystem
+call reports for it (ENOSPC for a full disk, else EIO). A domain may classify first (the search index says when a fault is its
 own). The sqlite3 exception stays attached as the cause.
 """
 
@@ -14,9 +14,9 @@ import inspect
 import sqlite3
 from typing import Callable
 
-from store.core.errors import CatalogError, ConflictError, FormatError, FsError, StoreError
+from store.core.errors import CatalogError, ConflictError, FormatError, StoreError
 
-_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 10, 11, 13, 26
+_SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 8, 11, 13, 14, 26
 
 Classify = Callable[[sqlite3.Error, str], StoreError]
 
@@ -24,16 +24,35 @@ Classify = Callable[[sqlite3.Error, str], StoreError]
 def store_error(exc: sqlite3.Error, operation: str) -> StoreError:
     """The store error for ``exc``, raised while the catalog was doing ``operation``."""
     text = f"catalog: {operation} failed: {exc}"
-    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
-    if code == _SQLITE_FULL:
-        return FsError(errno.ENOSPC, text)
-    if code == _SQLITE_IOERR:
-        return FsError(errno.EIO, text)
+    code = _code(exc)
     if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
         return FormatError(text)
     if isinstance(exc, sqlite3.IntegrityError):
         return ConflictError(text)
-    return CatalogError(text)
+    return CatalogError(text, errno.ENOSPC if code == _SQLITE_FULL else errno.EIO)
+
+
+def transaction_error(path, exc: sqlite3.Error) -> CatalogError:
+    """A write transaction that failed as a whole (rolled back): always a ``CatalogError``
+    naming the catalog, ENOSPC when its disk is full."""
+    return CatalogError(f"catalog {path}: {exc}", errno.ENOSPC if _code(exc) == _SQLITE_FULL else errno.EIO)
+
+
+def open_error(path, exc: sqlite3.Error, readonly: bool) -> StoreError:
+    """Why the catalog at ``path`` could not be opened, with what to do about it."""
+    code = _code(exc)
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return FormatError(f"{path} is not a sessionfs catalog: {exc}")
+    hint = ""
+    if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN) or "readonly" in str(exc):
+        hint = ("; reading a store needs write access to its directory (SQLite creates catalog.db-shm "
+                "and catalog.db-wal there)" if readonly else "; is the store directory writable?")
+    return CatalogError(f"cannot open the catalog {path}: {exc}{hint}",
+                        errno.ENOSPC if code == _SQLITE_FULL else errno.EIO)
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
 def translated(cls: type | None = None, *, classify: Classify = store_error):

@@ -8,8 +8,10 @@ from ..meta import Meta
 from . import counters
 from .counters import COUNTERS_FORMAT
 from .schema import read_format_version
+from store.backends.catalog.sqlite.errors import translated
 
 
+@translated
 class SqliteMeta(Meta):
     """``Meta`` over one connection (see ``store.backends.catalog.meta``)."""
 

@@ -15,6 +15,7 @@ from ..rows import ROOT_INO, InodeRow
 from ..tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Tree, check_name
 from .content import release_content
 from store.core.errors import FsError
+from store.backends.catalog.sqlite.errors import translated
 
 INODE_COLUMNS = "id, mode, nlink, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns, content_seq, target"
 _JOINED_COLUMNS = ", ".join("i." + c.strip() for c in INODE_COLUMNS.split(","))
@@ -24,6 +25,7 @@ def _shown(name: bytes) -> str:
     return name.decode(errors="replace")
 
 
+@translated
 class SqliteTree(Tree):
     """``Tree`` over one connection (see ``store.backends.catalog.tree``)."""
 

@@ -96,12 +96,9 @@ class SqliteView(CatalogView):
             raise
         self._db.execute("RELEASE part")
 
-    # -- transitional: SQL that has not yet moved into a domain module ------------------
-    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
-        return self._db.execute(sql, params)
 
-    def executemany(self, sql: str, rows) -> sqlite3.Cursor:
-        return self._db.executemany(sql, rows)
-
-    def __getattr__(self, name: str):
-        return getattr(self._db, name)
+def sql(view: SqliteView | sqlite3.Connection) -> sqlite3.Connection:
+    """The connection under ``view`` (a connection is returned as it is), for tests and
+    benchmarks that inspect or damage a SQLite catalog on purpose; store code uses the typed
+    operations."""
+    return view if isinstance(view, sqlite3.Connection) else view._db
