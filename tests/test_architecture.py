@@ -3,6 +3,7 @@ store or fusefs is part of an import cycle, imports inside functions included.""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,30 @@ def describe(graph, component: list[str]) -> str:
 
 
 def test_no_import_cycles():
-    graph = grimp.build_graph("store", "fusefs")
+    graph = grimp.build_graph("store", "fusefs", cache_dir=None)
     cycles = import_cycles(graph)
     assert not cycles, "\n".join(describe(graph, c) for c in cycles)
+
+
+SQL_PACKAGE = "store.backends.catalog.sqlite"
+
+
+def test_only_the_sqlite_catalog_imports_sqlite3():
+    """SQL lives in the SQLite catalog implementation: nothing else in store or fusefs imports
+    sqlite3 (a second catalog implementation replaces that package, nothing more)."""
+    graph = grimp.build_graph("store", "fusefs", include_external_packages=True, cache_dir=None)
+    importers = graph.find_modules_that_directly_import("sqlite3")
+    outside = sorted(m for m in importers if m != SQL_PACKAGE and not m.startswith(SQL_PACKAGE + "."))
+    assert not outside, f"sqlite3 imported outside {SQL_PACKAGE}: {outside}"
+
+
+def test_no_sql_is_executed_outside_the_sqlite_catalog():
+    """No module of store or fusefs outside the SQLite catalog calls execute/executemany/
+    executescript: they reach the catalog through its typed operations."""
+    sql_dir = ROOT / "store" / "backends" / "catalog" / "sqlite"
+    calls = re.compile(r"\.execute(many|script)?\(")
+    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+             for top in ("store", "fusefs") for path in sorted((ROOT / top).rglob("*.py"))
+             if sql_dir not in path.parents
+             for n, line in enumerate(path.read_text().splitlines(), 1) if calls.search(line)]
+    assert not found, "\n".join(found)

@@ -768,7 +768,7 @@ def test_opening_a_non_store_is_a_format_error(tmp_path):
     other = tmp_path / "other-sqlite"
     other.mkdir()
     db = sqlite3.connect(other / "catalog.db")
-    sql(db).execute("CREATE TABLE t (x)")
+    db.execute("CREATE TABLE t (x)")
     db.commit()
     db.close()
     with pytest.raises(FormatError, match="not a sessionfs catalog"):

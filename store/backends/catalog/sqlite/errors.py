@@ -41,7 +41,7 @@ def transaction_error(path, exc: sqlite3.Error) -> CatalogError:
 def open_error(path, exc: sqlite3.Error, readonly: bool) -> StoreError:
     """Why the catalog at ``path`` could not be opened, with what to do about it."""
     code = _code(exc)
-    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "no such table" in str(exc):
         return FormatError(f"{path} is not a sessionfs catalog: {exc}")
     hint = ""
     if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN) or "readonly" in str(exc):
