@@ -25,9 +25,14 @@ from abc import ABC, abstractmethod
 from typing import Callable, ContextManager
 
 from store.core.rewrite import Extent
+from .audit import Audit
 from .content import Content
+from .maintenance import Maintenance
 from .meta import Meta
+from .migration import Migration
 from .rows import BlockRow, Changes, ChunkLocation, InodeRow
+from .search import SearchIndex
+from .sessions import Sessions
 from .tree import Tree
 
 
@@ -38,6 +43,11 @@ class CatalogView(ABC):
     tree: Tree
     content: Content
     meta: Meta
+    sessions: Sessions
+    search: SearchIndex
+    maintenance: Maintenance
+    audit: Audit
+    migration: Migration
 
     @property
     @abstractmethod
