@@ -28,7 +28,7 @@ import pyfuse3
 
 from store import Store
 from store.backends.catalog.rows import ROOT_INO, InodeRow
-from store.core.errors import CatalogError, FsError, IntegrityError, StoreError
+from store.core.errors import CatalogError, FsError, IntegrityError, StoreError, errno_of
 from store.backends.catalog.tree import NAME_MAX
 
 from .search_views import SearchViews
@@ -49,16 +49,6 @@ def _clamp_ns(ns: int) -> int:
     return max(-(1 << 63), min((1 << 63) - 1, ns))
 
 
-def _errno_for(exc: BaseException) -> int:
-    if isinstance(exc, (FsError, CatalogError)):
-        return exc.errno
-    if isinstance(exc, IntegrityError):
-        return errno.EIO
-    if isinstance(exc, OSError) and exc.errno:
-        return exc.errno
-    return errno.EIO
-
-
 def _handler(fn):
     """Let only FUSEError leave a handler; log what is not a plain errno."""
     @functools.wraps(fn)
@@ -67,8 +57,10 @@ def _handler(fn):
             return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
-        except (FsError, OSError) as exc:
-            raise pyfuse3.FUSEError(_errno_for(exc)) from None
+        except (FsError, CatalogError, OSError) as exc:
+            if isinstance(exc, CatalogError):
+                log.error("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(errno_of(exc)) from None
         except IntegrityError as exc:
             log.error("%s: %s", fn.__name__, exc)
             raise pyfuse3.FUSEError(errno.EIO) from None
@@ -294,13 +286,13 @@ class SessionFS(pyfuse3.Operations):
             if not entries:
                 return
             stored = await _run(self.store.stored_bytes, [r.id for _, _, r in entries if stat.S_ISREG(r.mode)])
-            for rowid, name, row in entries:
+            for cookie, name, row in entries:
                 self.store.pin(row.id)
                 attr = self._entry(row, stored.get(row.id, 0))
-                if not pyfuse3.readdir_reply(token, name, attr, rowid + DIR_OFFSET):
+                if not pyfuse3.readdir_reply(token, name, attr, cookie + DIR_OFFSET):
                     self.store.unpin(row.id)
                     return
-                after = rowid
+                after = cookie
 
     def _parent_of(self, ino: int) -> int:
         names = self.store.catalog.names_of(ino)
@@ -483,7 +475,7 @@ class SessionFS(pyfuse3.Operations):
 
     def _statfs(self) -> pyfuse3.StatvfsData:
         host = os.statvfs(self.store.root)
-        files = self.store.file_count()
+        files = self.store.inode_count()
         s = pyfuse3.StatvfsData()
         s.f_bsize = host.f_bsize
         s.f_frsize = host.f_frsize

@@ -75,10 +75,12 @@ def test_readdir_cookies_resume_a_listing_without_skipping_or_repeating(store):
     assert cookies == sorted(cookies) and len(set(cookies)) == len(cookies)
 
 
-def test_file_count_follows_files_without_a_scan(store):
-    before = store.file_count()
+def test_inode_count_counts_every_kind_of_inode(store):
+    before = store.inode_count()
     for name in (b"x", b"y"):
         store.make_node(store.sessions_ino, name, REG, UID, GID)
     store.make_node(store.sessions_ino, b"dir", stat.S_IFDIR | 0o755, UID, GID)
-    assert store.file_count() == before + 2
-    assert store.catalog.reader().meta.totals()[1] == "counters"
+    store.make_node(store.sessions_ino, b"link", stat.S_IFLNK | 0o777, UID, GID)
+    assert store.inode_count() == before + 4
+    store.unlink(store.sessions_ino, b"x")
+    assert store.inode_count() == before + 3

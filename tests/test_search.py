@@ -23,7 +23,8 @@ from store.engine.search_text import TextCache
 from store.services import search as search_mod
 from store.engine.store import Store
 from store.core.errors import BadInputError, FsError
-from store.services.search import IndexUnavailableError, search
+from store.backends.catalog.search import IndexUnavailableError
+from store.services.search import search
 from store.services.sessions import SessionStore
 from store.services.verify import verify
 from store.backends.catalog.sqlite.view import sql

@@ -51,3 +51,14 @@ class CatalogError(StoreError):
 
 class SearchIndexError(CatalogError):
     """The search index could not be read or updated (damaged or missing): it needs a rebuild."""
+
+
+def errno_of(exc: BaseException) -> int:
+    """The errno a filesystem call reports for ``exc``: its own where it has one (FsError,
+    CatalogError: ENOSPC for a full catalog disk, OSError), else EIO (damaged data, any other
+    failure)."""
+    if isinstance(exc, (FsError, CatalogError)):
+        return exc.errno
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return _errno.EIO

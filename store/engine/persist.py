@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from store.backends.catalog.interface import CatalogView
-from store.core.errors import CatalogError, FsError, StoreError
+from store.core.errors import CatalogError, FsError, StoreError, errno_of
 from .overlay import Overlay
 
 log = logging.getLogger("sessionfs.persist")
@@ -310,7 +310,7 @@ class Persister:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.error("persistence batch of %d items failed, will retry: %s", len(work), self.last_error)
                 error = exc if isinstance(exc, StoreError) and not isinstance(exc, CatalogError) \
-                    else FsError(_errno_of(exc), str(exc))
+                    else FsError(errno_of(exc), str(exc))
                 with self._cond:
                     self._queue.extendleft(reversed(work))
                     # Barriers queued behind the failed items wait on them too: they get the
@@ -354,10 +354,3 @@ def _item_bytes(item) -> int:
         return item.nbytes
     return 0
 
-
-def _errno_of(exc: BaseException) -> int:
-    if isinstance(exc, OSError) and exc.errno:
-        return exc.errno
-    if isinstance(exc, CatalogError):
-        return exc.errno        # ENOSPC when the catalog's disk is full: tell the writer so
-    return errno.EIO

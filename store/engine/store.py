@@ -182,8 +182,25 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath):
                 if maintenance is not None:
                     self.background = maintenance(self)
         except BaseException:
-            self._lock.release()
+            self._abandon()
             raise
+
+    def _abandon(self) -> None:
+        """Undo a failed open: stop what it started (the search rebuild, the persistence worker,
+        maintenance), close the catalog and the packs, then release the lock, so nothing keeps
+        writing to a store this process no longer holds."""
+        for part in ("background", "text_index", "persister"):
+            running = getattr(self, part, None)
+            if running is not None:
+                try:
+                    running.stop()
+                except Exception:  # noqa: BLE001 - the open's own error is the one to report
+                    log.exception("stopping %s after a failed open", part)
+        for part in ("packs", "catalog"):
+            opened = getattr(self, part, None)
+            if opened is not None:
+                opened.close()
+        self._lock.release()
 
     def close(self) -> None:
         """Commit everything written (files still open are sealed as they are) and release the store."""
@@ -311,11 +328,11 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath):
         self._entry_listeners.append(fn)
 
     # -- statistics --------------------------------------------------------------
-    def file_count(self) -> int:
-        """How many regular files the store holds (the catalog's running totals: O(1))."""
-        return self.catalog.reader().meta.totals()[0]["files"]
+    def inode_count(self) -> int:
+        """How many inodes the store holds (files, directories, links), as ``df -i`` counts."""
+        return self.catalog.reader().tree.count_inodes()
 
     def statistics(self) -> StoreStatistics:
-        """A snapshot of sizes, ratios, cache and queue counters (``store.statistics``: O(1))."""
+        """A snapshot of sizes, ratios, cache and queue counters (``store.engine.statistics``: O(1))."""
         return store_statistics(self)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from store.core import legacy
-from store.core.errors import StoreError
+from store.core.errors import CatalogError, StoreError
 from store.core.legacy import LegacyError, Limits
 from store.engine.persist import PathGroup
 from store.engine.store import Store
@@ -74,6 +74,8 @@ def read_store_file(store: Store, path: str, bound: int, stage: str) -> bytes:
                                      "memory limit sets it: raise --memory-limit, or unmount and run "
                                      "'sessionfs import')", size=size)
         data = store.read_path(path)
+    except CatalogError:
+        raise               # the catalog failed, not the file: no .error for it
     except StoreError as exc:
         raise LegacyError(stage, f"cannot read {path}: {exc}") from None
     if len(data) > bound:

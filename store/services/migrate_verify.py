@@ -7,7 +7,7 @@ import logging
 
 from store.backends.catalog.migration import ACTIVE, AttachmentRecord, Record
 from store.core import legacy
-from store.core.errors import ConflictError, StoreError
+from store.core.errors import CatalogError, ConflictError, StoreError
 from store.core.legacy import Prepared
 from .migrate_report import Outcome, Refused
 from .migrate_sources import ERROR_SUFFIX, Job, Pending, list_names
@@ -28,8 +28,8 @@ class Recording:
                 raise Refused("exists", f"a session {p.session_id} already exists in the store; not overwritten")
             try:
                 txn.migration.record_imported(job.source, p.session_id, p.sha256, p.size, p.mtime_ns, p.digest, rows)
-            except ConflictError:
-                raise Refused("exists", f"session {p.session_id} is already imported from another file") from None
+            except ConflictError as exc:       # the catalog says which record was in the way
+                raise Refused("exists", str(exc)) from None
         return hook
 
     def _record_failure(self, job: Job, outcome: Outcome, rec: Record | None) -> None:
@@ -89,6 +89,8 @@ class Recording:
         sid = p.session_id
         try:
             doc = self.sessions.load_full_session(sid)
+        except CatalogError:
+            raise           # the catalog failed, not the session: retry later, keep the import
         except StoreError as exc:
             return f"cannot export the session: {exc}"
         if doc is None:
@@ -106,6 +108,8 @@ class Recording:
             ino = self.store.resolve(f"{base}/{name}")
             try:
                 got = self.store.content_hash(ino)
+            except CatalogError:
+                raise
             except StoreError as exc:
                 return f"attachment {name}: cannot be read back: {exc}"
             if got != sha:

@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from store.backends.catalog.search import Filters, IndexUnavailableError  # noqa: F401 (raised by searches; callers catch it from here)
+from store.backends.catalog.search import Filters
 from store.core.errors import BadInputError, SearchIndexError, StoreError
 from store.core.query import Atom, Clause, Query, parse_query
 from store.core.snippets import make_snippet

@@ -70,7 +70,7 @@ class Catalog(ABC):
     readonly: bool
     #: The format as read: older than the current one only when opened read-only.
     format_version: int
-    #: The format a writable open upgraded from, or None.
+    #: The format a writable open found (before its upgrade, if any); None for a read-only open.
     upgraded_from: int | None
 
     @abstractmethod

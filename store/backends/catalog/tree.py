@@ -86,6 +86,10 @@ class Tree(ABC):
         open when their last name went."""
 
     @abstractmethod
+    def count_inodes(self) -> int:
+        """How many inodes exist (files, directories, links; ``statfs``'s ``f_files``)."""
+
+    @abstractmethod
     def xattr_names(self) -> set[bytes]:
         """Every extended attribute name any inode has."""
 

@@ -24,6 +24,8 @@ import threading
 from collections import Counter
 from typing import Iterable
 
+from store.core.errors import CatalogError
+
 
 class Schedule:
     """Which calls fail: every ``every``-th call, the 1-based call numbers in ``calls``, or each
@@ -173,4 +175,5 @@ class CatalogFaults:
             code = self.schedule.next()
             if code is not None:
                 self.counts.add("catalog-commit", code)
-                raise _fail(code, "catalog commit")
+                # As the catalog reports a commit that failed (SQLITE_FULL, SQLITE_IOERR).
+                raise CatalogError(f"catalog commit failed: {os.strerror(code)} (injected fault)", code)

@@ -22,7 +22,7 @@ from . import upgrade
 from ..interface import Catalog
 from ..rows import Changes
 from store.core.errors import FormatError
-from .errors import open_error, transaction_error
+from .errors import open_error, sqlite_errors, transaction_error
 from .view import SqliteView
 from .schema import FORMAT_VERSION, create_tables, ensure_maintenance_tables, read_format_version
 
@@ -131,7 +131,10 @@ class SqliteCatalog(Catalog):
         ever ran would leak its file descriptors and page cache for the daemon's lifetime."""
         holder = getattr(self._local, "reader", None)
         if holder is None:
-            db = _connect(self.path, readonly=True, cache_kib=self.reader_cache_kib)
+            try:
+                db = _connect(self.path, readonly=True, cache_kib=self.reader_cache_kib)
+            except sqlite3.Error as exc:
+                raise open_error(self.path, exc, True) from exc
             holder = _ThreadReader(db)
             with self._readers_lock:
                 self._all_readers.append(db)
@@ -196,7 +199,8 @@ class SqliteCatalog(Catalog):
         if self._writer is not None and self.commits != self._checkpointed:
             with self._write_lock:
                 done = self.commits
-                self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                with sqlite_errors("checkpoint"):
+                    self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self._checkpointed = done
 
     def close(self) -> None:

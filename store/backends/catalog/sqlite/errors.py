@@ -8,6 +8,7 @@ own). The sqlite3 exception stays attached as the cause.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
@@ -55,6 +56,15 @@ def _code(exc: sqlite3.Error) -> int:
     return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
+@contextlib.contextmanager
+def sqlite_errors(operation: str, classify: Classify = store_error):
+    """A block whose sqlite3 errors leave it as store errors (``classify``), naming ``operation``."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise classify(exc, operation) from exc
+
+
 def translated(cls: type | None = None, *, classify: Classify = store_error):
     """Class decorator: the public methods of ``cls`` (generators included) raise store errors,
     never sqlite3 ones; ``classify`` picks the error. ``@translated`` or
@@ -71,16 +81,12 @@ def _translating(method, operation: str, classify: Classify):
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def generate(*args, **kwargs):
-            try:
+            with sqlite_errors(operation, classify):
                 yield from method(*args, **kwargs)
-            except sqlite3.Error as exc:
-                raise classify(exc, operation) from exc
         return generate
 
     @functools.wraps(method)
     def call(*args, **kwargs):
-        try:
+        with sqlite_errors(operation, classify):
             return method(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise classify(exc, operation) from exc
     return call

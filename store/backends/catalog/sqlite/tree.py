@@ -58,6 +58,9 @@ class SqliteTree(Tree):
     def unlinked_inodes(self) -> list[int]:
         return [r[0] for r in self._db.execute("SELECT id FROM inodes WHERE nlink = 0 AND id != ?", (ROOT_INO,))]
 
+    def count_inodes(self) -> int:
+        return self._db.execute("SELECT count(*) FROM inodes").fetchone()[0]
+
     def xattr_names(self) -> set[bytes]:
         return {bytes(r[0]) for r in self._db.execute("SELECT DISTINCT name FROM xattrs")}
 

@@ -17,6 +17,7 @@ import sqlite3
 from typing import Iterator
 
 from ..interface import CatalogView
+from .errors import sqlite_errors
 from .content import SqliteContent
 from .meta import SqliteMeta
 from .tree import SqliteTree
@@ -77,24 +78,29 @@ class SqliteView(CatalogView):
         if self._db.in_transaction:
             yield self
             return
-        self._db.execute("BEGIN")
+        with sqlite_errors("begin a snapshot"):
+            self._db.execute("BEGIN")
         try:
             yield self
         finally:
-            self._db.execute("COMMIT")
+            with sqlite_errors("end a snapshot"):
+                self._db.execute("COMMIT")
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator["SqliteView"]:
         """Inside a write transaction: changes made in the block are undone, alone, when it
         raises (the exception goes on); the rest of the transaction stays."""
-        self._db.execute("SAVEPOINT part")
+        with sqlite_errors("begin a savepoint"):
+            self._db.execute("SAVEPOINT part")
         try:
             yield self
         except BaseException:
-            self._db.execute("ROLLBACK TO part")
-            self._db.execute("RELEASE part")
+            with sqlite_errors("roll back a savepoint"):
+                self._db.execute("ROLLBACK TO part")
+                self._db.execute("RELEASE part")
             raise
-        self._db.execute("RELEASE part")
+        with sqlite_errors("release a savepoint"):
+            self._db.execute("RELEASE part")
 
 
 def sql(view: SqliteView | sqlite3.Connection) -> sqlite3.Connection:
