@@ -46,7 +46,7 @@ from .overlay import Overlay, boot_id
 from .paths import PathFace
 from .persist import Persister
 from .readpath import ReadPath
-from .recovery import recover
+from .recovery import Recovery
 from .search_upkeep import TextIndex
 from .statistics import StoreStatistics, store_statistics
 
@@ -59,7 +59,7 @@ SESSIONS_DIR = b"sessions"
 STORE_DIRS = ("packs", "packing", "staging")
 
 
-class Store(ReadPath, NamespaceOps, PathFace, CommitPath):
+class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
     """An open store. ``Store.open`` for use; ``Store.init`` to create one.
 
     Its parts, each a module of this package: ``readpath`` (attributes and bytes as they
@@ -175,7 +175,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath):
             self.text_index = TextIndex(self.catalog, self.sessions_ino, self.root, readonly=readonly,
                                         read_chunk=lambda loc, view: self.chunk_bytes(loc, None, view))
             if not readonly:
-                recover(self)
+                self._recover()
                 self.text_index.rebuild_if_needed()
                 self.persister = Persister(self._commit_batch, self.catalog.checkpoint, sync_interval)
                 self.persister.start()
