@@ -3,11 +3,13 @@ own failures mark the index for rebuild: a damaged catalog elsewhere is reported
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 
 import pytest
 
 from store.backends.catalog.search import IndexUnavailableError
+from store.backends.catalog.sqlite.view import sql
 from store.core.errors import CatalogError, SearchIndexError
 from store.core.query import parse_query
 from store.engine.store import Store
@@ -70,3 +72,42 @@ def test_a_full_check_from_a_read_view_changes_nothing(tmp_path):
     with Store.open(root, readonly=True) as ro:
         problem = ro.text_index.check(ro.catalog.reader(), full=True)
         assert problem is not None and problem.startswith("damaged:")
+
+
+def test_a_full_catalog_during_index_upkeep_fails_the_transaction_not_the_index(tmp_path):
+    """A catalog error that is not the index's (here SQLite's real "database or disk is full")
+    inside index upkeep fails the whole transaction, to be retried; the index stays usable."""
+    root = tmp_path / "s"
+    make_store(root)
+    with Store.open(root) as store:
+        summary = store.resolve("sessions/s0/summary.json")
+        (parent, name), = store.catalog.names_of(summary)
+        with pytest.raises(CatalogError) as caught:
+            with store.catalog.write() as view:
+                db = sql(view)
+                db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+                view.search.guarded(lambda: view.search.add(
+                    summary, parent, name, store.resolve("sessions/s0"), "summary.json", 1, [], b"d" * 16,
+                    "title", " ".join(f"word{i}" for i in range(200_000))))
+        assert caught.value.errno == errno.ENOSPC and not isinstance(caught.value, SearchIndexError)
+        sql(store.catalog.reader()).execute("PRAGMA max_page_count = 1073741823")
+        assert store.catalog.reader().search.statistics().state == "ok"
+        assert store.catalog.reader().search.problem() is None and store.text_index.problem is None
+        assert {r.session_id for r in search(store, "wombat", limit=10)} == {"s0", "s1", "s2"}
+        assert [r.session_id for r in search(store, "word7", limit=10)] == []
+
+
+def test_a_damaged_index_during_upkeep_marks_it_unusable_and_the_transaction_goes_on(tmp_path):
+    root = tmp_path / "s"
+    make_store(root)
+    with Store.open(root) as store:
+        with store.catalog.write() as view:
+            def fail():
+                sql(view).execute("DELETE FROM search_docs")
+                raise SearchIndexError("invalid fts5 file format (injected by the test)")
+            assert "invalid fts5" in view.search.guarded(fail)
+            view.meta.put("test_marker", "kept")
+        view = store.catalog.reader()
+        assert view.meta.get("test_marker") == "kept"
+        assert view.search.problem().startswith("damaged: an update failed")
+        assert sql(view).execute("SELECT count(*) FROM search_docs").fetchone()[0] > 0      # undone

@@ -26,6 +26,7 @@ from checks import index_dump
 from mounting import FUSE_AVAILABLE, served, sessionfs
 from store import Store
 from store.backends.catalog.search import SearchIndexStatistics
+from store.backends.catalog.sqlite.view import sql
 from store.engine import search_rebuild as search_mod
 from store.services.search import search
 from store.services.sessions import SessionStore
@@ -150,3 +151,42 @@ def test_a_rebuild_killed_half_way_resumes_at_the_next_open(tmp_path, monkeypatc
     sessionfs("reindex", str(fresh))
     with Store.open(fresh, readonly=True) as store:
         assert (answers(store), index_dump(store)) == resumed
+
+
+def test_a_rebuild_transaction_failing_on_a_full_catalog_is_retried_and_the_rebuild_finishes(tmp_path, monkeypatch):
+    """SQLite's real "database or disk is full" (the writer capped at its current size, the free
+    pages taken) fails one rebuild transaction; it is retried once the space is back."""
+    root = tmp_path / "store"
+    make_store(root)
+    opened, points = threading.Event(), []
+    holder = {}
+
+    def hook(point: str) -> None:
+        points.append(point)
+        assert opened.wait(300)
+        store = holder["store"]
+        if points == ["batch"]:
+            with store.catalog.write() as view:
+                db = sql(view)
+                db.execute("CREATE TABLE test_filler (x BLOB)")
+                page = db.execute("PRAGMA page_size").fetchone()[0]
+                free = db.execute("PRAGMA freelist_count").fetchone()[0]
+                db.execute("INSERT INTO test_filler VALUES (zeroblob(?))", ((free + 4) * page,))
+            with store.catalog.write() as view:
+                db = sql(view)
+                db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        elif point == "retry":
+            with store.catalog.write() as view:
+                sql(view).execute("PRAGMA max_page_count = 1073741823")
+                sql(view).execute("DROP TABLE test_filler")
+    monkeypatch.setattr(search_mod, "_hook", hook)
+    monkeypatch.setattr(search_mod, "REBUILD_BATCH", BATCH)
+    monkeypatch.setattr(search_mod, "REBUILD_RETRY_PAUSE", 0.01)
+    with Store.open(root) as store:
+        holder["store"] = store
+        opened.set()
+        assert store.text_index.wait(300)
+        assert points.count("retry") == 1 and points.count("batch") == -(-SESSIONS // BATCH) - 1, points
+        assert store.text_index.problem is None
+        assert store.statistics().search == SearchIndexStatistics("ok")
+        assert {r.session_id for r in search(store, "wombat", limit=None)} == {f"s{i:02d}" for i in range(SESSIONS)}

@@ -60,7 +60,7 @@ def cmd_reindex(args) -> int:
         write_out(f"search index: {problem or 'ok'}\n")
         return 1 if problem else 0
     with open_store(args.store, readonly=False) as store:
-        sessions = len(store.catalog.reader().search.session_dirs(store.sessions_ino))
+        sessions = len(store.text_index.session_dirs(store.catalog.reader()))
         with tqdm(total=sessions, unit="session", desc="reindex", file=sys.stderr) as bar:
             report = store.text_index.rebuild(bar.update)
     write_out(f"search index rebuilt: {report.files} files of {report.sessions} sessions in "

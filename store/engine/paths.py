@@ -7,10 +7,10 @@ from __future__ import annotations
 import errno
 import stat
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from store.backends.catalog.interface import CatalogView
-from store.backends.catalog.rows import ROOT_INO
+from store.backends.catalog.rows import ROOT_INO, InodeRow
 from store.backends.catalog.tree import NAME_MAX
 from store.core.errors import BadInputError, FsError, IntegrityError
 from .persist import PathGroup
@@ -82,13 +82,12 @@ class PathFace:
         ino = self.resolve(path)
         if ino is None:
             raise FsError(errno.ENOENT, f"{path} does not exist")
-        names, after = [], 0
-        while True:
-            batch = self.catalog.readdir(ino, after, 1000)
-            if not batch:
-                return names
-            names.extend(n.decode("utf-8", "surrogateescape") for _, n, _ in batch)
-            after = batch[-1][0]
+        return [name.decode("utf-8", "surrogateescape") for name, _ in self.iter_dir(ino)]
+
+    def iter_dir(self, ino: int, view: CatalogView | None = None) -> Iterator[tuple[bytes, InodeRow]]:
+        """(name, inode) of every committed entry of directory ``ino`` (inside transaction
+        ``view`` if given), read a page at a time (``Tree.listing``)."""
+        return (view or self.catalog.reader()).tree.listing(ino)
 
     def write_files(self, writes: dict[str, bytes | None] | Iterable[tuple[str, bytes | None]],
                     delete_trees: Iterable[str] = (), on_commit: Callable | None = None) -> PathGroup:

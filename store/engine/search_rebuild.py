@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from store.backends.catalog.search import REBUILDING
-from store.core.errors import StoreError
+from store.core.errors import CatalogError, SearchIndexError, StoreError
 
 log = logging.getLogger("sessionfs.search")
 
@@ -27,6 +27,10 @@ REBUILD_BATCH = 100
 REBUILD_BATCH_SECONDS = 0.05
 #: ... and pauses this long between transactions, so waiting writers take the lock first.
 REBUILD_PAUSE = 0.005
+#: A transaction failing with a catalog error (full disk, busy) is retried this many times,
+#: after a pause doubling from REBUILD_RETRY_PAUSE seconds (about a minute in all).
+REBUILD_RETRIES = 6
+REBUILD_RETRY_PAUSE = 1.0
 
 
 @dataclass
@@ -38,12 +42,14 @@ class RebuildReport:
 
 
 def _hook(point: str) -> None:
-    """Test hook (tests replace it): the background rebuild calls it after each transaction."""
+    """Test hook (tests replace it): the rebuild calls it after each transaction ("batch")
+    and before retrying a failed one ("retry")."""
 
 
 class IndexRebuild:
     """The rebuild half of ``search_upkeep.TextIndex``: it provides ``catalog``, ``root``,
-    ``sessions_ino``, ``problem``, ``garbage``, ``statistics()``, ``_session_files(view, dir)``
+    ``sessions_ino``, ``problem``, ``garbage``, ``statistics()``, ``session_dirs(view)``,
+    ``_session_files(view, dir)``
     and ``_refresh_inode(view, ino, content_changed)``."""
 
     def __init__(self) -> None:
@@ -93,7 +99,7 @@ class IndexRebuild:
                 log.info("search index rebuild: %d sessions done", total[0])
         try:
             report = self._fill(progress, reason=reason, background=True)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:        # OSError: a pack that cannot be read (EIO)
             self._failed(reason, exc)
             return
         if report is not None:
@@ -141,33 +147,64 @@ class IndexRebuild:
         was taken is indexed by its own commits. Returns None when stopped, or when the state
         stopped being REBUILDING (an index update failed meanwhile: the next open rebuilds)."""
         started = time.monotonic()
-        sessions = self.catalog.reader().search.session_dirs(self.sessions_ino)
+        sessions = self.session_dirs(self.catalog.reader())
         files, done = 0, 0
         while True:
             if self._stop.is_set():
                 return None
-            with self.catalog.write() as view:
-                index = view.search
-                if index.statistics().state != REBUILDING:
-                    log.error("search index of %s: the rebuild stops, the index is no longer being rebuilt",
-                              self.root)
-                    return None
-                start, deadline = done, time.monotonic() + REBUILD_BATCH_SECONDS
-                while done < len(sessions) and done - start < REBUILD_BATCH and (
-                        not background or done == start or time.monotonic() < deadline):
-                    for ino in self._session_files(view, sessions[done]):
-                        if not index.is_indexed(ino):
-                            files += self._refresh_inode(view, ino, True)
-                    done += 1
-                finished = done == len(sessions)
-                if finished:
-                    index.rebuild_finished()
-                else:
-                    index.rebuild_progress(done, len(sessions))
+            batch = self._retried(lambda: self._batch(sessions, done, background))
+            if batch is None:
+                return None
+            start, (done, added) = done, batch
+            files += added
             if progress is not None and done > start:
                 progress(done - start)
-            if finished:
+            if done == len(sessions):
                 return RebuildReport(len(sessions), files, time.monotonic() - started, reason)
             _hook("batch")
             if background:
                 time.sleep(REBUILD_PAUSE)
+
+    def _retried(self, batch: Callable[[], tuple[int, int] | None]) -> tuple[int, int] | None:
+        """``batch()``, run again after a pause when it fails with a catalog error that is not
+        the index's (a full disk, a busy catalog: its transaction changed nothing); None when
+        stopped meanwhile or when ``batch`` says so."""
+        attempt = 0
+        while True:
+            try:
+                return batch()
+            except SearchIndexError:
+                raise
+            except CatalogError as exc:
+                if attempt == REBUILD_RETRIES:
+                    raise
+                pause = REBUILD_RETRY_PAUSE * 2 ** attempt
+                attempt += 1
+                log.warning("search index of %s: a rebuild transaction failed (%s); retrying in %.1f s",
+                            self.root, exc, pause)
+                _hook("retry")
+                if self._stop.wait(pause):
+                    return None
+
+    def _batch(self, sessions: list[int], done: int, background: bool) -> tuple[int, int] | None:
+        """Index ``sessions`` from ``done`` on in one write transaction, for at most
+        REBUILD_BATCH sessions (and, ``background``, about REBUILD_BATCH_SECONDS); returns
+        (sessions done now, files indexed), or None when the index is no longer being rebuilt."""
+        files = 0
+        with self.catalog.write() as view:
+            index = view.search
+            if index.statistics().state != REBUILDING:
+                log.error("search index of %s: the rebuild stops, the index is no longer being rebuilt", self.root)
+                return None
+            start, deadline = done, time.monotonic() + REBUILD_BATCH_SECONDS
+            while done < len(sessions) and done - start < REBUILD_BATCH and (
+                    not background or done == start or time.monotonic() < deadline):
+                for ino in self._session_files(view, sessions[done]):
+                    if not index.is_indexed(ino):
+                        files += self._refresh_inode(view, ino, True)
+                done += 1
+            if done == len(sessions):
+                index.rebuild_finished()
+            else:
+                index.rebuild_progress(done, len(sessions))
+        return done, files

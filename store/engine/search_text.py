@@ -7,6 +7,8 @@ import hashlib
 import threading
 from collections import OrderedDict
 
+from store.backends.catalog.rows import ChunkLocation
+
 
 class TextCache:
     """(content digest, path) -> extracted rows; content-addressed, so never stale."""
@@ -42,10 +44,10 @@ class TextCache:
         return value[0] if value is not None else None
 
 
-def content_digest(size: int, extents: list[tuple]) -> bytes:
+def content_digest(size: int, extents: list[ChunkLocation]) -> bytes:
     """Identity of a file's content: its size, chunk offsets and chunk hashes."""
     h = hashlib.sha256(size.to_bytes(8, "little"))
     for e in extents:
-        h.update(e[0].to_bytes(8, "little"))
-        h.update(bytes(e[3]))
+        h.update(e.off.to_bytes(8, "little"))
+        h.update(e.hash)
     return h.digest()[:16]

@@ -5,8 +5,9 @@ indexed name of a session's file, with the text ``text_index.extract`` gives for
 ``TextIndex`` keeps it in step from inside the engine's write transactions:
 ``content_changed`` when a file's bytes commit, ``namespace_changed`` when names are
 created, renamed or removed, so a search never sees a file's new bytes without its new
-documents, or the reverse. An index error never fails the commit of the files: the
-index is marked unusable and rebuilt (``search_rebuild``) at the next writable open.
+documents, or the reverse. An index error (``SearchIndexError``) never fails the commit of
+the files: the index is marked unusable and rebuilt (``search_rebuild``) at the next
+writable open; any other catalog error (a full disk) fails the commit, which is retried.
 
 Size. For 10,000 generated "small" sessions (270 MB of indexed text, a 490 MB store) the
 SQLite index takes about 220 MB, of which the per-file bookkeeping is 7 MB; the text itself
@@ -25,7 +26,7 @@ import orjson
 
 from store.backends.catalog.search import IndexedFile, IndexUnavailableError, SearchIndexStatistics
 from store.backends.catalog.rows import ChunkLocation
-from store.core.errors import CatalogError, StoreError
+from store.core.errors import IntegrityError, SearchIndexError, StoreError
 from store.core.text_index import columns, extract, indexed_path, iter_text
 from store.engine.search_rebuild import IndexRebuild
 from store.engine.search_text import TextCache, content_digest
@@ -59,7 +60,7 @@ class TextIndex(IndexRebuild):
         if self.problem is None:
             try:
                 self.garbage = index.orphans() != 0
-            except CatalogError as exc:
+            except SearchIndexError as exc:
                 self.problem = f"damaged: {exc}"
 
     def statistics(self) -> SearchIndexStatistics:
@@ -120,12 +121,12 @@ class TextIndex(IndexRebuild):
         done: set[int] = set()
         for parent, name in entries:
             for ino in index.indexed_at(parent, name):
-                if ino not in done and index.lookup(parent, name) != ino:
+                if ino not in done and view.tree.lookup(parent, name) != ino:
                     done.add(ino)
                     self._refresh_inode(view, ino, False)
         for ino in moved - done:
-            node = index.mode_size(ino)
-            if node is not None and stat.S_ISDIR(node[0]):
+            node = view.tree.inode(ino)
+            if node is not None and stat.S_ISDIR(node.mode):
                 for child in self._files_below(view, ino, indexed_subdirs=True):
                     if child not in done:
                         done.add(child)
@@ -139,14 +140,19 @@ class TextIndex(IndexRebuild):
         directory that may be indexed); ``indexed_subdirs``: also of subdirectories holding
         documents (whose rows may change when ``ino`` moves: indexed files are at most one
         directory below a session directory)."""
-        index = view.search
+        tree = view.tree
         files = []
-        for name, child, mode in index.children(ino):
-            if stat.S_ISREG(mode):
-                files.append(child)
-            elif stat.S_ISDIR(mode) and (name in _CHUNK_DIR_NAMES or indexed_subdirs and index.holds_indexed(child)):
-                files.extend(c for _, c, m in index.children(child) if stat.S_ISREG(m))
+        for name, child in tree.listing(ino):
+            if stat.S_ISREG(child.mode):
+                files.append(child.id)
+            elif stat.S_ISDIR(child.mode) and (name in _CHUNK_DIR_NAMES or
+                                               indexed_subdirs and view.search.holds_indexed(child.id)):
+                files.extend(c.id for _, c in tree.listing(child.id) if stat.S_ISREG(c.mode))
         return files
+
+    def session_dirs(self, view) -> list[int]:
+        """The session directories (in ``sessions/``), oldest entry first."""
+        return [row.id for _, row in view.tree.listing(self.sessions_ino) if stat.S_ISDIR(row.mode)]
 
     def _session_files(self, view, session_dir: int) -> list[int]:
         return self._files_below(view, session_dir, indexed_subdirs=False)
@@ -160,7 +166,7 @@ class TextIndex(IndexRebuild):
         parts: list[str] = []
         current = directory
         for _ in range(2):
-            names = view.search.names_of(current)
+            names = view.tree.names_of(current)
             if not names:
                 return None
             parent, name = names[0]
@@ -176,7 +182,7 @@ class TextIndex(IndexRebuild):
     def _locations(self, view, ino: int) -> dict[tuple[int, bytes], tuple[int, str]]:
         """{(parent, name): (session dir, path inside it)} for each indexed name of ``ino``."""
         out = {}
-        for parent, name in view.search.names_of(ino):
+        for parent, name in view.tree.names_of(ino):
             where = self._session_dir_of(view, parent)
             if where is None:
                 continue
@@ -199,13 +205,18 @@ class TextIndex(IndexRebuild):
             self._remove(view, doc)
         if not wanted:
             return 0
-        node = index.mode_size(ino)
-        if node is None or not stat.S_ISREG(node[0]) or node[1] == 0:
+        node = view.tree.inode(ino)
+        if node is None or not stat.S_ISREG(node.mode) or node.size == 0:
             return 0
-        size = node[1]
-        extents = index.extents(ino)
+        size = node.size
+        try:
+            extents = view.content.all_locations(ino)
+        except IntegrityError as exc:
+            log.error("search index: %s cannot be read (%s); it is not indexed until rewritten",
+                      self.catalog.path_of(ino, view) or ino, exc)
+            return 0
         digest = content_digest(size, extents)
-        pairs = [(e[0], e[2]) for e in extents]
+        pairs = [(e.off, e.chunk_id) for e in extents]
         parsed = None
         added = 0
         for (parent, name), (dir_ino, path) in wanted.items():
@@ -223,10 +234,10 @@ class TextIndex(IndexRebuild):
             added += 1
         return added
 
-    def _parse(self, view, ino: int, size: int, extents: list, path: str, *, indexing: bool = True):
+    def _parse(self, view, ino: int, size: int, extents: list[ChunkLocation], path: str, *, indexing: bool = True):
         try:
             data = self._assemble(view, size, extents)
-        except StoreError as exc:
+        except IntegrityError as exc:
             if not indexing:        # a snippet: the caller goes without
                 raise
             log.error("search index: %s cannot be read (%s); it is not indexed until rewritten",
@@ -237,14 +248,14 @@ class TextIndex(IndexRebuild):
         except orjson.JSONDecodeError:
             return _INVALID      # stored as written, simply not indexed
 
-    def _assemble(self, view, size: int, extents: list) -> bytes:
+    def _assemble(self, view, size: int, extents: list[ChunkLocation]) -> bytes:
         out = bytearray(size)
         for extent in extents:
-            off, length = extent[0], extent[1]
+            off = extent.off
             if off >= size:
                 continue
-            data = self._read_chunk(ChunkLocation(*extent), view)
-            end = min(size, off + length)
+            data = self._read_chunk(extent, view)
+            end = min(size, off + extent.length)
             out[off:end] = data[:end - off]
         return bytes(out)
 
@@ -259,11 +270,11 @@ class TextIndex(IndexRebuild):
 
     def _old_rows(self, view, doc: IndexedFile):
         """The rows indexed for a document, re-derived from the chunks it was built from."""
-        extents = view.search.chunks(doc.extents)
+        extents = view.content.chunks(doc.extents)
         if extents is not None and content_digest(doc.size, extents) == doc.digest:
             try:
                 return extract(doc.path, orjson.loads(self._assemble(view, doc.size, extents)))
-            except (StoreError, orjson.JSONDecodeError) as exc:
+            except (IntegrityError, orjson.JSONDecodeError) as exc:
                 reason = str(exc)
         else:
             reason = "its chunks are gone"
@@ -283,7 +294,8 @@ class TextIndex(IndexRebuild):
             return None
         rows = self.cache.rows((doc.digest, doc.path))
         if rows is None:
-            parsed = self._parse(view, doc.ino, doc.size, view.search.extents(doc.ino), doc.path, indexing=False)
+            parsed = self._parse(view, doc.ino, doc.size, view.content.all_locations(doc.ino), doc.path,
+                                 indexing=False)
             if parsed is _INVALID:
                 return doc.path, []
             if lazy:
@@ -296,19 +308,18 @@ class TextIndex(IndexRebuild):
         """Paths of the files the index would read (``text_index.indexed_path``) whose bytes are
         not valid JSON, so they have no documents: stored as written, for ``verify`` to report."""
         view = self.catalog.reader()
-        index = view.search
         out = []
-        for dir_ino in index.session_dirs(self.sessions_ino):
+        for dir_ino in self.session_dirs(view):
             for ino in self._session_files(view, dir_ino):
-                if index.is_indexed(ino):
+                if view.search.is_indexed(ino):
                     continue
                 where = self._locations(view, ino)
                 if not where:
                     continue
                 try:
-                    orjson.loads(self._assemble(view, index.mode_size(ino)[1], index.extents(ino)))
+                    orjson.loads(self._assemble(view, view.tree.get(ino).size, view.content.all_locations(ino)))
                 except orjson.JSONDecodeError:
                     out.append(self.catalog.path_of(ino, view) or next(iter(where.values()))[1])
-                except StoreError:
+                except IntegrityError:
                     continue            # unreadable: verify reports damaged data on its own
         return out

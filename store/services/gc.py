@@ -51,7 +51,8 @@ from store.core import codec
 from store.core.chunker import chunk_hash
 from store.core.errors import IntegrityError
 from store.core.units import human_bytes
-from store.backends.catalog.maintenance import AgedBlock, BlockChunk, PackLiveness
+from store.backends.catalog.maintenance import AgedBlock, PackLiveness
+from store.backends.catalog.rows import ChunkInBlock
 
 log = logging.getLogger("sessionfs.gc")
 
@@ -248,8 +249,8 @@ class Collector:
         Returns True when blocks remain in the pack (call again)."""
         store = self.store
         budget = self.options.step_bytes if budget is None else budget
-        reader = store.catalog.reader().maintenance
-        blocks = reader.blocks_in_pack(pack_id)
+        reader = store.catalog.reader()
+        blocks = reader.maintenance.blocks_in_pack(pack_id)
         if not blocks:
             self._finish_pack(pack_id)
             return False
@@ -261,7 +262,7 @@ class Collector:
             for b in blocks:
                 if out.bytes and out.bytes + b.length > budget:
                     break
-                chunks = reader.chunks_in_block(b.id)
+                chunks = reader.content.chunks_in_block(b.id)
                 live = sum(c.length for c in chunks)
                 frame = store.packs.read(pack_id, b.offset, b.length)
                 new = None
@@ -301,7 +302,7 @@ class Collector:
             deleted = txn.maintenance.drop_empty_packs([pack_id])
         self._after_commit([], deleted)
 
-    def _reencode(self, block: AgedBlock, frame: bytes, chunks: list[BlockChunk]):
+    def _reencode(self, block: AgedBlock, frame: bytes, chunks: list[ChunkInBlock]):
         """(framed, codec, dict id, [(chunk id, new offset)]) of the block's live chunks, or None
         when the block does not decode or a chunk fails its hash (then it is copied as is)."""
         store = self.store
@@ -313,14 +314,14 @@ class Collector:
             log.warning("gc copies a damaged block as it is: %s", exc)
             return None
         parts, offsets, pos = [], [], 0
-        for cid, digest, boff, length in chunks:
-            piece = raw[boff:boff + length]
-            if len(piece) != length or chunk_hash(piece) != digest:
-                log.warning("gc copies block %d as it is: chunk %s fails its SHA-256", bid, digest.hex())
+        for c in chunks:
+            piece = raw[c.block_off:c.block_off + c.length]
+            if len(piece) != c.length or chunk_hash(piece) != c.hash:
+                log.warning("gc copies block %d as it is: chunk %s fails its SHA-256", bid, c.hash.hex())
                 return None
             parts.append(piece)
-            offsets.append((cid, pos))
-            pos += length
+            offsets.append((c.id, pos))
+            pos += c.length
         new_raw = b"".join(parts)
         level = self._level_of(bid)
         zdict = None

@@ -51,14 +51,9 @@ class ExportResult:
 def list_session_ids(store: Store) -> list[str]:
     """Names of the directories under sessions/, sorted."""
     ino = store.resolve(SESSIONS_DIR)
-    out = []
     if ino is None:
-        return out
-    after = 0
-    while batch := store.catalog.readdir(ino, after, 1000):
-        out.extend(n.decode("utf-8", "surrogateescape") for _, n, row in batch if stat.S_ISDIR(row.mode))
-        after = batch[-1][0]
-    return sorted(out)
+        return []
+    return sorted(n.decode("utf-8", "surrogateescape") for n, row in store.iter_dir(ino) if stat.S_ISDIR(row.mode))
 
 
 class _Writer:
@@ -117,14 +112,11 @@ def _file_pieces(store: Store, ino: int):
 
 def _walk(store: Store, ino: int, rel: str):
     """(relative path, row) of every entry below a directory, depth first."""
-    after = 0
-    while batch := store.catalog.readdir(ino, after, 1000):
-        for _, name, row in batch:
-            path = f"{rel}/{name.decode('utf-8', 'surrogateescape')}"
-            yield path, row
-            if stat.S_ISDIR(row.mode):
-                yield from _walk(store, row.id, path)
-        after = batch[-1][0]
+    for name, row in store.iter_dir(ino):
+        path = f"{rel}/{name.decode('utf-8', 'surrogateescape')}"
+        yield path, row
+        if stat.S_ISDIR(row.mode):
+            yield from _walk(store, row.id, path)
 
 
 def export_sessions(store: Store, outdir: str | os.PathLike, session_ids: list[str] | None = None, *,
@@ -173,14 +165,11 @@ def _export_legacy(store: Store, sessions: SessionStore, writer: _Writer, sid: s
     ino = store.resolve(base)
     if ino is None:
         return
-    after = 0
-    while batch := store.catalog.readdir(ino, after, 1000):
-        for _, name, row in batch:
-            if stat.S_ISREG(row.mode):
-                text = name.decode("utf-8", "surrogateescape")
-                validate_name(text)
-                writer.write(f"{ATTACHMENTS_DIR}/{text}", _file_pieces(store, row.id))
-        after = batch[-1][0]
+    for name, row in store.iter_dir(ino):
+        if stat.S_ISREG(row.mode):
+            text = name.decode("utf-8", "surrogateescape")
+            validate_name(text)
+            writer.write(f"{ATTACHMENTS_DIR}/{text}", _file_pieces(store, row.id))
 
 
 __all__ = ["ExportResult", "export_sessions", "list_session_ids"]

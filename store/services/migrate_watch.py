@@ -87,11 +87,8 @@ class ImportWatcher:
         ino = self.store.resolve(IMPORT_DIR)
         if ino is None:
             return 0
-        names = set()
-        after = 0
-        while batch := self.store.catalog.readdir(ino, after, 1000):
-            names.update(n.decode("utf-8", "surrogateescape") for _, n, row in batch if stat.S_ISREG(row.mode))
-            after = batch[-1][0]
+        names = {n.decode("utf-8", "surrogateescape") for n, row in self.store.iter_dir(ino)
+                 if stat.S_ISREG(row.mode)}
         with self._lock:
             already = {item[1] for item in self._queue if item[0] == "store"}
         queued = 0

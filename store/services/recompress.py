@@ -156,7 +156,7 @@ def _decode_verified(store, row: AgedBlock) -> bytes | None:
         log.warning("not recompressing a damaged block: %s", exc)
         return None
     view = memoryview(raw)
-    for c in store.catalog.reader().maintenance.chunks_in_block(row.id):
+    for c in store.catalog.reader().content.chunks_in_block(row.id):
         if c.block_off + c.length > len(raw) or chunk_hash(view[c.block_off:c.block_off + c.length]) != c.hash:
             log.warning("not recompressing block %d: a chunk fails its SHA-256", row.id)
             return None

@@ -149,11 +149,11 @@ class Verifier(StorageChecks, NamespaceChecks, SessionChecks):
     def _recheck(self) -> None:
         """Drop pack/block findings that background maintenance made moot meanwhile."""
         keep = []
-        audit = self.store.catalog.reader().audit
+        view = self.store.catalog.reader()
         for p in self.report.problems:
             if p.recheck is not None:
                 try:
-                    still = p.recheck(audit)
+                    still = p.recheck(view)
                 except Exception:  # noqa: BLE001 - keep the finding when unsure
                     still = True
                 if not still:

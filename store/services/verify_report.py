@@ -19,7 +19,7 @@ class Problem:
     paths: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
     repair: str | None = None               # what --repair does about it; None: not repaired
-    # Re-checked against the current catalog (an Audit) after the snapshot (background maintenance).
+    # Re-checked against the current catalog (a CatalogView) after the snapshot (background maintenance).
     recheck: Callable | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:

@@ -23,6 +23,11 @@ _SCALARS = ("name", "status", "start_time", "end_time", "category", "version", "
 class SessionChecks:
     """Mixin of ``Verifier``: sessions, counters, JSON files, lost+found."""
 
+    def _session_dirs(self) -> list[tuple[bytes, int]]:
+        """(name, inode) of every directory in sessions/."""
+        return [(name, row.id) for name, row in self.db.tree.listing(self.store.sessions_ino)
+                if stat.S_ISDIR(row.mode)]
+
     def _read(self, ino: int, size: int) -> bytes | None:
         """The file's committed bytes, or None when they cannot be read (reported elsewhere)."""
         try:
@@ -33,16 +38,19 @@ class SessionChecks:
     # -- sessions ---------------------------------------------------------------------------
     def _sessions(self) -> None:
         rows = self.audit.indexed_sessions()
-        dirs = self.audit.session_directories(self.store.sessions_ino)
+        dirs = self._session_dirs()
+        named = self.db.tree.named([ino for _, ino in dirs], session_fields.METADATA_NAME)
+        metadata = {d: row for d, row in named.items() if stat.S_ISREG(row.mode)}
         self.report.counts["sessions"] = len(dirs)
         seen = set()
-        for d in dirs:
-            sid = entry_name(d.name)
+        for name, dir_ino in dirs:
+            sid = entry_name(name)
             seen.add(sid)
             where = f"sessions/{sid}/{METADATA_FILE}"
             expected = None
-            if d.metadata_ino is not None:
-                data = self._read(d.metadata_ino, d.metadata_size)
+            meta_row = metadata.get(dir_ino)
+            if meta_row is not None:
+                data = self._read(meta_row.id, meta_row.size)
                 if data is None:
                     continue        # unreadable (reported as lost data): the row keeps the last good values
                 meta = session_fields.parse_metadata(data)
@@ -53,24 +61,24 @@ class SessionChecks:
             row = rows.get(sid)
             if expected is None:
                 if row is not None:
-                    self.report.session_dirs.add(d.ino)
+                    self.report.session_dirs.add(dir_ino)
                     self.add("session-stale", f"sessions/{sid}: the session index has a row but the directory has "
                                               f"no valid {METADATA_FILE}", paths=[f"sessions/{sid}"],
                              session=sid, repair="rebuild the row from the directory")
                 continue
             if row is None:
-                self.report.session_dirs.add(d.ino)
+                self.report.session_dirs.add(dir_ino)
                 self.add("session-missing", f"{where} is valid but the session index has no row for {sid}",
                          paths=[where], session=sid, repair="rebuild the row from the directory")
                 continue
             got = row.fields
-            pairs = [("id", row.id, sid), ("dir_ino", row.dir_ino, d.ino)]
+            pairs = [("id", row.id, sid), ("dir_ino", row.dir_ino, dir_ino)]
             pairs += [(c, getattr(got, c), getattr(expected, c)) for c in _SCALARS]
-            pairs += [("meta_size", row.meta_size, d.metadata_size), ("tags", set(got.tags), set(expected.tags)),
+            pairs += [("meta_size", row.meta_size, meta_row.size), ("tags", set(got.tags), set(expected.tags)),
                       ("topicIds", set(got.topic_ids), set(expected.topic_ids))]
             differs = [c for c, a, b in pairs if a != b]
             if differs:
-                self.report.session_dirs.add(d.ino)
+                self.report.session_dirs.add(dir_ino)
                 self.add("session-stale", f"the session index row of {sid} disagrees with {where} "
                                           f"({', '.join(differs)})", paths=[where], session=sid, columns=differs,
                          repair="rebuild the row from the directory")
@@ -101,17 +109,18 @@ class SessionChecks:
 
     def _json_files(self) -> None:
         """(--data) Every known session JSON file parses."""
-        for sdir in self.audit.session_directories(self.store.sessions_ino):
-            base = f"sessions/{entry_name(sdir.name)}"
-            for e in self.audit.entries(sdir.ino):
-                name = entry_name(e.name)
+        tree = self.db.tree
+        for sdir_name, sdir in self._session_dirs():
+            base = f"sessions/{entry_name(sdir_name)}"
+            for e_name, e in tree.listing(sdir):
+                name = entry_name(e_name)
                 if stat.S_ISREG(e.mode) and name in _KNOWN_JSON and name != METADATA_FILE:
-                    self._check_json(f"{base}/{name}", e.ino, e.size)
+                    self._check_json(f"{base}/{name}", e.id, e.size)
                 elif stat.S_ISDIR(e.mode) and name in _CHUNK_DIRS:
-                    for c in self.audit.entries(e.ino):
-                        cname = entry_name(c.name)
+                    for c_name, c in tree.listing(e.id):
+                        cname = entry_name(c_name)
                         if stat.S_ISREG(c.mode) and parse_chunk_file_name(cname) is not None:
-                            self._check_json(f"{base}/{name}/{cname}", c.ino, c.size)
+                            self._check_json(f"{base}/{name}/{cname}", c.id, c.size)
 
     def _check_json(self, where: str, ino: int, size: int) -> None:
         data = self._read(ino, size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Callable, Iterable
 
-from store.backends.catalog.audit import Audit
+from store.backends.catalog.interface import CatalogView
 from store.backends.catalog.rows import BlockRow
 from store.backends.objects.packs import pack_name
 from store.core import codec
@@ -32,7 +32,7 @@ class StorageChecks:
     # -- packs and blocks ------------------------------------------------------------------
     def _packs_and_blocks(self) -> None:
         audit = self.audit
-        rows = audit.pack_sizes()
+        rows = {pid: size for pid, (size, _) in self.db.content.packs().items()}
         self.report.counts["packs"] = len(rows)
         present = self.store.packs.sizes()
         for pid, size in present.items():
@@ -41,7 +41,7 @@ class StorageChecks:
                 self.add("orphan-pack", f"pack {pack_name(pid)} ({size} bytes) is not in the catalog "
                                         "(left by a batch that never committed)",
                          repair="delete the pack", pack=pid, size=size,
-                         recheck=lambda audit, pid=pid: not audit.pack_listed(pid))
+                         recheck=lambda view, pid=pid: not view.audit.pack_listed(pid))
         self._dict_ids = audit.dictionary_ids()
         self.report.counts["blocks"], total = audit.block_totals()
         self._done = 0
@@ -96,12 +96,15 @@ class StorageChecks:
                 self.progress(self._done, total)
 
     @staticmethod
-    def _pack_recheck(pid: int) -> Callable[[Audit], bool]:
-        return lambda audit: audit.pack_listed(pid) and audit.pack_has_blocks(pid)
+    def _pack_recheck(pid: int) -> Callable[[CatalogView], bool]:
+        return lambda view: view.audit.pack_listed(pid) and view.audit.pack_has_blocks(pid)
 
     @staticmethod
-    def _block_recheck(b: BlockRow) -> Callable[[Audit], bool]:
-        return lambda audit: audit.block_location(b.id) == (b.pack_id, b.offset)
+    def _block_recheck(b: BlockRow) -> Callable[[CatalogView], bool]:
+        def still(view: CatalogView) -> bool:
+            now = view.content.block(b.id)
+            return now is not None and (now.pack_id, now.offset) == (b.pack_id, b.offset)
+        return still
 
     def _mark_lost(self, blocks: list[BlockRow], why: str) -> tuple[str, list[str]]:
         """Mark ``blocks`` and their chunks bad for ``why``; returns the text and paths naming
@@ -146,7 +149,7 @@ class StorageChecks:
             self._bad_block(b, "missing-dictionary", f"{where}: needs zstd dictionary {b.dict_id}, which is not "
                                                      "in the catalog")
             return
-        chunk_rows = self.audit.block_chunks(b.id)
+        chunk_rows = self.db.content.chunks_in_block(b.id)
         outside = [c.id for c in chunk_rows if c.block_off + c.length > b.raw_length]
         if outside:
             self._bad_block(b, "chunk-outside-block",

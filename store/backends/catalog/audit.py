@@ -22,14 +22,6 @@ from store.backends.catalog.rows import BlockRow
 from store.core.session_fields import SessionFields
 
 
-class BlockChunk(NamedTuple):
-    """A chunk stored in a given block: where in the block's decoded bytes."""
-    id: int
-    hash: bytes
-    block_off: int
-    length: int
-
-
 class ChunkWithoutBlock(NamedTuple):
     """A chunk row naming a block the catalog does not have."""
     id: int
@@ -110,23 +102,6 @@ class IndexedSession(NamedTuple):
     fields: SessionFields
 
 
-class SessionDirectory(NamedTuple):
-    """A directory under ``sessions/`` and its metadata.json when that is a regular file
-    (``metadata_ino`` and ``metadata_size`` None otherwise)."""
-    name: bytes
-    ino: int
-    metadata_ino: int | None
-    metadata_size: int | None
-
-
-class Entry(NamedTuple):
-    """A directory entry with the inode's type and size."""
-    name: bytes
-    ino: int
-    mode: int
-    size: int
-
-
 class LostFoundEntry(NamedTuple):
     """A file recorded in lost+found: its path then, why, the byte ranges lost, when."""
     ino: int
@@ -155,10 +130,6 @@ class Audit(abc.ABC):
 
     # -- packs and blocks -----------------------------------------------------------------
     @abc.abstractmethod
-    def pack_sizes(self) -> dict[int, int]:
-        """Every pack the catalog lists: id -> committed size in bytes."""
-
-    @abc.abstractmethod
     def dictionary_ids(self) -> set[int]:
         """Ids of the compression dictionaries the catalog holds."""
 
@@ -169,10 +140,6 @@ class Audit(abc.ABC):
     @abc.abstractmethod
     def blocks(self) -> Iterator[BlockRow]:
         """Every block, streamed in (pack id, offset) order."""
-
-    @abc.abstractmethod
-    def block_chunks(self, block_id: int) -> list[BlockChunk]:
-        """The chunks stored in block ``block_id``."""
 
     @abc.abstractmethod
     def chunks_in_blocks(self, block_ids: Iterable[int]) -> list[int]:
@@ -226,18 +193,10 @@ class Audit(abc.ABC):
     def link_counts(self) -> Iterator[LinkCount]:
         """Every inode's stored link count with its entry and subdirectory counts."""
 
-    @abc.abstractmethod
-    def entries(self, parent: int) -> list[Entry]:
-        """The entries of directory ``parent`` whose inode exists."""
-
     # -- sessions -------------------------------------------------------------------------
     @abc.abstractmethod
     def indexed_sessions(self) -> dict[str, IndexedSession]:
         """The session index: session id -> its row."""
-
-    @abc.abstractmethod
-    def session_directories(self, sessions_ino: int) -> list[SessionDirectory]:
-        """The directories in ``sessions_ino``, each with its metadata.json if a regular file."""
 
     # -- lost+found -----------------------------------------------------------------------
     @abc.abstractmethod
@@ -256,10 +215,6 @@ class Audit(abc.ABC):
     @abc.abstractmethod
     def pack_has_blocks(self, pack_id: int) -> bool:
         """True when at least one block lies in pack ``pack_id``."""
-
-    @abc.abstractmethod
-    def block_location(self, block_id: int) -> tuple[int, int] | None:
-        """(pack id, offset) of block ``block_id``, or None when it does not exist."""
 
     # -- repairs (inside a write transaction) ---------------------------------------------
     @abc.abstractmethod

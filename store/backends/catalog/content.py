@@ -11,9 +11,12 @@ chunks and packs, so it owns their ids (``max_ids`` at open).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 
 from store.core.rewrite import Extent
 from .rows import BlockRow, ChunkInBlock, ChunkLocation
+
+_END = (1 << 63) - 1     # beyond any offset or chunk length
 
 
 class Content(ABC):
@@ -30,13 +33,22 @@ class Content(ABC):
         longer than ``max_chunk``). A reference to a chunk the catalog does not have is an
         ``IntegrityError``, never zeros."""
 
+    def all_locations(self, ino: int) -> list[ChunkLocation]:
+        """Every chunk reference of ``ino``, in file order (``locations`` over any offset)."""
+        return self.locations(ino, 0, _END, _END)
+
+    @abstractmethod
+    def chunks(self, extents: Iterable[tuple[int, int]]) -> list[ChunkLocation] | None:
+        """The chunks at the (offset in a file, chunk id) pairs, in their order, or None when
+        one of them no longer exists."""
+
     @abstractmethod
     def block(self, block_id: int) -> BlockRow | None:
         """The block ``block_id``, or None."""
 
     @abstractmethod
     def chunks_in_block(self, block_id: int) -> list[ChunkInBlock]:
-        """The chunks stored in block ``block_id``."""
+        """The chunks stored in block ``block_id``, by offset in the block."""
 
     @abstractmethod
     def chunk_by_hash(self, digest: bytes) -> tuple[int, int] | None:

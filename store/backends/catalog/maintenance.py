@@ -25,14 +25,6 @@ class AgedBlock(NamedTuple):
     dict_id: int
 
 
-class BlockChunk(NamedTuple):
-    """A chunk stored in a block: its id, SHA-256, offset in the decoded block, length."""
-    id: int
-    hash: bytes
-    block_off: int
-    length: int
-
-
 class PackLiveness(NamedTuple):
     """A pack's committed size and the bytes of it that compaction would keep."""
     pack_id: int
@@ -93,10 +85,6 @@ class Maintenance(abc.ABC):
     @abc.abstractmethod
     def blocks_in_pack(self, pack_id: int) -> list[AgedBlock]:
         """The blocks of a pack in offset order."""
-
-    @abc.abstractmethod
-    def chunks_in_block(self, block_id: int) -> list[BlockChunk]:
-        """The chunks that lie in a block, in block offset order."""
 
     @abc.abstractmethod
     def relocate_blocks(self, frames: Iterable[AgedBlock]) -> None:

@@ -20,10 +20,6 @@ from typing import Callable, Iterable, Iterator
 from store.core.errors import StoreError
 from store.core.query import Clause, string_list, time_bound
 
-#: A chunk of a file: (offset in the file, length, chunk id, hash, block id, offset in the block),
-#: the fields of the catalog's ``ChunkLocation`` in order.
-ChunkRow = tuple[int, int, int, bytes, int, int]
-
 #: Index state while a rebuild fills it: usable, holding what is indexed so far.
 REBUILDING = "rebuilding"
 
@@ -144,8 +140,10 @@ class SearchIndex(abc.ABC):
     @abc.abstractmethod
     def guarded(self, step: Callable[[], None]) -> str | None:
         """Run ``step`` (index upkeep) inside the current write transaction; if the index fails
-        meanwhile, undo what ``step`` changed, mark the index unusable and return why (the
-        transaction goes on: the files matter more than their index). None: done."""
+        meanwhile (``SearchIndexError``), undo what ``step`` changed, mark the index unusable and
+        return why (the transaction goes on: the files matter more than their index). None:
+        done. Any other error (a full disk, a busy catalog) is raised: the caller's transaction
+        fails as a whole, the index untouched."""
 
     # -- documents ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -183,35 +181,6 @@ class SearchIndex(abc.ABC):
     @abc.abstractmethod
     def paths(self, doc_ids: Iterable[int]) -> dict[int, str]:
         """{document id: its path inside its session} for those that exist."""
-
-    # -- the tree, as the index reads it ---------------------------------------------------
-    @abc.abstractmethod
-    def session_dirs(self, sessions_ino: int) -> list[int]:
-        """The directories in ``sessions_ino``, oldest entry first."""
-
-    @abc.abstractmethod
-    def children(self, directory: int) -> list[tuple[bytes, int, int]]:
-        """(name, ino, mode) of every entry of ``directory``."""
-
-    @abc.abstractmethod
-    def names_of(self, ino: int) -> list[tuple[int, bytes]]:
-        """(parent, name) of every entry naming ``ino``."""
-
-    @abc.abstractmethod
-    def lookup(self, parent: int, name: bytes) -> int | None:
-        """The inode the entry (``parent``, ``name``) names, or None."""
-
-    @abc.abstractmethod
-    def mode_size(self, ino: int) -> tuple[int, int] | None:
-        """(mode, size) of inode ``ino``, or None when it does not exist."""
-
-    @abc.abstractmethod
-    def extents(self, ino: int) -> list[ChunkRow]:
-        """The chunks of file ``ino``, in file order."""
-
-    @abc.abstractmethod
-    def chunks(self, extents: Iterable[tuple[int, int]]) -> list[ChunkRow] | None:
-        """The chunks at the (offset, chunk id) pairs, or None when one of them is gone."""
 
     # -- queries (in a snapshot) ------------------------------------------------------------
     def prepare_for_queries(self) -> None:

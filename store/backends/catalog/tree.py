@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 
 from store.core.errors import FsError
 from .rows import ROOT_INO, InodeRow
@@ -55,6 +56,19 @@ class Tree(ABC):
     def readdir(self, parent: int, after: int, limit: int) -> list[tuple[int, bytes, InodeRow]]:
         """Up to ``limit`` entries of ``parent`` as (cookie, name, inode), cookies > ``after``,
         in cookie order (``after`` = 0 starts the listing)."""
+
+    def listing(self, parent: int, page: int = 1000) -> Iterator[tuple[bytes, InodeRow]]:
+        """Every entry of ``parent`` as (name, inode), in cookie order, read ``page`` entries
+        at a time (lazy: an entry added meanwhile may or may not be listed, none is repeated)."""
+        after = 0
+        while batch := self.readdir(parent, after, page):
+            for _, name, row in batch:
+                yield name, row
+            after = batch[-1][0]
+
+    @abstractmethod
+    def named(self, parents: Iterable[int], name: bytes) -> dict[int, InodeRow]:
+        """{directory: the inode named ``name`` in it} for those of ``parents`` having one."""
 
     @abstractmethod
     def names_of(self, ino: int) -> list[tuple[int, bytes]]:

@@ -8,10 +8,9 @@ import sqlite3
 from collections import defaultdict
 from typing import Iterable, Iterator
 
-from store.backends.catalog.audit import (BlockChunk, ChunkWithoutBlock, DanglingEntry, Entry, FileExtent,
-                                          FileReference, IndexedSession, LinkCount, LostFoundEntry,
-                                          MisplacedEntry, MissingChunkReference, NonFileReferences,
-                                          RefcountMismatch, SessionDirectory)
+from store.backends.catalog.audit import (ChunkWithoutBlock, DanglingEntry, FileExtent, FileReference,
+                                          IndexedSession, LinkCount, LostFoundEntry, MisplacedEntry,
+                                          MissingChunkReference, NonFileReferences, RefcountMismatch)
 from store.backends.catalog.rows import BlockRow
 from store.backends.catalog.sqlite import counters
 from store.core import session_fields
@@ -77,9 +76,6 @@ class SqliteAuditChecks:
         return counters.disagreements(self._db)
 
     # -- packs and blocks -----------------------------------------------------------------
-    def pack_sizes(self) -> dict[int, int]:
-        return dict(self._db.execute("SELECT id, size FROM packs"))
-
     def dictionary_ids(self) -> set[int]:
         if not has_table(self._db, "dictionaries"):
             return set()
@@ -92,10 +88,6 @@ class SqliteAuditChecks:
         for row in self._db.execute("SELECT id, pack_id, offset, length, raw_length, codec, dict_id FROM blocks "
                                     "ORDER BY pack_id, offset"):
             yield BlockRow(*row)
-
-    def block_chunks(self, block_id: int) -> list[BlockChunk]:
-        return [BlockChunk(cid, bytes(h), off, n) for cid, h, off, n in self._db.execute(
-            "SELECT id, hash, block_off, length FROM chunks WHERE block_id = ?", (block_id,))]
 
     def chunks_in_blocks(self, block_ids: Iterable[int]) -> list[int]:
         return [r[0] for r in in_batches(self._db, "SELECT id FROM chunks WHERE block_id IN ({ids})", block_ids)]
@@ -165,11 +157,6 @@ class SqliteAuditChecks:
                 "GROUP BY i.id"):
             yield LinkCount(ino, mode, nlink, names, subdirs.get(ino, 0))
 
-    def entries(self, parent: int) -> list[Entry]:
-        return [Entry(bytes(name), ino, mode, size) for name, ino, mode, size in self._db.execute(
-            "SELECT d.name, i.id, i.mode, i.size FROM dentries d JOIN inodes i ON i.id = d.ino WHERE d.parent = ?",
-            (parent,))]
-
     # -- sessions -------------------------------------------------------------------------
     def indexed_sessions(self) -> dict[str, IndexedSession]:
         tags, topics = defaultdict(list), defaultdict(list)
@@ -183,15 +170,6 @@ class SqliteAuditChecks:
                 for sid, dir_ino, meta_size, *fields in self._db.execute(
                     "SELECT id, dir_ino, meta_size, name, status, start_time, end_time, category, version, "
                     "updated_at FROM sessions")}
-
-    def session_directories(self, sessions_ino: int) -> list[SessionDirectory]:
-        rows = self._db.execute(
-            "SELECT d.name, d.ino, m.ino, mi.size, mi.mode FROM dentries d JOIN inodes i ON i.id = d.ino "
-            "LEFT JOIN dentries m ON m.parent = d.ino AND m.name = ? LEFT JOIN inodes mi ON mi.id = m.ino "
-            f"WHERE d.parent = ? AND i.mode & 61440 = {_DIR}", (session_fields.METADATA_NAME, sessions_ino))
-        return [SessionDirectory(bytes(name), ino, *((m_ino, size) if mode is not None and mode & 61440 == _FILE
-                                                     else (None, None)))
-                for name, ino, m_ino, size, mode in rows]
 
     # -- lost+found -----------------------------------------------------------------------
     def lost_references(self, ino: int | None = None) -> Iterator[FileReference]:
@@ -215,6 +193,3 @@ class SqliteAuditChecks:
     def pack_has_blocks(self, pack_id: int) -> bool:
         return self._db.execute("SELECT 1 FROM blocks WHERE pack_id = ? LIMIT 1", (pack_id,)).fetchone() is not None
 
-    def block_location(self, block_id: int) -> tuple[int, int] | None:
-        row = self._db.execute("SELECT pack_id, offset FROM blocks WHERE id = ?", (block_id,)).fetchone()
-        return tuple(row) if row else None

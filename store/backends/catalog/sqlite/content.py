@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
+from collections.abc import Iterable
 
 from ..content import Content
 from ..rows import BlockRow, ChunkInBlock, ChunkLocation
@@ -50,6 +52,17 @@ class SqliteContent(Content):
                                      "which the catalog does not have")
         return [ChunkLocation(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows if r[0] + r[1] > start]
 
+    def chunks(self, extents: Iterable[tuple[int, int]]) -> list[ChunkLocation] | None:
+        extents = list(extents)
+        found = {r[0]: r for r in self._db.execute(
+            "SELECT id, length, hash, block_id, block_off FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([cid for _, cid in extents]),))}
+        try:
+            return [ChunkLocation(off, found[cid][1], cid, bytes(found[cid][2]), found[cid][3], found[cid][4])
+                    for off, cid in extents]
+        except KeyError:
+            return None
+
     def block(self, block_id: int) -> BlockRow | None:
         row = self._db.execute(
             "SELECT id, pack_id, offset, length, raw_length, codec, dict_id FROM blocks WHERE id = ?",
@@ -58,7 +71,7 @@ class SqliteContent(Content):
 
     def chunks_in_block(self, block_id: int) -> list[ChunkInBlock]:
         return [ChunkInBlock(cid, bytes(digest), off, n) for cid, digest, off, n in self._db.execute(
-            "SELECT id, hash, block_off, length FROM chunks WHERE block_id = ?", (block_id,))]
+            "SELECT id, hash, block_off, length FROM chunks WHERE block_id = ? ORDER BY block_off", (block_id,))]
 
     def chunk_by_hash(self, digest: bytes) -> tuple[int, int] | None:
         row = self._db.execute("SELECT id, length FROM chunks WHERE hash = ?", (digest,)).fetchone()

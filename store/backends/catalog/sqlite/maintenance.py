@@ -12,7 +12,7 @@ import time
 from typing import Iterable
 
 from store.core import codec
-from store.backends.catalog.maintenance import AgedBlock, BlockChunk, DictionaryInfo, Maintenance, PackLiveness
+from store.backends.catalog.maintenance import AgedBlock, DictionaryInfo, Maintenance, PackLiveness
 from .errors import translated
 from .schema import has_table
 
@@ -122,10 +122,6 @@ class SqliteMaintenance(Maintenance):
     def blocks_in_pack(self, pack_id: int) -> list[AgedBlock]:
         return _aged(self._db.execute(f"SELECT {AGED_BLOCK_COLUMNS} FROM blocks b WHERE b.pack_id = ? "
                                       "ORDER BY b.offset", (pack_id,)))
-
-    def chunks_in_block(self, block_id: int) -> list[BlockChunk]:
-        return [BlockChunk(cid, bytes(digest), boff, length) for cid, digest, boff, length in self._db.execute(
-            "SELECT id, hash, block_off, length FROM chunks WHERE block_id = ? ORDER BY block_off", (block_id,))]
 
     def relocate_blocks(self, frames: Iterable[AgedBlock]) -> None:
         self._db.executemany("UPDATE blocks SET pack_id = ?, offset = ?, length = ?, codec = ?, dict_id = ? "

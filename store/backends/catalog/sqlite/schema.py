@@ -388,6 +388,8 @@ def ensure_migration_tables(db: sqlite3.Connection) -> None:
 SEARCH_INDEX_VERSION = 1
 #: ``search_docs.id`` = ``dir_ino << SEARCH_SESSION_SHIFT | seq``.
 SEARCH_SESSION_SHIFT = 32
+#: The ``seq`` bits of a ``search_docs.id``.
+SEARCH_SEQ_MASK = (1 << SEARCH_SESSION_SHIFT) - 1
 #: The FTS5 tokenizer: ``_`` is part of words, as for ``grep -w`` (``add_argument`` is one word).
 SEARCH_TOKENIZE = "unicode61 remove_diacritics 2 tokenchars '_'"
 

@@ -17,21 +17,18 @@ import struct
 from typing import Callable, Iterable
 
 from store.backends.catalog.search import REBUILDING, IndexedFile, SearchIndex, SearchIndexStatistics
-from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SESSION_SHIFT, create_search_tables,
-                                                  has_table)
-from store.backends.catalog.sqlite.search_errors import translated_search
+from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SEQ_MASK, SEARCH_SESSION_SHIFT,
+                                                  create_search_tables, has_table)
+from store.backends.catalog.sqlite.search_errors import index_error, translated_search
 from store.backends.catalog.sqlite.search_queries import SqliteSearchQueries
-from store.core.errors import CatalogError
+from store.core.errors import SearchIndexError
 
 log = logging.getLogger("sessionfs.search")
 
-SEQ_MASK = (1 << SEARCH_SESSION_SHIFT) - 1
 #: Session directories beyond this inode number cannot hold documents (their ids would overflow).
 MAX_SESSION_DIR = (1 << (63 - SEARCH_SESSION_SHIFT)) - 1
 
 _DOC_COLUMNS = "id, ino, parent, name, dir_ino, path, size, extents, digest"
-_EXTENTS_SQL = ("SELECT f.off, c.length, c.id, c.hash, c.block_id, c.block_off FROM file_chunks f "
-                "JOIN chunks c ON c.id = f.chunk_id WHERE f.ino = ? ORDER BY f.off")
 
 
 def _pack_extents(extents: Iterable[tuple[int, int]]) -> bytes:
@@ -172,13 +169,25 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
         db = self._db
         db.execute("SAVEPOINT search_index")
         try:
-            step()
-        except (sqlite3.DatabaseError, CatalogError) as exc:
+            try:
+                step()
+            except sqlite3.Error as exc:        # a statement of the caller's: classify it here
+                raise index_error(exc, "search index update") from exc
+        except SearchIndexError as exc:
             db.execute("ROLLBACK TO search_index")
             db.execute("RELEASE search_index")
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_state', ?)",
                        (f"damaged: an update failed: {exc}",))
             return str(exc)
+        except BaseException:
+            # Not the index's fault (disk full, busy, ...): the caller's transaction fails as a
+            # whole and is retried; the savepoint goes with it if it cannot be undone here.
+            try:
+                db.execute("ROLLBACK TO search_index")
+                db.execute("RELEASE search_index")
+            except sqlite3.Error:
+                pass
+            raise
         db.execute("RELEASE search_index")
         return None
 
@@ -202,9 +211,9 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
             extents: list[tuple[int, int]], digest: bytes, title: str, body: str) -> int:
         db = self._db
         if session_dir > MAX_SESSION_DIR:
-            raise CatalogError(f"session directory inode {session_dir} is too large for a search index id")
+            raise SearchIndexError(f"session directory inode {session_dir} is too large for a search index id")
         seq = db.execute("UPDATE meta SET value = value + 1 WHERE key = 'search_seq' RETURNING value").fetchone()
-        rowid = (session_dir << SEARCH_SESSION_SHIFT) | (int(seq[0]) & SEQ_MASK)
+        rowid = (session_dir << SEARCH_SESSION_SHIFT) | (int(seq[0]) & SEARCH_SEQ_MASK)
         db.execute(f"INSERT INTO search_docs ({_DOC_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (rowid, ino, parent, name, session_dir, path, size, _pack_extents(extents), digest))
         db.execute("INSERT INTO search_fts (rowid, title, body) VALUES (?, ?, ?)", (rowid, title, body))
@@ -223,40 +232,3 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
     def paths(self, doc_ids: Iterable[int]) -> dict[int, str]:
         return dict(self._db.execute("SELECT id, path FROM search_docs WHERE id IN (SELECT value FROM json_each(?))",
                                      (json.dumps(list(doc_ids)),)))
-
-    # -- the tree ---------------------------------------------------------------------------
-    def session_dirs(self, sessions_ino: int) -> list[int]:
-        return [r[0] for r in self._db.execute("SELECT ino FROM dentries WHERE parent = ? ORDER BY rowid",
-                                               (sessions_ino,)).fetchall()]
-
-    def children(self, directory: int) -> list[tuple[bytes, int, int]]:
-        return [(bytes(name), ino, mode) for name, ino, mode in self._db.execute(
-            "SELECT d.name, d.ino, i.mode FROM dentries d JOIN inodes i ON i.id = d.ino WHERE d.parent = ?",
-            (directory,)).fetchall()]
-
-    def names_of(self, ino: int) -> list[tuple[int, bytes]]:
-        return [(parent, bytes(name)) for parent, name in self._db.execute(
-            "SELECT parent, name FROM dentries WHERE ino = ?", (ino,)).fetchall()]
-
-    def lookup(self, parent: int, name: bytes) -> int | None:
-        row = self._db.execute("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, name)).fetchone()
-        return row[0] if row is not None else None
-
-    def mode_size(self, ino: int) -> tuple[int, int] | None:
-        row = self._db.execute("SELECT mode, size FROM inodes WHERE id = ?", (ino,)).fetchone()
-        return (row[0], row[1]) if row is not None else None
-
-    def extents(self, ino: int) -> list[tuple[int, int, int, bytes, int, int]]:
-        return [(off, length, cid, bytes(digest), block, block_off)
-                for off, length, cid, digest, block, block_off in self._db.execute(_EXTENTS_SQL, (ino,))]
-
-    def chunks(self, extents: Iterable[tuple[int, int]]) -> list[tuple[int, int, int, bytes, int, int]] | None:
-        extents = list(extents)
-        found = {r[0]: r for r in self._db.execute(
-            "SELECT id, length, hash, block_id, block_off FROM chunks WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps([cid for _, cid in extents]),))}
-        try:
-            return [(off, found[cid][1], cid, bytes(found[cid][2]), found[cid][3], found[cid][4])
-                    for off, cid in extents]
-        except KeyError:
-            return None

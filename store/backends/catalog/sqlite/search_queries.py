@@ -10,13 +10,12 @@ from datetime import date, timedelta
 from typing import Iterable, Iterator
 
 from store.backends.catalog.search import Filters
-from store.backends.catalog.sqlite.schema import SEARCH_SESSION_SHIFT
+from store.backends.catalog.sqlite.schema import SEARCH_SEQ_MASK, SEARCH_SESSION_SHIFT
 from store.backends.catalog.sqlite.search_errors import translated_search
 from store.core.query import Clause
 
 #: Searches read the catalog memory-mapped (address space, not memory: pages are the OS's cache).
 MMAP_BYTES = 1 << 30
-_SEQ_MASK = (1 << SEARCH_SESSION_SHIFT) - 1
 
 
 def filter_sql(filters: Filters) -> tuple[list[str], list]:
@@ -95,7 +94,7 @@ class SqliteSearchQueries:
         low = session_dir << SEARCH_SESSION_SHIFT
         row = self._db.execute(
             f"SELECT f.rowid FROM {self._fts(skip_orphans)} WHERE search_fts MATCH ? AND f.rowid BETWEEN ? AND ? "
-            "LIMIT 1", (clause.fts(), low, low | _SEQ_MASK)).fetchone()
+            "LIMIT 1", (clause.fts(), low, low | SEARCH_SEQ_MASK)).fetchone()
         return row[0] if row else None
 
     def sessions_bound(self) -> int:

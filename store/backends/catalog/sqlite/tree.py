@@ -8,8 +8,10 @@ VACUUMed, which could renumber them).
 from __future__ import annotations
 
 import errno
+import json
 import sqlite3
 import stat
+from collections.abc import Iterable
 
 from ..rows import ROOT_INO, InodeRow
 from ..tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Tree, check_name
@@ -46,6 +48,12 @@ class SqliteTree(Tree):
             f"SELECT d.rowid, d.name, {_JOINED_COLUMNS} FROM dentries d JOIN inodes i ON i.id = d.ino "
             "WHERE d.parent = ? AND d.rowid > ? ORDER BY d.rowid LIMIT ?", (parent, after, limit)).fetchall()
         return [(r[0], bytes(r[1]), InodeRow(*r[2:])) for r in rows]
+
+    def named(self, parents: Iterable[int], name: bytes) -> dict[int, InodeRow]:
+        rows = self._db.execute(
+            f"SELECT d.parent, {_JOINED_COLUMNS} FROM dentries d JOIN inodes i ON i.id = d.ino "
+            "WHERE d.parent IN (SELECT value FROM json_each(?)) AND d.name = ?", (json.dumps(list(parents)), name))
+        return {r[0]: InodeRow(*r[1:]) for r in rows}
 
     def names_of(self, ino: int) -> list[tuple[int, bytes]]:
         return [(p, bytes(n)) for p, n in self._db.execute(
