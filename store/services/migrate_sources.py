@@ -50,13 +50,7 @@ class StoreAttachments:
         self.directory = directory
 
     def find(self, attachment_id: str) -> str:
-        ino = self.store.resolve(self.directory)
-        names = []
-        if ino is not None:
-            after = 0
-            while batch := self.store.catalog.readdir(ino, after, 1000):
-                names.extend(n.decode("utf-8", "surrogateescape") for _, n, _ in batch)
-                after = batch[-1][0]
+        names = sorted(list_names(self.store, self.directory))
         return legacy.pick_attachment(attachment_id, legacy.attachment_index(names), self.directory)
 
     def read(self, name: str, limits: Limits) -> tuple[bytes, str]:
@@ -118,11 +112,6 @@ def legacy_error_outcome(job: Job, exc: LegacyError) -> Outcome:
 def list_names(store: Store, path: str) -> set[str]:
     """Names in a committed directory of the store ({} when absent), without waiting on the queue."""
     ino = store.resolve(path)
-    names: set[str] = set()
     if ino is None:
-        return names
-    after = 0
-    while batch := store.catalog.readdir(ino, after, 1000):
-        names.update(n.decode("utf-8", "surrogateescape") for _, n, _ in batch)
-        after = batch[-1][0]
-    return names
+        return set()
+    return {name.decode("utf-8", "surrogateescape") for name, _ in store.iter_dir(ino)}
