@@ -81,12 +81,16 @@ def _translating(method, operation: str, classify: Classify):
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def generate(*args, **kwargs):
-            with sqlite_errors(operation, classify):
+            try:
                 yield from method(*args, **kwargs)
+            except sqlite3.Error as exc:
+                raise classify(exc, operation) from exc
         return generate
 
     @functools.wraps(method)
-    def call(*args, **kwargs):
-        with sqlite_errors(operation, classify):
+    def call(*args, **kwargs):      # try/except, not sqlite_errors: this runs on every catalog call
+        try:
             return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise classify(exc, operation) from exc
     return call
