@@ -20,11 +20,11 @@ log = logging.getLogger("sessionfs.store")
 class NamespaceOps:
     """The namespace part of ``Store``."""
 
-    def _namespace(self, op, *args, entries: Iterable[tuple[int, bytes]] = (), moved: Iterable[int] = ()):
-        """Run a namespace op in a write transaction and keep the session index in step."""
+    def _namespace(self, op, *, entries: Iterable[tuple[int, bytes]] = (), moved: Iterable[int] = ()):
+        """Run ``op(tree, now)`` in a write transaction and keep the session index in step."""
         self._check_writable()
         with self.catalog.write() as view:
-            result = op(view.tree, *args, time.time_ns())
+            result = op(view.tree, time.time_ns())
             self._refresh_sessions(view, entries, moved)
         return result
 

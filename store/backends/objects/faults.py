@@ -126,11 +126,6 @@ class FaultyPacks:
     def write_position(self):
         return self.inner.write_position
 
-    def stop_faults(self) -> None:
-        self.append_schedule.enabled = False
-        self.sync_schedule.enabled = False
-        self.put_schedule.enabled = False
-
     def append(self, framed: bytes, next_id: int):
         code = self.append_schedule.next()
         if code is not None:

@@ -30,13 +30,13 @@ def store_error(exc: sqlite3.Error, operation: str) -> StoreError:
         return FormatError(text)
     if isinstance(exc, sqlite3.IntegrityError):
         return ConflictError(text)
-    return CatalogError(text, errno.ENOSPC if code == _SQLITE_FULL else errno.EIO)
+    return CatalogError(text, _errno(code))
 
 
 def transaction_error(path, exc: sqlite3.Error) -> CatalogError:
     """A write transaction that failed as a whole (rolled back): always a ``CatalogError``
     naming the catalog, ENOSPC when its disk is full."""
-    return CatalogError(f"catalog {path}: {exc}", errno.ENOSPC if _code(exc) == _SQLITE_FULL else errno.EIO)
+    return CatalogError(f"catalog {path}: {exc}", _errno(_code(exc)))
 
 
 def open_error(path, exc: sqlite3.Error, readonly: bool) -> StoreError:
@@ -48,12 +48,16 @@ def open_error(path, exc: sqlite3.Error, readonly: bool) -> StoreError:
     if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN) or "readonly" in str(exc):
         hint = ("; reading a store needs write access to its directory (SQLite creates catalog.db-shm "
                 "and catalog.db-wal there)" if readonly else "; is the store directory writable?")
-    return CatalogError(f"cannot open the catalog {path}: {exc}{hint}",
-                        errno.ENOSPC if code == _SQLITE_FULL else errno.EIO)
+    return CatalogError(f"cannot open the catalog {path}: {exc}{hint}", _errno(code))
 
 
 def _code(exc: sqlite3.Error) -> int:
     return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _errno(code: int) -> int:
+    """What a filesystem call reports for a catalog failure with SQLite result ``code``."""
+    return errno.ENOSPC if code == _SQLITE_FULL else errno.EIO
 
 
 @contextlib.contextmanager
