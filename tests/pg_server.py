@@ -1,0 +1,31 @@
+"""PostgreSQL for the tests: one private cluster per test session, a fresh database per test.
+
+Import the fixtures into a test module (``from pg_server import postgres, pg_url``). The
+cluster is Debian's postgresql-15 (the README's set-up line installs it), on a free loopback
+port, stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from contrib.scaleout.postgres import Postgres, start_postgres
+
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Postgres:
+    pg = start_postgres(tmp_path_factory.mktemp("postgres") / "data")
+    try:
+        yield pg
+    finally:
+        pg.stop("immediate")
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """The URL of a new, empty database on the session's cluster."""
+    return postgres.create_database(f"t{next(_names)}")
