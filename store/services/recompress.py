@@ -97,6 +97,7 @@ class CompressOptions:
     quiet: float = 0.2                      # seconds without foreground I/O before background work
     dictionary: bool = True
     merge: bool = True                      # merge a session's small text blocks (see prepare_merges)
+    audio: bool = True                      # code WAV blocks with FLAC (see audio_layout)
 
 
 @dataclass
@@ -171,7 +172,7 @@ def _source(row: AgedBlock) -> tuple[int, int, int, int, int]:
     return row.id, row.pack_id, row.offset, row.length, row.created
 
 
-def prepare(store, row: AgedBlock, level: int, zdict: tuple[int, object] | None) -> Prepared | None:
+def prepare(store, row: AgedBlock, level: int, zdict: tuple[int, object] | None, audio: bool = True) -> Prepared | None:
     """Read, decode, verify and re-encode one block; None when it is damaged."""
     raw = _decode_verified(store, row)
     if raw is None:
@@ -186,9 +187,9 @@ def prepare(store, row: AgedBlock, level: int, zdict: tuple[int, object] | None)
         framed, used = codec.encode_block(raw, level, zdict[1], zdict[0])
         if used == codec.CODEC_ZSTD_DICT and (best is None or len(framed) < len(best)):
             best, best_codec, best_dict = framed, used, zdict[0]
-    audio = None if text else pcm_layout(store, row.id, len(raw))
-    if audio is not None:
-        framed = codec.encode_pcm_block(raw, audio.channels, audio.width, audio.lead, audio.pcm_len, level)
+    layout = pcm_layout(store, row.id, len(raw)) if audio and not text else None
+    if layout is not None:
+        framed = codec.encode_pcm_block(raw, layout.channels, layout.width, layout.lead, layout.pcm_len, level)
         if framed is not None and (best is None or len(framed) < len(best)):
             best, best_codec, best_dict = framed, codec.CODEC_FLAC, 0
     if best is None or len(best) > length * (1 - MIN_GAIN):
@@ -353,7 +354,7 @@ def run_unit(store, unit: tuple[str, object], options: CompressOptions, zdict) -
             ok = {s[0] for p in merged for s in p.sources} | {r.id for r in rows}
             damaged.extend(r.id for r in arg if r.id not in ok)
     for row in rows:
-        p = prepare(store, row, options.level, zdict)
+        p = prepare(store, row, options.level, zdict, options.audio)
         if p is None:
             damaged.append(row.id)
         else:
