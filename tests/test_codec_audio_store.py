@@ -45,6 +45,15 @@ def test_wavs_are_coded_when_cold_and_read_back_exactly(mount, tmp_path):
     for name, data in FILES.items():
         assert (folder / name).read_bytes() == data, name
 
+    (folder / "stereo24.wav").unlink()                  # gc compacts around coded blocks
+    mount.umount()
+    sessionfs("gc", "--grace", "0", "--threshold", "1", str(mount.store), timeout=600)
+    assert "no problems" in sessionfs("verify", "--data", str(mount.store), timeout=600).stdout
+    mount.start()
+    for name, data in FILES.items():
+        if name != "stereo24.wav":
+            assert (folder / name).read_bytes() == data, name
+
 
 def test_verify_data_finds_a_damaged_audio_block(mount):
     folder = mount.sessions / "s1" / "attachments"

@@ -12,7 +12,8 @@ and its WAVs go to three trees, and a fourth holds them all. Each tree is stored
 - borg (``--compression zstd,3``) and restic (its default compression): the whole repository;
 - JuiceFS (``--compress zstd``, file bucket, SQLite metadata): bucket plus metadata.
 
-It prints a table with each peer's bytes and sessionfs's share of borg's.
+It prints a table with each peer's bytes and sessionfs's share of borg's; ``--report FILE``
+also puts it in FILE's section ``SECTION`` (replacing that section's previous table).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from store.core.layout import split_session
 
 KINDS = ("json", "png", "wav")
 JSON_OPTS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+SECTION = "## Storage by media kind (realistic corpus, whole directories)"
 
 
 def write_corpus(root: Path, sessions: int, seed: int) -> dict[str, int]:
@@ -98,19 +100,32 @@ def table(logical: dict[str, int], results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def put_section(report: Path, body: str) -> None:
+    """Replace (or append) ``SECTION`` of the markdown file ``report`` with ``body``."""
+    text = report.read_text() if report.exists() else ""
+    head, found, tail = text.partition(SECTION)
+    rest = tail[tail.find("\n## "):] if found and "\n## " in tail else ""
+    report.write_text(f"{head.rstrip()}\n\n{SECTION}\n\n{body}\n{rest}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--report", type=Path, default=None, help="also put the table in this markdown file")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="media-bench-", dir=args.dir))
     try:
         logical = write_corpus(work / "corpus", args.sessions, args.seed)
         results = {kind: measure(work / "corpus" / kind, work / f"run-{kind}")
                    for kind in (*KINDS, "all") if (work / "corpus" / kind).is_dir() and not os.mkdir(work / f"run-{kind}")}
-        print(table(logical, results))
+        text = table(logical, results)
+        print(text)
+        if args.report:
+            put_section(args.report, f"{args.sessions} sessions of profile \"realistic\" (seed {args.seed}); "
+                        f"`python -m contrib.bench.media_bench --sessions {args.sessions}`.\n\n{text}")
         if args.json:
             args.json.write_text(json.dumps({"sessions": args.sessions, "logical": logical, "results": results},
                                             indent=1))
