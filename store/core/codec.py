@@ -41,7 +41,6 @@ from typing import Callable
 
 import zstandard
 
-from . import pcm_codec
 from .errors import IntegrityError
 
 MAGIC = b"SFB1"
@@ -83,6 +82,7 @@ def encode_pcm_block(raw: bytes, channels: int, width: int, lead: int, pcm_len: 
     if len(raw) > MAX_BLOCK_RAW:
         raise ValueError(f"block of {len(raw)} bytes exceeds {MAX_BLOCK_RAW}")
     try:
+        from . import pcm_codec     # numpy and libsndfile load only where audio is coded (0.15 s)
         payload = pcm_codec.encode(raw, channels, width, lead, pcm_len, level)
         if pcm_codec.decode(payload, len(raw), "audio encoding") != raw:
             return None
@@ -116,6 +116,7 @@ def decode_block(framed: bytes, where: str, dicts: DictLookup | None = None) -> 
             raise IntegrityError(f"{where}: raw block length {length} != {raw_len}")
         return bytes(payload)
     if codec == CODEC_FLAC:
+        from . import pcm_codec
         return pcm_codec.decode(payload, raw_len, where)
     zdict = None
     if codec == CODEC_ZSTD_DICT:
