@@ -127,6 +127,8 @@ def test_state_follows_marks_resets_and_rebuilds(conn):
     assert index.problem() == (f"built by another version of sessionfs (index version {SEARCH_INDEX_VERSION + 1}, "
                                f"expected {SEARCH_INDEX_VERSION})")
     with conn.transaction():
+        conn.execute("ALTER TABLE search_state DROP COLUMN version")
+        assert index.problem() == 'damaged: column "version" does not exist'       # the transaction goes on
         conn.execute("DROP TABLE search_parts")
     assert index.problem() == "missing"
 

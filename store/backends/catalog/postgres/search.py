@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 import psycopg
 
-from store.backends.catalog.postgres.search_errors import index_error, translated_search
+from store.backends.catalog.postgres.search_errors import index_error, message, translated_search
 from store.backends.catalog.postgres.search_queries import PostgresSearchQueries
 from store.backends.catalog.postgres.search_schema import (SEARCH_INDEX_VERSION, SEARCH_SEQ_MASK,
                                                           SEARCH_SESSION_SHIFT, SEARCH_TABLE_NAMES,
@@ -61,7 +61,7 @@ class PostgresSearch(PostgresSearchQueries, SearchIndex):
             with self._view.cursor().connection.transaction():     # a savepoint: a failure leaves the view usable
                 rows = self._rows("SELECT version, state FROM search_state")
         except psycopg.Error as exc:
-            return f"damaged: {exc}"
+            return f"damaged: {message(exc)}"
         version, state = rows[0] if rows else (None, None)
         if version != SEARCH_INDEX_VERSION:
             return f"built by another version of sessionfs (index version {version}, expected " \
@@ -94,7 +94,7 @@ class PostgresSearch(PostgresSearchQueries, SearchIndex):
                 if full:
                     return self._full_check()
         except psycopg.Error as exc:
-            return f"damaged: {exc}"
+            return f"damaged: {message(exc)}"
         return None
 
     def _full_check(self) -> str | None:

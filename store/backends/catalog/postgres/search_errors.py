@@ -21,9 +21,14 @@ _INDEX_STATES = ("42P01", "42703", "42704", "42601", "22P02", "54000", "XX001", 
 _DISK_FULL = "53100"
 
 
+def message(exc: psycopg.Error) -> str:
+    """PostgreSQL's one-line message of ``exc`` (without the statement it quotes)."""
+    return exc.diag.message_primary or str(exc)
+
+
 def index_error(exc: psycopg.Error, operation: str) -> StoreError:
     """SearchIndexError when the index is at fault (see _INDEX_STATES), else the catalog's error."""
-    text = f"search index: {operation} failed: {exc.diag.message_primary or exc}"
+    text = f"search index: {operation} failed: {message(exc)}"
     if exc.sqlstate in _INDEX_STATES:
         return SearchIndexError(text)
     if isinstance(exc, pgerrors.IntegrityError):
