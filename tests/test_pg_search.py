@@ -53,15 +53,6 @@ def connect_index(url: str) -> psycopg.Connection:
     return conn
 
 
-@pytest.fixture(scope="session", autouse=True)
-def traversable_basetemp(tmp_path_factory):
-    """pg_server's cluster belongs to the postgres user, who must reach its directory below
-    pytest's 0700 base directories (pg_server opens only the directory's parent)."""
-    base = tmp_path_factory.getbasetemp()
-    for d in (base, base.parent):
-        d.chmod(d.stat().st_mode | 0o011)
-
-
 @pytest.fixture
 def conn(pg_url):  # noqa: F811
     c = connect_index(pg_url)
