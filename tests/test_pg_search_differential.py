@@ -23,7 +23,7 @@ from store.core.unicode61 import tokens
 from store.engine.store import Store
 from store.services.search import MAX_LIMIT, _Plan
 from store.services.sessions import SessionStore
-from test_pg_search import StandInView, connect_index, traversable_basetemp  # noqa: F401  (fixture)
+from test_pg_search import StandInView, connect_index
 
 N_QUERIES = 400
 WIDE = 10 ** 9
