@@ -79,9 +79,10 @@ def check_files(session_dir: Path, flushed: tuple[int, int]) -> dict:
     return {"counts": counts, "temporary": temporary}
 
 
-def flushed_counts(stdout: str) -> tuple[int, int]:
+def flushed_counts(stdout: str, before: tuple[int, int]) -> tuple[int, int]:
+    """The counts of the last "flushed" line; ``before`` when the run was killed before printing one."""
     lines = [line.split() for line in stdout.splitlines() if line.startswith("flushed ")]
-    return (int(lines[-1][1]), int(lines[-1][2])) if lines else (0, 0)
+    return (int(lines[-1][1]), int(lines[-1][2])) if lines else before
 
 
 def recorder(build: Path, mnt: Path, *extra: str) -> subprocess.Popen:
@@ -103,7 +104,7 @@ def run(build: Path, mnt: Path, store: Path, runs: int, rng: random.Random) -> d
         for line in out.splitlines():
             if line.startswith("recovered "):
                 summary["recovered"] = [a + int(b) for a, b in zip(summary["recovered"], line.split()[1:])]
-        now = flushed_counts(out)
+        now = flushed_counts(out, flushed)
         if now < flushed:
             raise Violation(f"run {i}: started from {now}, but {flushed} were flushed before")
         flushed = now
