@@ -87,7 +87,19 @@ def flushed_counts(stdout: str, before: tuple[int, int]) -> tuple[int, int]:
 
 def recorder(build: Path, mnt: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(["node", str(build / "dist" / "bench" / "kill-recorder.js"), str(mnt), SESSION, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+
+
+def until_recording(proc: subprocess.Popen) -> str:
+    """The recorder's output up to its first "flushed" line (recovery done, recording starts).
+    Read a byte at a time from the pipe, so that nothing is buffered past what communicate() reads."""
+    out = b""
+    while not re.search(rb"(^|\n)flushed [^\n]*\n", out):
+        byte = os.read(proc.stdout.fileno(), 1)
+        if not byte:
+            break
+        out += byte
+    return out.decode()
 
 
 def run(build: Path, mnt: Path, store: Path, runs: int, rng: random.Random) -> dict:
@@ -96,9 +108,11 @@ def run(build: Path, mnt: Path, store: Path, runs: int, rng: random.Random) -> d
     summary = {"runs": runs, "killedAfterFlushes": [], "recovered": [0, 0], "temporaryLeftByKills": 0}
     for i in range(runs):
         proc = recorder(build, mnt)
-        time.sleep(rng.uniform(0.2, 1.5))
+        head = until_recording(proc)
+        time.sleep(rng.uniform(0.05, 1.2))
         proc.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
+        out, err = head + out.decode(), err.decode()
         if proc.returncode != -signal.SIGKILL:
             raise Violation(f"run {i}: the recorder exited {proc.returncode} before the kill:\n{err}")
         for line in out.splitlines():
@@ -113,7 +127,7 @@ def run(build: Path, mnt: Path, store: Path, runs: int, rng: random.Random) -> d
     proc = recorder(build, mnt, "--recover-only")
     out, err = proc.communicate(timeout=120)
     if proc.returncode != 0:
-        raise Violation(f"recovery run failed ({proc.returncode}):\n{err}")
+        raise Violation(f"recovery run failed ({proc.returncode}):\n{err.decode()}")
     final = check_files(session_dir, flushed)
     if final["temporary"]:
         raise Violation(f"{final['temporary']} temporary files left after recoverSession")

@@ -91,7 +91,8 @@ export class PersistenceQueue {
   private writing = new Map<string, Pending>();
   private writingTrees: string[] = [];
   private readonly madeDirs = new Set<string>();
-  private readonly token = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  /** In the names of this queue's temporary files. */
+  readonly token = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
   private tmpCounter = 0;
   private seq = 0;
   private durableSeq = 0;
@@ -115,7 +116,7 @@ export class PersistenceQueue {
   private readonly sync: boolean;
   private readonly onError: (error: PersistenceError) => void;
 
-  /** `onWritten` hears of every file written (its value and size), e.g. to keep it cached. */
+  /** `onWritten` hears of every file written (its value and size) that nothing newer is queued for, e.g. to cache it. */
   constructor(
     private readonly fs: WritableFsAdapter,
     options: QueueOptions = {},
@@ -353,6 +354,7 @@ export class PersistenceQueue {
     }
     this.counters.filesWritten++;
     this.counters.bytesWritten += text.length;
-    this.onWritten(path, pending.value, text.length);
+    const superseded = this.queued.has(path) || this.queuedTrees.some((t) => isUnder(path, t.dir));
+    if (!superseded) this.onWritten(path, pending.value, text.length);
   }
 }

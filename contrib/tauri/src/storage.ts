@@ -523,7 +523,7 @@ export class SessionStorage {
   /**
    * After a writer of this session crashed: records in chunk files beyond the
    * manifest (the chunk was written, metadata.json was not) are listed in it,
-   * and the writers' temporary files are removed. Run it when no other writer
+   * and the temporary files of crashed writers are removed. Run it when no other writer
    * is writing the session. Returns how many records each kind gained.
    */
   async recoverSession(sessionId: string): Promise<Record<ArrayKindName, number>> {
@@ -558,7 +558,9 @@ export class SessionStorage {
     for (const sub of [dir, ...ARRAY_KIND_LIST.map((k) => joinPath(dir, k.directory))]) {
       let names: string[];
       try {
-        names = (await this.fs.readDir(sub)).filter((e) => e.isFile && TMP_NAME.test(e.name)).map((e) => e.name);
+        names = (await this.fs.readDir(sub))
+          .filter((e) => e.isFile && TMP_NAME.test(e.name) && !e.name.includes(this.queue.token))
+          .map((e) => e.name);
       } catch {
         continue;
       }
