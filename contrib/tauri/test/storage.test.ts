@@ -160,6 +160,41 @@ describe("SessionStorage on a sessionfs mount", { skip, timeout: 300_000 }, () =
     assert.deepEqual(await readdir(`${root}/sessions/${id}/screenshots`), ["chunk-001.json"], "no temporary file left");
   });
 
+  test("back-pressure: above maxQueueBytes a call waits until the queued writes are on disk", async () => {
+    const storage = new SessionStorage(root, nodeFsAdapter(), { maxQueueBytes: 1 });
+    const id = "back-pressure";
+    await storage.saveMetadata({ id });
+    await storage.flush();
+    const before = storage.stats().queue.filesWritten;
+    await storage.appendScreenshot(id, { id: "s0", sessionId: id, timestamp: "t" });
+    assert.equal(storage.stats().queue.filesWritten, before, "the first call only queues");
+    await storage.appendScreenshot(id, { id: "s1", sessionId: id, timestamp: "t" });
+    assert.equal(storage.stats().queue.filesWritten, before + 2, "the second waited for the first's chunk and metadata");
+    await storage.flush();
+    assert.equal(storage.stats().queue.coalesced, 0);
+  });
+
+  test("watch events drop the cached chunks another writer replaced", async () => {
+    const mine = new SessionStorage(root, nodeFsAdapter());
+    const other = new SessionStorage(root, nodeFsAdapter());
+    const id = "watched";
+    const shot = (n: number, by: string) => ({ id: `s${n}`, sessionId: id, timestamp: "t", by });
+    await mine.saveMetadata({ id });
+    await mine.saveScreenshots(id, [shot(0, "mine")]);
+    await mine.flush();
+    assert.equal((await mine.loadChunk("screenshots", id, 0))[0]?.by, "mine");
+    let seen!: () => void;
+    const event = new Promise<void>((resolve) => (seen = resolve));
+    const stop = mine.watch(id, () => seen(), { intervalMs: 20 });
+    await stop.ready;
+    await other.saveScreenshots(id, Array.from({ length: 25 }, (_, n) => shot(n, "other")));
+    await other.flush();
+    await event;
+    stop();
+    assert.equal((await mine.loadChunk("screenshots", id, 0))[0]?.by, "other");
+    assert.equal((await mine.loadAll("screenshots", id)).length, 25);
+  });
+
   test("a failed write surfaces through onError, stats and flush, stays queued and succeeds on retry", async () => {
     const errors: PersistenceError[] = [];
     const storage = new SessionStorage(root, nodeFsAdapter(), { retryDelayMs: 50, onError: (e) => errors.push(e) });
