@@ -56,9 +56,12 @@ def hidden(name: bytes) -> bool:
 
 def content_tag(store, ino: int) -> str:
     """An ETag from the file's content: the SHA-256 of its size and chunk hashes as the
-    catalog has them (no data is read), or of its bytes while writes are queued."""
+    catalog has them (no data is read). Sealed writes are committed first, so one content has
+    one tag; a file open for writing through the mount is tagged by the SHA-256 of its bytes."""
     if store.has_pending(ino):
-        return "b" + store.content_hash(ino)[:40]
+        store.settle()
+        if store.has_pending(ino):
+            return "b" + store.content_hash(ino)[:40]
     row = store.getattr(ino)
     h = hashlib.sha256(row.size.to_bytes(8, "big"))
     for loc in store.catalog.reader().content.all_locations(ino):
@@ -318,6 +321,8 @@ class StoreFile(_Stored, DAVNonCollection):
         return StoreWriter(store, row.id)
 
     def end_write(self, *, with_errors):
+        if self._temp is None:           # begin_write refused
+            return
         temp, ino = self._temp
         self._temp = None
         store = self.store
