@@ -225,3 +225,52 @@ def test_serve_takes_the_password_only_from_the_environment(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "store.cli", "serve", str(tmp_path / "s"), "--user", USER,
                            "--password", "x"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "--password" in proc.stderr
+
+
+def test_options_default_to_loopback_and_need_both_tls_files(monkeypatch, tmp_path):
+    from store.core.errors import BadInputError
+    from webdav.server import DEFAULT_LISTEN, WebDAVOptions
+
+    monkeypatch.setenv("SESSIONFS_PASSWORD", PASSWORD)
+    assert WebDAVOptions.parse(DEFAULT_LISTEN, USER).loopback
+    assert not WebDAVOptions.parse("0.0.0.0:8080", USER).loopback
+    cert = tmp_path / "cert.pem"
+    cert.write_text("x")
+    for listen, cert_file, key_file in [("127.0.0.1", None, None), ("127.0.0.1:99999", None, None),
+                                        (DEFAULT_LISTEN, str(cert), None), (DEFAULT_LISTEN, str(cert), "/no/such")]:
+        with pytest.raises(BadInputError):
+            WebDAVOptions.parse(listen, USER, cert_file, key_file)
+
+
+def test_https_with_a_certificate_and_key(tmp_path):
+    import http.client
+    import ssl
+
+    from store.services.serving import Serving
+    from webdav.server import WebDAVOptions, WebDAVServer
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True,
+                   timeout=120)
+    store = Store.open(Store.init(tmp_path / "store"))
+    serving = Serving(store)
+    server = WebDAVServer(store, serving, WebDAVOptions("127.0.0.1", 0, USER, PASSWORD, str(cert), str(key)))
+    server.start()
+    try:
+        assert server.url.startswith("https://")
+        host, port = server.url[len("https://"):].rstrip("/").split(":")
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        conn = http.client.HTTPSConnection(host, int(port), context=context, timeout=120)
+        conn.request("PROPFIND", "/", headers={"Depth": "0", "Authorization": Client(server.url.replace(
+            "https", "http")).auth})
+        assert conn.getresponse().status == 207
+        conn.close()
+        plain = http.client.HTTPConnection(host, int(port), timeout=120)
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            plain.request("GET", "/")
+            plain.getresponse()
+    finally:
+        server.stop()
+        store.close()

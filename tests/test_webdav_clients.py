@@ -19,7 +19,7 @@ import pytest
 
 from mounting import FUSE_AVAILABLE, Mount
 from test_clients import N_SESSIONS, SEARCH_TEST, TAP_LINE, corpus, node_build, python_values, write_session  # noqa: F401
-from webdav_serving import DAVFS_AVAILABLE, PASSWORD, USER, Davfs, free_port
+from webdav_serving import DAVFS_AVAILABLE, PASSWORD, USER, davfs as davfs_mount, free_port
 
 DAVFS_SEARCH = ("davfs2 opens only the names a directory listing gave it, and search/ lists no queries: "
                 "search/<query>/ is reachable over WebDAV, not through davfs2")
@@ -36,7 +36,7 @@ def dav_corpus(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SESSIONFS_PASSWORD", PASSWORD)
         m = Mount(base / "store", base / "mnt", "--webdav", f"127.0.0.1:{port}", "--webdav-user", USER)
-        davfs = Davfs(f"http://127.0.0.1:{port}/", base / "dav")
+        davfs = davfs_mount(f"http://127.0.0.1:{port}/", base / "dav")
         try:
             m.start()
             assert m.stats()["webdav"] == f"http://127.0.0.1:{port}/"

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from test_mount_tools import ocr_line, sh, sha256sums, shell, source  # noqa: F401 - source is a fixture
-from webdav_serving import DAVFS_AVAILABLE, Client, Davfs, Server
+from webdav_serving import DAVFS_AVAILABLE, Client, Server, davfs as davfs_mount
 
 needs_davfs = pytest.mark.skipif(not DAVFS_AVAILABLE, reason="davfs2 (mount.davfs) or /dev/fuse is missing")
 
@@ -30,7 +30,7 @@ def server(tmp_path):
 @needs_davfs
 def test_real_tools_round_trip_through_davfs2_and_a_restart(server, source, tmp_path):
     src, sids, docs = source
-    davfs = Davfs(server.url, tmp_path / "mnt").mount()
+    davfs = davfs_mount(server.url, tmp_path / "mnt").mount()
     mnt = davfs.path / "sessions"
 
     def remount() -> None:

@@ -13,9 +13,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from contrib.davfs import Davfs
 
 USER, PASSWORD = "alice", "correct horse battery staple"
 DAVFS_AVAILABLE = shutil.which("mount.davfs") is not None and os.path.exists("/dev/fuse")
@@ -125,42 +126,6 @@ def served(store):
         serving.stop()
 
 
-class Davfs:
-    """A davfs2 mount of ``url`` at ``path``; configuration, secrets and cache in a directory of
-    its own in /tmp (mount.davfs drops to its own user, which cannot enter pytest's 0700 tmp).
-
-    ``buf_size 64``: with a smaller buffer, davfs2 1.6 fails every readdir with EINVAL on
-    Linux 6.16 and later. Directory and file refresh are 1 s so a change made beside the
-    mount shows soon."""
-
-    def __init__(self, url: str, path: Path):
-        self.url, self.path = url, Path(path)
-        self.work = Path(tempfile.mkdtemp(prefix="sessionfs-davfs-"))
-        os.chmod(self.work, 0o755)
-
-    def mount(self) -> "Davfs":
-        self.path.mkdir(parents=True, exist_ok=True)
-        cache = self.work / "cache"
-        cache.mkdir(exist_ok=True)
-        os.chmod(cache, 0o777)
-        secrets = self.work / "secrets"
-        secrets.write_text(f"{self.url} {USER} \"{PASSWORD}\"\n")
-        os.chmod(secrets, 0o600)
-        conf = self.work / "davfs2.conf"
-        conf.write_text(f"secrets {secrets}\ncache_dir {cache}\nask_auth 0\ndelay_upload 0\nbuf_size 64\n"
-                        "dir_refresh 1\nfile_refresh 1\nuse_locks 1\n")
-        r = subprocess.run(["mount.davfs", "-o", f"conf={conf}", self.url, str(self.path)], capture_output=True,
-                           text=True, timeout=120)
-        assert r.returncode == 0, f"mount.davfs {self.url} {self.path}: {r.stderr}"
-        return self
-
-    def umount(self) -> None:
-        """Unmount, uploading what davfs2 still holds."""
-        subprocess.run(["umount", str(self.path)], check=True, capture_output=True, timeout=300)
-
-    def cleanup(self) -> None:
-        if os.path.ismount(self.path):
-            subprocess.run(["umount", str(self.path)], capture_output=True, timeout=300)
-            if os.path.ismount(self.path):
-                subprocess.run(["umount", "-l", str(self.path)], capture_output=True, timeout=60)
-        shutil.rmtree(self.work, ignore_errors=True)
+def davfs(url: str, path: Path) -> Davfs:
+    """A davfs2 mount of ``url`` at ``path`` with the tests' user (not mounted yet)."""
+    return Davfs(url, path, USER, PASSWORD)
