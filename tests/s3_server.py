@@ -20,7 +20,7 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory) -> Seaweed:
-    weed = start_seaweed(tmp_path_factory.mktemp("seaweed"), access_key="sessionfs-test",
+    weed = start_seaweed(tmp_path_factory.mktemp("seaweed"), access_key=f"key{secrets.token_hex(6)}",
                          secret_key=secrets.token_hex(16), bucket="sessionfs-test")
     try:
         yield weed

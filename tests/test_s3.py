@@ -1,0 +1,197 @@
+"""The S3 object store against real servers (the shared contract is in test_objects.py).
+
+- The create-only probe: SeaweedFS passes and keeps no probe object; a server that ignores
+  ``If-None-Match`` (silently overwrites) or answers 501 is refused with a message saying so.
+  Those two are a tiny real HTTP server here (PUT/DELETE without conditions), as an
+  rclone-based gateway or Swift behave: no S3 server that ignores the condition installs here.
+- A store that is down: puts give EIO after the bounded retry, a put cut by the stop is whole
+  or absent, and everything works again once the server is back.
+- Credentials appear in no message or repr.
+- The packer over S3 with ``seal_every_commit``: each commit's pack is an object, reads and
+  ``verify --data`` come back through ranged GETs.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import re
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from contrib.scaleout.seaweed import start_seaweed
+from s3_server import s3_store, s3_url, seaweed  # noqa: F401  (fixtures)
+from store.backends.objects.packs import Packer, pack_name
+from store.backends.objects.s3 import PROBE_PREFIX, CreateOnlyUnsupportedError, S3ObjectStore
+from store.backends.objects.store import ObjectExistsError
+from store.engine.store import Store
+from store.services.verify import verify
+
+
+class _CarelessS3(BaseHTTPRequestHandler):
+    """PUT stores (ignoring If-None-Match, or 501 on it); deletes remove: no conditions."""
+
+    objects: dict[str, bytes] = {}
+    answer_501 = False
+
+    def do_PUT(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.answer_501 and self.headers.get("If-None-Match"):
+            self._reply(501, b"<Error><Code>NotImplemented</Code></Error>")
+            return
+        self.objects[self.path] = body
+        self._reply(200, b"", {"ETag": f'"{secrets.token_hex(16)}"'})
+
+    def do_DELETE(self):
+        self.objects.pop(self.path, None)
+        self._reply(204, b"")
+
+    def do_POST(self):
+        """DeleteObjects (``POST /bucket?delete``), which the client uses for deletes."""
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        bucket = self.path.split("?", 1)[0]
+        keys = re.findall(r"<Key>(.*?)</Key>", body)
+        for key in keys:
+            self.objects.pop(f"{bucket}/{key}", None)
+        deleted = "".join(f"<Deleted><Key>{key}</Key></Deleted>" for key in keys)
+        self._reply(200, f'<?xml version="1.0" encoding="UTF-8"?><DeleteResult>{deleted}</DeleteResult>'.encode())
+
+    def _reply(self, status, body, headers=None):
+        self.send_response(status)
+        for k, v in {"Content-Length": str(len(body)), **(headers or {})}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(params=["overwrites", "501"])
+def careless_server(request):
+    handler = type("Handler", (_CarelessS3,), {"objects": {}, "answer_501": request.param == "501"})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield request.param, f"http://127.0.0.1:{server.server_address[1]}", handler.objects
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+_ENV = {"AWS_ACCESS_KEY_ID": "probe-key", "AWS_SECRET_ACCESS_KEY": "probe-secret-123"}
+
+
+def test_a_server_without_create_only_puts_is_refused(careless_server):
+    kind, endpoint, objects = careless_server
+    with pytest.raises(CreateOnlyUnsupportedError) as exc:
+        S3ObjectStore.from_url("s3://bucket/prefix", endpoint=endpoint, env=_ENV, timeout=5, retries=0)
+    message = str(exc.value)
+    assert "does not honour create-only PUTs" in message and endpoint in message
+    assert ("replaced the first" if kind == "overwrites" else "not implemented") in message
+    assert "probe-secret-123" not in message and "probe-key" not in message
+    assert objects == {}                                  # the probe object was removed
+
+
+def test_seaweedfs_passes_the_probe_and_keeps_no_probe_object(seaweed, s3_url):
+    store = s3_store(seaweed, s3_url)
+    store.probe_create_only()
+    bucket_root = S3ObjectStore(seaweed.bucket, env=seaweed.env, probe=False)
+    prefix = s3_url.split("/", 3)[3]
+    assert bucket_root.list(f"{prefix}/") == {}
+    assert not any(name.startswith(PROBE_PREFIX) or "/" + PROBE_PREFIX in name for name in bucket_root.list())
+
+
+def test_credentials_are_in_no_message_or_repr(seaweed, s3_url):
+    store = s3_store(seaweed, s3_url)
+    assert seaweed.secret_key not in repr(store) and seaweed.access_key not in repr(store)
+    wrong = {**seaweed.env, "AWS_SECRET_ACCESS_KEY": "wrong-" + seaweed.secret_key}
+    with pytest.raises(OSError) as exc:
+        S3ObjectStore.from_url(s3_url, env=wrong, timeout=5, retries=1)
+    assert exc.value.errno == errno.EACCES and "credentials" in str(exc.value)
+    assert seaweed.secret_key not in str(exc.value)
+    with pytest.raises(Exception) as missing:
+        S3ObjectStore.from_url(s3_url, env={"AWS_ENDPOINT_URL": seaweed.endpoint})
+    assert "AWS_ACCESS_KEY_ID" in str(missing.value)
+
+
+def test_a_stopped_store_gives_eio_and_works_again_after_restart(tmp_path):
+    weed = start_seaweed(tmp_path / "weed", access_key="outage", secret_key=secrets.token_hex(16), bucket="outage")
+    try:
+        store = S3ObjectStore.from_url(weed.url("p"), env=weed.env, timeout=3, retries=3)
+        rnd = random.Random(5)
+        before = rnd.randbytes(200_000)
+        store.put("packs/00000001", before)
+        results: dict[str, BaseException | None] = {}
+        stopped = threading.Event()
+
+        def data_of(name: str) -> bytes:
+            return random.Random(name).randbytes(1 << 20)
+
+        def writer():
+            for i in range(2, 100_000):
+                name = pack_name(i)
+                try:
+                    store.put(name, data_of(name))
+                    results[name] = None
+                except OSError as exc:
+                    results[name] = exc
+                    if stopped.is_set():
+                        return
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        while len(results) < 3 and thread.is_alive():
+            thread.join(0.05)
+        weed.stop()
+        stopped.set()
+        thread.join(120)
+        assert not thread.is_alive()
+        failed = [name for name, exc in results.items() if exc is not None]
+        assert failed and all(results[n].errno == errno.EIO for n in failed)
+        assert str(weed.endpoint) in str(results[failed[-1]])
+        with pytest.raises(OSError) as exc:
+            store.get("packs/00000001", 0, 10)
+        assert exc.value.errno == errno.EIO
+        weed.start()
+        assert store.get("packs/00000001") == before
+        for name, exc in results.items():
+            size = store.size(name)
+            if exc is None:
+                assert store.get(name) == data_of(name)
+            else:
+                assert size is None or store.get(name) == data_of(name)    # whole or absent
+        store.put("packs/99999999", b"after the restart")
+        assert store.get("packs/99999999") == b"after the restart"
+        with pytest.raises(ObjectExistsError):
+            store.put("packs/00000001", b"not the same")
+    finally:
+        weed.stop()
+
+
+def test_the_packer_puts_every_commit_to_s3_and_reads_it_back(seaweed, s3_url, tmp_path):
+    root = tmp_path / "store"
+    objects = s3_store(seaweed, s3_url)
+    rnd = random.Random(7)
+    files = {f"sessions/s/f{i}.bin": rnd.randbytes(rnd.randint(5_000, 60_000)) for i in range(8)}
+
+    def packer():
+        return Packer(s3_store(seaweed, s3_url), root / "packing", 64 * 1024, seal_every_commit=True)
+
+    with Store.open(root, create=True, packs=packer()) as st:
+        for path, data in files.items():
+            st.write_files({path: data})
+            st.flush()
+            assert st.packs.write_position == (None, 0)
+            assert not list((root / "packing").iterdir())      # every committed block is in S3
+        stored = objects.list("packs/")
+        assert len(stored) >= len(files)
+        assert set(stored) == {pack_name(pid) for pid in st.packs.sizes()}
+        assert all(st.read_path(p) == d for p, d in files.items())
+    with Store.open(root, packs=packer()) as st:
+        assert all(st.read_path(p) == d for p, d in files.items())
+        assert verify(st, data=True).ok
