@@ -9,6 +9,7 @@
 - Credentials appear in no message or repr.
 - The packer over S3 with ``seal_every_commit``: each commit's pack is an object, reads and
   ``verify --data`` come back through ranged GETs.
+- The S3 benchmark script (contrib/bench/s3_bench.py) measures and reports.
 """
 
 from __future__ import annotations
@@ -195,3 +196,15 @@ def test_the_packer_puts_every_commit_to_s3_and_reads_it_back(seaweed, s3_url, t
     with Store.open(root, packs=packer()) as st:
         assert all(st.read_path(p) == d for p, d in files.items())
         assert verify(st, data=True).ok
+
+
+def test_the_s3_benchmark_measures_and_reports(seaweed, s3_url, tmp_path):
+    from contrib.bench.s3_bench import measure, report
+    store = s3_store(seaweed, s3_url)
+    rows = measure(store, [4096, 65536], 3, tmp_path)
+    assert [r["size"] for r in rows] == [4096, 65536]
+    assert all(r[k] > 0 for r in rows for k in ("put", "fsync", "get", "range4k"))
+    assert "range64k" in rows[1] and "range64k" not in rows[0]
+    table = report(rows).splitlines()
+    assert len(table) == 4 and table[2].startswith("| 4.0 KiB |") and table[3].startswith("| 64.0 KiB |")
+    assert store.list() == {}                                # its objects are removed

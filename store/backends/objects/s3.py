@@ -37,6 +37,11 @@ from store.core.errors import IntegrityError, StoreError
 from .store import ObjectExistsError, ObjectMissingError, check_name
 
 DEFAULT_REGION = "us-east-1"
+# The pack size on S3 (contrib/bench/s3_bench.py on SeaweedFS, loopback): a PUT costs ~1-2 ms a
+# request plus the bytes. At 4 MiB the request is a few % of the PUT and the throughput at its
+# best (~100 MB/s for 1-4 MiB; the server splits larger objects and puts 8-64 MiB at 50-75
+# MB/s), and an fsync'd commit (seal_every_commit) waits for no PUT larger than 4 MiB (~40 ms).
+S3_PACK_TARGET_SIZE = 4 * 1024 * 1024
 PROBE_PREFIX = "sessionfs-probe/"
 _NOT_IMPLEMENTED = re.compile(r"status code: 501\b")
 
