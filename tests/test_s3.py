@@ -7,6 +7,8 @@
 - A store that is down: puts give EIO after the bounded retry, a put cut by the stop is whole
   or absent, and everything works again once the server is back.
 - Credentials appear in no message or repr.
+- An https endpoint works with its CA in ``AWS_CA_BUNDLE``, and without it the error says the
+  certificate is not trusted.
 - The packer over S3 with ``seal_every_commit``: each commit's pack is an object, reads and
   ``verify --data`` come back through ranged GETs.
 - The S3 benchmark script (contrib/bench/s3_bench.py) measures and reports.
@@ -118,6 +120,17 @@ def test_credentials_are_in_no_message_or_repr(seaweed, s3_url):
     with pytest.raises(Exception) as missing:
         S3ObjectStore.from_url(s3_url, env={"AWS_ENDPOINT_URL": seaweed.endpoint})
     assert "AWS_ACCESS_KEY_ID" in str(missing.value)
+
+
+def test_an_https_endpoint_with_a_private_ca(seaweed, s3_url):
+    store = S3ObjectStore.from_url(s3_url, endpoint=seaweed.https_endpoint, env=seaweed.env)
+    assert str(store).endswith(f"at {seaweed.https_endpoint}")
+    store.put("packs/00000001", b"over TLS")
+    assert s3_store(seaweed, s3_url).get("packs/00000001") == b"over TLS"      # the same bucket on HTTP
+    untrusting = {k: v for k, v in seaweed.env.items() if k != "AWS_CA_BUNDLE"}
+    with pytest.raises(OSError) as exc:
+        S3ObjectStore.from_url(s3_url, endpoint=seaweed.https_endpoint, env=untrusting, timeout=5, retries=0)
+    assert exc.value.errno == errno.EIO and "certificate is not trusted" in str(exc.value)
 
 
 def test_a_stopped_store_gives_eio_and_works_again_after_restart(tmp_path):

@@ -71,6 +71,7 @@ class Seaweed:
     access_key: str
     secret_key: str = field(repr=False)
     bucket: str
+    tls: bool = False
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -78,10 +79,21 @@ class Seaweed:
         return f"http://127.0.0.1:{self.ports['s3.port']}"
 
     @property
+    def https_endpoint(self) -> str | None:
+        """The HTTPS endpoint (with ``tls``), its certificate signed by ``ca_file``."""
+        return f"https://127.0.0.1:{self.ports['s3.port.https']}" if self.tls else None
+
+    @property
+    def ca_file(self) -> Path:
+        return self.datadir / "tls" / "ca.pem"
+
+    @property
     def env(self) -> dict[str, str]:
-        """The environment for S3 clients of this server."""
+        """The environment for S3 clients of this server (the HTTP endpoint; with ``tls`` the
+        CA that signed the HTTPS endpoint's certificate too)."""
         return {**os.environ, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
-                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1"}
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_REGION": "us-east-1",
+                **({"AWS_CA_BUNDLE": str(self.ca_file)} if self.tls else {})}
 
     def url(self, prefix: str = "") -> str:
         return f"s3://{self.bucket}/{prefix}"
@@ -92,6 +104,11 @@ class Seaweed:
         cmd = [weed_binary(), "mini", f"-dir={self.datadir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                "-webdav=false", "-admin.ui=false", "-master.telemetry=false", "-s3.port.iceberg=0",
                "-s3.port.lance=0", *(f"-{flag}={port}" for flag, port in self.ports.items())]
+        if self.tls:
+            tls = self.datadir / "tls"
+            if not (tls / "cert.pem").exists():
+                make_certificate(tls)
+            cmd += [f"-s3.cert.file={tls / 'cert.pem'}", f"-s3.key.file={tls / 'key.pem'}"]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
                "S3_BUCKET": self.bucket}
         with open(self.datadir / "weed.log", "ab") as log:
@@ -137,14 +154,35 @@ class Seaweed:
             proc.wait(timeout)
 
 
+def make_certificate(directory: Path) -> None:
+    """A private CA (``ca.pem``) and a server certificate for 127.0.0.1 signed by it
+    (``cert.pem``, ``key.pem``) in ``directory``, with openssl."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (directory / "ext").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                   "extendedKeyUsage=serverAuth\n")
+    for cmd in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=sessionfs test CA",
+                 "-keyout", "ca.key", "-out", "ca.pem"],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem",
+                 "-out", "server.csr"],
+                ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", "30", "-extfile", "ext", "-out", "cert.pem"]):
+        proc = subprocess.run(["openssl", *cmd], cwd=directory, capture_output=True, text=True, timeout=60)
+        if proc.returncode:
+            raise RuntimeError(f"openssl {cmd[0]} failed: {proc.stderr.strip()}")
+
+
 def start_seaweed(datadir: str | os.PathLike, port: int | None = None, *, access_key: str, secret_key: str,
-                  bucket: str, timeout: float = 60) -> Seaweed:
+                  bucket: str, tls: bool = False, timeout: float = 60) -> Seaweed:
     """Start ``weed mini`` with its data in ``datadir``, S3 on ``port`` (free if None), serving
-    ``bucket`` to the user ``access_key``/``secret_key``; returns when a signed PUT succeeds."""
+    ``bucket`` to the user ``access_key``/``secret_key``; returns when a signed PUT succeeds.
+    With ``tls`` S3 is on HTTPS too (``https_endpoint``, a certificate from a private CA)."""
     ports = {}
-    for service, base in zip(_SERVICES, free_port_pairs(len(_SERVICES))):
+    pairs = free_port_pairs(len(_SERVICES) + 1)
+    for service, base in zip(_SERVICES, pairs):
         base = port if service == "s3" and port else base
         ports[f"{service}.port"], ports[f"{service}.port.grpc"] = base, base + 10000
-    weed = Seaweed(Path(datadir), ports, access_key, secret_key, bucket)
+    if tls:
+        ports["s3.port.https"] = pairs[-1]
+    weed = Seaweed(Path(datadir), ports, access_key, secret_key, bucket, tls)
     weed.start(timeout)
     return weed

@@ -44,6 +44,10 @@ DEFAULT_REGION = "us-east-1"
 S3_PACK_TARGET_SIZE = 4 * 1024 * 1024
 PROBE_PREFIX = "sessionfs-probe/"
 _NOT_IMPLEMENTED = re.compile(r"status code: 501\b")
+# The cause of a failed request, deep in obstore's message, said in a few words.
+_HINTS = [("InvalidCertificate", "the server's TLS certificate is not trusted: AWS_CA_BUNDLE names a CA's PEM file"),
+          ("ConnectionRefused", "connection refused"), ("TimedOut", "timed out"),
+          ("kind: Timeout", "timed out"), ("dns error", "the endpoint's host name does not resolve")]
 
 
 class CreateOnlyUnsupportedError(StoreError):
@@ -112,7 +116,8 @@ class S3ObjectStore:
             return ObjectExistsError(f"object {name} already exists in {self}; objects are never overwritten")
         if isinstance(exc, (FileNotFoundError, obx.NotFoundError)):
             return ObjectMissingError(f"object {name} is missing from {self}")
-        detail = str(exc).split("\n", 1)[0]
+        text = str(exc)
+        detail = text.split("\n", 1)[0] + "".join(f" ({hint})" for cause, hint in _HINTS if cause in text)
         for secret in self._secrets:
             if len(secret) >= 8:                  # shorter ones are no real credential, and mangle text
                 detail = detail.replace(secret, "***")
