@@ -19,14 +19,25 @@ from store.backends.objects.s3 import S3ObjectStore
 _names = itertools.count(1)
 
 
+# Each module that imports the fixture holds its own session-scoped copy; they share one server,
+# stopped when the last lets go (at the end of the session).
+_shared: dict = {}
+
+
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory) -> Seaweed:
-    weed = start_seaweed(tmp_path_factory.mktemp("seaweed"), access_key=f"key{secrets.token_hex(6)}",
-                         secret_key=secrets.token_hex(16), bucket="sessionfs-test", tls=True)
+    if not _shared:
+        _shared["weed"] = start_seaweed(tmp_path_factory.mktemp("seaweed"), access_key=f"key{secrets.token_hex(6)}",
+                                        secret_key=secrets.token_hex(16), bucket="sessionfs-test", tls=True)
+        _shared["users"] = 0
+    _shared["users"] += 1
     try:
-        yield weed
+        yield _shared["weed"]
     finally:
-        weed.stop()
+        _shared["users"] -= 1
+        if not _shared["users"]:
+            _shared.pop("weed").stop()
+            _shared.clear()
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@
   certificate is not trusted.
 - The packer over S3 with ``seal_every_commit``: each commit's pack is an object, reads and
   ``verify --data`` come back through ranged GETs.
+- A store on S3 through the disk cache, the server stopped: flush gives EIO, cached files
+  read, the held write commits once the server is back.
 - The S3 benchmark script (contrib/bench/s3_bench.py) measures and reports.
 """
 
@@ -27,9 +29,11 @@ import pytest
 
 from contrib.scaleout.seaweed import start_seaweed
 from s3_server import s3_store, s3_url, seaweed  # noqa: F401  (fixtures)
+from store.backends.objects.disk_cache import DiskCachedObjects
 from store.backends.objects.packs import Packer, pack_name
 from store.backends.objects.s3 import PROBE_PREFIX, CreateOnlyUnsupportedError, S3ObjectStore
 from store.backends.objects.store import ObjectExistsError
+from store.core.errors import FsError
 from store.engine.store import Store
 from store.services.verify import verify
 
@@ -221,3 +225,41 @@ def test_the_s3_benchmark_measures_and_reports(seaweed, s3_url, tmp_path):
     table = report(rows).splitlines()
     assert len(table) == 4 and table[2].startswith("| 4.0 KiB |") and table[3].startswith("| 64.0 KiB |")
     assert store.list() == {}                                # its objects are removed
+
+
+def test_a_store_on_s3_rides_out_an_outage(tmp_path):
+    """SeaweedFS stopped under a store (packs sealed every commit, read through the disk
+    cache): the commit's flush fails with EIO, cached files still read, and once the
+    server is back the held write commits and everything reads and verifies."""
+    weed = start_seaweed(tmp_path / "weed", access_key="outage", secret_key=secrets.token_hex(16), bucket="outage")
+    root = tmp_path / "store"
+    try:
+        def packer():
+            s3 = S3ObjectStore.from_url(weed.url("p"), env=weed.env, timeout=3, retries=2)
+            return Packer(DiskCachedObjects(s3, tmp_path / "disk-cache", 1 << 20), root / "packing", 64 * 1024,
+                          seal_every_commit=True)
+
+        before = random.Random(1).randbytes(50_000)
+        during = random.Random(2).randbytes(50_000)
+        # No block cache in memory: a read while the server is down is served by the disk cache.
+        with Store.open(root, create=True, packs=packer(), cache_bytes=0) as st:
+            st.write_files({"sessions/a/before.bin": before})
+            st.flush()
+            assert st.read_path("sessions/a/before.bin") == before      # now cached
+            hits = st.packs.objects.hits
+            weed.stop()
+            st.write_files({"sessions/a/during.bin": during})
+            with pytest.raises(FsError) as exc:
+                st.flush()
+            assert exc.value.errno == errno.EIO
+            assert st.read_path("sessions/a/before.bin") == before
+            assert st.packs.objects.hits > hits
+            weed.start()
+            st.flush()
+            assert st.read_path("sessions/a/during.bin") == during
+        with Store.open(root, packs=packer()) as st:
+            assert st.read_path("sessions/a/before.bin") == before
+            assert st.read_path("sessions/a/during.bin") == during
+            assert verify(st, data=True).ok
+    finally:
+        weed.stop()
