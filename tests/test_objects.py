@@ -84,7 +84,11 @@ def test_put_file_and_ranged_get(objects, tmp_path):
     assert objects.get("packs/00000002", 1000, 5000) == data[1000:6000]
     assert objects.get("packs/00000002", 99_990, 10) == data[-10:]
     assert objects.get("packs/00000002") == data
+    assert objects.get("packs/00000002", 99_000) == data[99_000:]
+    assert objects.get("packs/00000002", len(data)) == b"" == objects.get("packs/00000002", 5, 0)
     assert objects.size("packs/00000002") == len(data)
+    objects.put("packs/empty", b"")
+    assert objects.get("packs/empty") == b"" and objects.size("packs/empty") == 0
     with pytest.raises(IntegrityError) as exc:
         objects.get("packs/00000002", 99_990, 20)
     assert "packs/00000002" in str(exc.value) and "truncated" in str(exc.value)

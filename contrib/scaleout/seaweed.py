@@ -6,10 +6,12 @@ of weed's own clients assume), so several instances run side by side; the
 Iceberg and Lance endpoints are off. With ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and
 ``S3_BUCKET`` in its environment it creates that user and bucket. The bucket appears after the
 port opens, so readiness is a signed PUT that succeeds, polled with a bound.
+``python -m contrib.scaleout.seaweed DIR`` runs one for a user.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import secrets
@@ -186,3 +188,32 @@ def start_seaweed(datadir: str | os.PathLike, port: int | None = None, *, access
     weed = Seaweed(Path(datadir), ports, access_key, secret_key, bucket, tls)
     weed.start(timeout)
     return weed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m contrib.scaleout.seaweed DIR [--port P] [--bucket B]``: run SeaweedFS for a
+    user until Ctrl-C, with the credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (never
+    printed); prints what a client's environment needs besides them."""
+    ap = argparse.ArgumentParser(description=main.__doc__.split(":", 1)[1].strip())
+    ap.add_argument("datadir")
+    ap.add_argument("--port", type=int, default=8333)
+    ap.add_argument("--bucket", default="sessionfs")
+    args = ap.parse_args(argv)
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        print("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: SeaweedFS creates that user", file=sys.stderr)
+        return 2
+    weed = start_seaweed(args.datadir, args.port, access_key=key, secret_key=secret, bucket=args.bucket)
+    print(f"export AWS_ENDPOINT_URL={weed.endpoint}\n# objects: {weed.url('PREFIX')}   (Ctrl-C stops it)",
+          flush=True)
+    try:
+        weed.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        weed.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -150,14 +150,14 @@ class S3ObjectStore:
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         key = self._key(name)
+        if length is None and offset:
+            length = max(0, self._existing_size(name) - offset)
         if length == 0:
-            if self.size(name) is None:
-                raise self._error(FileNotFoundError(), "read", name)
+            self._existing_size(name)
             return b""
         try:
             if length is None:
-                options = {"range": {"offset": offset}} if offset else None
-                data = bytes(obstore.get(self._s3, key, options=options).bytes())
+                data = bytes(obstore.get(self._s3, key).bytes())
             else:
                 data = bytes(obstore.get_range(self._s3, key, start=offset, length=length))
         except Exception as exc:
@@ -165,6 +165,12 @@ class S3ObjectStore:
         if length is not None and len(data) != length:
             raise IntegrityError(f"object {name} is truncated: wanted {length} bytes at {offset}, got {len(data)}")
         return data
+
+    def _existing_size(self, name: str) -> int:
+        size = self.size(name)
+        if size is None:
+            raise self._error(FileNotFoundError(), "read", name)
+        return size
 
     def size(self, name: str) -> int | None:
         try:
