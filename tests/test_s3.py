@@ -33,7 +33,7 @@ from store.backends.objects.disk_cache import DiskCachedObjects
 from store.backends.objects.packs import Packer, pack_name
 from store.backends.objects.s3 import PROBE_PREFIX, CreateOnlyUnsupportedError, S3ObjectStore
 from store.backends.objects.store import ObjectExistsError
-from store.core.errors import FsError
+from store.core.errors import FsError, StoreError
 from store.engine.store import Store
 from store.services.verify import verify
 
@@ -121,7 +121,7 @@ def test_credentials_are_in_no_message_or_repr(seaweed, s3_url):
         S3ObjectStore.from_url(s3_url, env=wrong, timeout=5, retries=1)
     assert exc.value.errno == errno.EACCES and "credentials" in str(exc.value)
     assert seaweed.secret_key not in str(exc.value)
-    with pytest.raises(Exception) as missing:
+    with pytest.raises(StoreError) as missing:
         S3ObjectStore.from_url(s3_url, env={"AWS_ENDPOINT_URL": seaweed.endpoint})
     assert "AWS_ACCESS_KEY_ID" in str(missing.value)
 
@@ -135,6 +135,9 @@ def test_an_https_endpoint_with_a_private_ca(seaweed, s3_url):
     with pytest.raises(OSError) as exc:
         S3ObjectStore.from_url(s3_url, endpoint=seaweed.https_endpoint, env=untrusting, timeout=5, retries=0)
     assert exc.value.errno == errno.EIO and "certificate is not trusted" in str(exc.value)
+    with pytest.raises(StoreError) as missing:
+        S3ObjectStore.from_url(s3_url, endpoint=seaweed.https_endpoint, env={**untrusting, "AWS_CA_BUNDLE": "/nowhere.pem"})
+    assert "AWS_CA_BUNDLE=/nowhere.pem" in str(missing.value)
 
 
 def test_a_stopped_store_gives_eio_and_works_again_after_restart(tmp_path):

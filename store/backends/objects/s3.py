@@ -85,7 +85,10 @@ class S3ObjectStore:
         client = {"timeout": timedelta(seconds=timeout), "connect_timeout": timedelta(seconds=min(timeout, 5)),
                   "allow_http": bool(self.endpoint) and self.endpoint.startswith("http://")}
         if env.get("AWS_CA_BUNDLE"):
-            client["root_certificate"] = Path(env["AWS_CA_BUNDLE"]).read_text()
+            try:
+                client["root_certificate"] = Path(env["AWS_CA_BUNDLE"]).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise StoreError(f"AWS_CA_BUNDLE={env['AWS_CA_BUNDLE']}: cannot read a PEM file there ({exc})") from None
         retry = {"max_retries": retries, "retry_timeout": timedelta(seconds=4 * timeout),
                  "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5),
                              "base": 2}}
@@ -117,7 +120,8 @@ class S3ObjectStore:
         if isinstance(exc, (FileNotFoundError, obx.NotFoundError)):
             return ObjectMissingError(f"object {name} is missing from {self}")
         text = str(exc)
-        detail = text.split("\n", 1)[0] + "".join(f" ({hint})" for cause, hint in _HINTS if cause in text)
+        detail = text.split("\n", 1)[0] + "".join(
+            f" ({hint})" for hint in dict.fromkeys(hint for cause, hint in _HINTS if cause in text))
         for secret in self._secrets:
             if len(secret) >= 8:                  # shorter ones are no real credential, and mangle text
                 detail = detail.replace(secret, "***")
