@@ -54,6 +54,7 @@ from store.core.units import human_bytes
 from store.backends.catalog.maintenance import AgedBlock, PackLiveness
 from store.backends.catalog.rows import ChunkInBlock
 from store.engine.ingest import append_frame
+from .audio_layout import trimmed_layout
 
 log = logging.getLogger("sessionfs.gc")
 
@@ -316,6 +317,10 @@ class Collector:
             pos += c.length
         new_raw = b"".join(parts)
         level = self._level_of(bid)
+        if block.codec == codec.CODEC_FLAC:
+            framed = _flac_copy(frame, new_raw, [(c.block_off, c.length) for c in chunks], level)
+            if framed is not None:
+                return framed, codec.CODEC_FLAC, 0, offsets
         zdict = None
         if block.codec == codec.CODEC_ZSTD_DICT and dict_id:
             try:
@@ -329,6 +334,19 @@ class Collector:
         """The zstd level the block was last encoded with (recompression's, else the store's)."""
         level = self.store.catalog.reader().maintenance.recompressed_level(bid)
         return self.store.compress_level if level is None else level
+
+
+def _flac_copy(frame: bytes, new_raw: bytes, kept: list[tuple[int, int]], level: int) -> bytes | None:
+    """The live pieces ``kept`` of the FLAC block ``frame`` (joined: ``new_raw``) coded with FLAC
+    again on the block's own sample grid (``audio_layout.trimmed_layout``), verified by decoding;
+    None when that does not apply or is not smaller than zstd (then the copy is zstd)."""
+    layout = trimmed_layout(frame, kept)
+    if layout is None:
+        return None
+    framed = codec.encode_pcm_block(new_raw, layout.channels, layout.width, layout.lead, layout.pcm_len, level)
+    if framed is None or len(framed) >= len(codec.encode_block(new_raw, level)[0]):
+        return None
+    return framed
 
 
 def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: bool = False) -> GcResult:
