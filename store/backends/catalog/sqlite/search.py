@@ -28,6 +28,11 @@ log = logging.getLogger("sessionfs.search")
 #: Session directories beyond this inode number cannot hold documents (their ids would overflow).
 MAX_SESSION_DIR = (1 << (63 - SEARCH_SESSION_SHIFT)) - 1
 
+#: The index is compacted again (``tidy_step``) when this share of its documents, and at least
+#: TIDY_MIN_DOCS, were added since the last time.
+TIDY_SHARE = 0.25
+TIDY_MIN_DOCS = 200
+
 _DOC_COLUMNS = "id, ino, parent, name, dir_ino, path, size, extents, digest"
 
 
@@ -164,6 +169,23 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
 
     def optimize(self) -> None:
         self._db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+
+    def tidy_step(self, budget: int) -> bool:
+        """FTS5's incremental optimize (``merge`` with a negative page count) once documents
+        added since the last one reach TIDY_SHARE of the index: merged segments drop the
+        positions of removed and rewritten files and their per-segment overhead."""
+        db = self._db
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('search_seq', 'search_tidied')"))
+        seq, tidied = int(meta.get("search_seq", 0)), int(meta.get("search_tidied", 0))
+        added = seq - tidied if tidied <= seq else seq
+        if added < max(TIDY_MIN_DOCS, TIDY_SHARE * db.execute("SELECT count(*) FROM search_docs").fetchone()[0]):
+            return False
+        before = db.total_changes
+        db.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('merge', ?)", (-budget,))
+        if db.total_changes - before >= 2:          # FTS5's way of saying that it merged something
+            return True
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_tidied', ?)", (seq,))
+        return False
 
     def guarded(self, step: Callable[[], None]) -> str | None:
         db = self._db
