@@ -63,7 +63,7 @@ from dataclasses import asdict, dataclass, field
 
 from store.core import codec
 from store.core.chunker import chunk_hash
-from store.core.errors import IntegrityError
+from store.core.errors import IntegrityError, SearchIndexError
 from store.core.units import human_bytes
 from store.backends.catalog.maintenance import AgedBlock, PackLiveness
 from store.backends.catalog.rows import ChunkInBlock
@@ -330,7 +330,11 @@ class Collector:
         """One step of compacting the search index (when it is due and usable), then the
         catalog's free pages go back to the file system. True when more steps remain."""
         with self.store.catalog.write(durable=True) as txn:
-            more = txn.search.statistics().state == "ok" and txn.search.tidy_step(TIDY_PAGES)
+            try:
+                more = txn.search.statistics().state == "ok" and txn.search.tidy_step(TIDY_PAGES)
+            except SearchIndexError as exc:          # the index's keeper reports and rebuilds it
+                log.warning("gc leaves the search index as it is: %s", exc)
+                more = False
             if not more:
                 self.result.catalog_pages_released += txn.maintenance.release_free_pages()
         return more
