@@ -17,8 +17,8 @@ import struct
 from typing import Callable, Iterable
 
 from store.backends.catalog.search import REBUILDING, IndexedFile, SearchIndex, SearchIndexStatistics
-from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SEQ_MASK, SEARCH_SESSION_SHIFT,
-                                                  create_search_tables, has_table)
+from store.backends.catalog.sqlite.schema import (INCREMENTAL_VACUUM, SEARCH_INDEX_VERSION, SEARCH_SEQ_MASK,
+                                                  SEARCH_SESSION_SHIFT, create_search_tables, has_table)
 from store.backends.catalog.sqlite.search_errors import index_error, translated_search
 from store.backends.catalog.sqlite.search_queries import SqliteSearchQueries
 from store.core.errors import SearchIndexError
@@ -173,8 +173,12 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
     def tidy_step(self, budget: int) -> bool:
         """FTS5's incremental optimize (``merge`` with a negative page count) once documents
         added since the last one reach TIDY_SHARE of the index: merged segments drop the
-        positions of removed and rewritten files and their per-segment overhead."""
+        positions of removed and rewritten files and their per-segment overhead. Not in a
+        catalog made before auto-vacuum: it could not give the old segments' pages back, and
+        the file would grow by what the merge writes."""
         db = self._db
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL_VACUUM:
+            return False
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('search_seq', 'search_tidied')"))
         seq, tidied = int(meta.get("search_seq", 0)), int(meta.get("search_tidied", 0))
         added = seq - tidied if tidied <= seq else seq
