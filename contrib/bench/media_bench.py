@@ -1,10 +1,14 @@
-"""Storage against peers on the realistic corpus, one row per media kind, whole directories.
+"""Storage against peers on the realistic corpus, one row per media kind and per session type,
+whole directories.
 
-    python -m contrib.bench.media_bench [--sessions N] [--dir DIR] [--json OUT]
+    python -m contrib.bench.media_bench [--sessions N] [--dir DIR] [--json OUT] [--report FILE]
 
 The corpus is ``generate_session(profile="realistic")`` (espeak-ng speech over microphone noise,
 Pillow screenshots of real text): its session JSON (split as the store lays it out), its PNGs
-and its WAVs go to three trees, and a fourth holds them all. Each tree is stored by:
+and its WAVs go to three trees, and a fourth holds them all. Two more trees are session types
+(``SESSION_TYPES``): *speech-heavy* (the JSON and every WAV) and *screenshot-heavy* (the JSON,
+every PNG and one WAV in WAV_SHARE, as the issue's screenshot sessions: "PNG, JSON, some WAV").
+Each tree is stored by:
 
 - sessionfs as a new user would: ``Store.write_files``, then ``sessionfs compress`` and
   ``sessionfs gc --grace 0``; counted: the whole store directory (packs, catalog with its
@@ -12,8 +16,9 @@ and its WAVs go to three trees, and a fourth holds them all. Each tree is stored
 - borg (``--compression zstd,3``) and restic (its default compression): the whole repository;
 - JuiceFS (``--compress zstd``, file bucket, SQLite metadata): bucket plus metadata.
 
-It prints a table with each peer's bytes and sessionfs's share of borg's; ``--report FILE``
-also puts it in FILE's section ``SECTION`` (replacing that section's previous table).
+It prints a table with each peer's bytes and sessionfs's share of borg's, against the goals
+for the session types (GOALS); ``--json`` keeps the results (``bench/media.json``: ``report.py``
+renders the report's section from it, ``section``), ``--report FILE`` also puts the section in FILE.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
@@ -35,25 +41,44 @@ from store import Store
 from store.core.layout import split_session
 
 KINDS = ("json", "png", "wav")
+SESSION_TYPES = ("speech-heavy", "screenshot-heavy")
+TREES = (*KINDS, "all", *SESSION_TYPES)
+#: sessionfs / borg, catalog included, that the session types must not exceed (issue 17).
+GOALS = {"speech-heavy": 0.85, "screenshot-heavy": 1.0}
+#: A screenshot-heavy session keeps one WAV in this many.
+WAV_SHARE = 8
 JSON_OPTS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-SECTION = "## Storage by media kind (realistic corpus, whole directories)"
+SECTION = "## Storage by media kind and session type (realistic corpus, whole directories)"
+
+
+def trees_of(kind: str, wav_number: int) -> tuple[str, ...]:
+    """The trees a file of ``kind`` goes to (``wav_number``: how many WAVs came before it)."""
+    if kind == "json":
+        return kind, "all", *SESSION_TYPES
+    if kind == "png":
+        return kind, "all", "screenshot-heavy"
+    if kind == "wav" and wav_number % WAV_SHARE == 0:
+        return kind, "all", *SESSION_TYPES
+    return kind, "all", "speech-heavy"
 
 
 def write_corpus(root: Path, sessions: int, seed: int) -> dict[str, int]:
-    """Trees root/<kind>/ and root/all/ of ``sessions`` realistic sessions; logical bytes per tree."""
-    sizes = dict.fromkeys((*KINDS, "all"), 0)
+    """The trees (TREES) of ``sessions`` realistic sessions under root; logical bytes per tree."""
+    sizes = dict.fromkeys(TREES, 0)
+    wavs = 0
     for i in range(sessions):
         session, attachments = generate_session(seed, i, profile="realistic")
         files = {f"{session['id']}/{path}": orjson.dumps(value, option=JSON_OPTS)
                  for path, value in split_session(session).items()}
-        files.update({f"{session['id']}/attachments/{name}": blob for name, blob in attachments.items()})
+        files.update({f"{session['id']}/attachments/{name}": blob for name, blob in sorted(attachments.items())})
         for rel, data in files.items():
             kind = rel.rsplit(".", 1)[-1]
-            for tree in (kind, "all"):
+            for tree in trees_of(kind, wavs):
                 path = root / tree / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
                 sizes[tree] += len(data)
+            wavs += kind == "wav"
     return sizes
 
 
@@ -90,22 +115,38 @@ def measure(tree: Path, work: Path) -> dict:
 def table(logical: dict[str, int], results: dict[str, dict]) -> str:
     def cell(r: dict) -> str:
         return f"{r['bytes'] / 1e6:,.2f}" if "bytes" in r else "failed"
-    lines = ["| kind | logical MB | sessionfs MB (catalog) | borg MB | restic MB | JuiceFS MB | sessionfs / borg |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for kind, r in results.items():
+    lines = ["| tree | logical MB | sessionfs MB (catalog) | borg MB | restic MB | JuiceFS MB | sessionfs / borg "
+             "| goal |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for tree, r in results.items():
         s, b = r["sessionfs"], r["borg"]
-        ratio = f"{s['bytes'] / b['bytes']:.3f}" if "bytes" in s and "bytes" in b else "-"
-        lines.append(f"| {kind} | {logical[kind] / 1e6:,.2f} | {cell(s)} ({s.get('catalog', 0) / 1e6:.2f}) | "
-                     f"{cell(b)} | {cell(r['restic'])} | {cell(r['juicefs'])} | {ratio} |")
+        ratio = s["bytes"] / b["bytes"] if "bytes" in s and "bytes" in b else None
+        goal = GOALS.get(tree)
+        met = ratio is not None and goal is not None and ratio <= goal
+        verdict = "" if goal is None else f"<= {goal:.2f}: {'met' if met else 'NOT met'}"
+        lines.append(f"| {tree} | {logical[tree] / 1e6:,.2f} | {cell(s)} ({s.get('catalog', 0) / 1e6:.2f}) | "
+                     f"{cell(b)} | {cell(r['restic'])} | {cell(r['juicefs'])} | "
+                     f"{'-' if ratio is None else f'{ratio:.3f}'} | {verdict} |")
     return "\n".join(lines)
 
 
-def put_section(report: Path, body: str) -> None:
-    """Replace (or append) ``SECTION`` of the markdown file ``report`` with ``body``."""
-    text = report.read_text() if report.exists() else ""
-    head, found, tail = text.partition(SECTION)
+def section(data: dict) -> str:
+    """The report's section (SECTION and its body) from the results ``--json`` keeps."""
+    return (f"{SECTION}\n\n{data['sessions']} sessions of profile \"realistic\" (seed {data['seed']}); "
+            f"`python -m contrib.bench.media_bench --sessions {data['sessions']} --json bench/media.json`, "
+            f"{data.get('finished', '?')}.\n\n{table(data['logical'], data['results'])}\n\n"
+            "sessionfs: after `sessionfs compress` and `sessionfs gc --grace 0`, the whole store directory, the "
+            "catalog (with its full-text index) in parentheses. borg `zstd,3`, restic (default compression), "
+            "JuiceFS (`--compress zstd`, file bucket + SQLite metadata): the whole repository or bucket plus "
+            "metadata. Session types: speech-heavy = the sessions' JSON and every WAV; screenshot-heavy = the "
+            f"JSON, every PNG and one WAV in {WAV_SHARE}. WAV blocks are coded with FLAC.\n")
+
+
+def put_section(report: Path, text: str) -> None:
+    """Replace (or append) ``SECTION`` of the markdown file ``report`` with ``text`` (from ``section``)."""
+    old = report.read_text() if report.exists() else ""
+    head, found, tail = old.partition(SECTION)
     rest = tail[tail.find("\n## "):] if found and "\n## " in tail else ""
-    report.write_text(f"{head.rstrip()}\n\n{SECTION}\n\n{body}\n{rest}")
+    report.write_text(f"{head.rstrip()}\n\n{text.rstrip()}\n{rest}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,21 +155,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
-    ap.add_argument("--report", type=Path, default=None, help="also put the table in this markdown file")
+    ap.add_argument("--report", type=Path, default=None, help="also put the section in this markdown file")
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="media-bench-", dir=args.dir))
     try:
         logical = write_corpus(work / "corpus", args.sessions, args.seed)
-        results = {kind: measure(work / "corpus" / kind, work / f"run-{kind}")
-                   for kind in (*KINDS, "all") if (work / "corpus" / kind).is_dir() and not os.mkdir(work / f"run-{kind}")}
-        text = table(logical, results)
-        print(text)
-        if args.report:
-            put_section(args.report, f"{args.sessions} sessions of profile \"realistic\" (seed {args.seed}); "
-                        f"`python -m contrib.bench.media_bench --sessions {args.sessions}`.\n\n{text}")
+        results = {}
+        for tree in TREES:
+            if (work / "corpus" / tree).is_dir():
+                os.mkdir(work / f"run-{tree}")
+                results[tree] = measure(work / "corpus" / tree, work / f"run-{tree}")
+                print(f"{tree}: done", file=sys.stderr)
+        data = {"sessions": args.sessions, "seed": args.seed, "finished": time.strftime("%Y-%m-%d %H:%M UTC",
+                time.gmtime()), "logical": logical, "results": results}
+        print(table(logical, results))
         if args.json:
-            args.json.write_text(json.dumps({"sessions": args.sessions, "logical": logical, "results": results},
-                                            indent=1))
+            args.json.write_text(json.dumps(data, indent=1) + "\n")
+        if args.report:
+            put_section(args.report, section(data))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

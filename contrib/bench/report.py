@@ -521,7 +521,7 @@ def _headline(res: dict) -> str:
     return "\n".join(out) or "_no numbers_"
 
 
-def markdown(res: dict, plots: dict | None = None) -> str:
+def markdown(res: dict, plots: dict | None = None, media: str = "") -> str:
     plots = plots or res.get("plots", {})
     c = res.get("corpus", {})
     cfg = res["config"]
@@ -555,6 +555,8 @@ def markdown(res: dict, plots: dict | None = None) -> str:
     if plots.get("scaling"):
         body += [f"![scaling]({plots['scaling']})", ""]
     body += ["## Where the daemon spends its time (py-spy)", "", _profile(res), ""]
+    if media:
+        body += [media]
     corpus = (f"- Corpus (seed {c.get('seed')}, `contrib.corpus.generate_session`): {c.get('full_sessions')} "
               f"sessions of profile `{c.get('full_profile')}` ({fmt_bytes(c.get('full_json_bytes'))} of JSON + "
               f"{fmt_bytes(c.get('full_attachment_bytes'))} of PNG/WAV attachments, {c.get('full_files')} files), "
@@ -579,10 +581,23 @@ def markdown(res: dict, plots: dict | None = None) -> str:
     return "\n".join(head + body + method) + "\n"
 
 
+#: Results of ``contrib.bench.media_bench --json`` beside report.json: their section is rendered too.
+MEDIA_RESULTS = "media.json"
+
+
+def media_section(out: Path) -> str:
+    """The storage-by-media-kind section from ``out/MEDIA_RESULTS`` ('' when it was never run)."""
+    path = Path(out) / MEDIA_RESULTS
+    if not path.exists():
+        return ""
+    from contrib.bench.media_bench import section
+    return section(json.loads(path.read_text())) + "\n"
+
+
 def write(res: dict, out: Path) -> None:
     out = Path(out)
     (out / "report.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (out / "report.md").write_text(markdown(res))
+    (out / "report.md").write_text(markdown(res, media=media_section(out)))
 
 
 # ---------------------------------------------------------------- README

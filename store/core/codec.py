@@ -91,6 +91,13 @@ def encode_pcm_block(raw: bytes, channels: int, width: int, lead: int, pcm_len: 
     return HEADER.pack(MAGIC, CODEC_FLAC, 0, len(raw), len(payload)) + payload
 
 
+def pcm_layout_of(framed: bytes) -> tuple[int, int, int, int] | None:
+    """(channels, width, lead, pcm length) of a CODEC_FLAC block, None for any other block."""
+    if len(framed) < HEADER.size or HEADER.unpack_from(framed)[1] != CODEC_FLAC:
+        return None
+    return pcm_codec.layout(memoryview(framed)[HEADER.size:])
+
+
 def parse_header(header: bytes, where: str) -> tuple[int, int, int, int]:
     """Check a block header; returns (codec, dict_id, raw_len, stored_len)."""
     if len(header) < HEADER.size:

@@ -72,6 +72,15 @@ def encode(raw: bytes, channels: int, width: int, lead: int, pcm_len: int, level
     return PCM_HEAD.pack(PCM_VERSION, channels, width, lead, pcm_len, len(side)) + side + out.getvalue()
 
 
+def layout(payload: bytes | memoryview) -> tuple[int, int, int, int] | None:
+    """(channels, width, lead, pcm length) a payload of ``encode`` declares, None when it is
+    too short or of another version (a layout to code a trimmed copy of the block with)."""
+    if len(payload) < PCM_HEAD.size:
+        return None
+    version, channels, width, lead, pcm_len, _ = PCM_HEAD.unpack_from(payload)
+    return (channels, width, lead, pcm_len) if version == PCM_VERSION and channels else None
+
+
 def decode(payload: bytes | memoryview, raw_len: int, where: str) -> bytes:
     """The block's bytes from a payload of ``encode``; IntegrityError when it is damaged."""
     if len(payload) < PCM_HEAD.size:

@@ -17,8 +17,22 @@ grace period (``GcOptions.grace``, default 10 minutes) garbage collection:
    that still belongs to a chunk. Each live block is copied to the current
    write pack: as is (the same frame) when most of it is live, or re-encoded
    with only its live chunks (a new block id; the chunks are re-pointed) when
-   less than ``reencode_below`` of it is. A block that does not decode is
-   copied as is (verify reports it; gc never makes damage worse or hides it).
+   less than ``reencode_below`` of it is (a FLAC block stays FLAC). A block that
+   does not decode is copied as is (verify reports it; gc never makes damage
+   worse or hides it).
+3. **compacts aged packs**: a pack older than ``max_dead_age`` (default 1 day)
+   holding any dead byte is compacted too, re-encoding every block with a dead
+   chunk, so no dead byte is paid for indefinitely: a rewritten pack is new, so
+   a byte is copied at most once per ``max_dead_age``.
+4. **tidies the catalog**: compacts the search index once many documents came in
+   since it last did (``SearchIndex.tidy_step``, in bounded steps) and gives the
+   catalog's free pages back to the file system (``Maintenance.release_free_pages``).
+
+When it runs: in the daemon (``BackgroundGC``) a pass every 5 minutes, step by
+step while the store is idle (no read or write for 0.5 s); offline, ``sessionfs gc``.
+So a byte a file no longer uses is freed at the latest ``grace`` + ``max_dead_age``
++ one pass after its release (10 minutes + 1 day + 5 minutes by default), and
+sooner when its pack is mostly dead or the store holds more than 5% dead bytes.
 
 Crash safety, at every step (the order is the whole argument):
 
@@ -49,16 +63,20 @@ from dataclasses import asdict, dataclass, field
 
 from store.core import codec
 from store.core.chunker import chunk_hash
-from store.core.errors import IntegrityError
+from store.core.errors import IntegrityError, SearchIndexError
 from store.core.units import human_bytes
 from store.backends.catalog.maintenance import AgedBlock, PackLiveness
 from store.backends.catalog.rows import ChunkInBlock
 from store.engine.ingest import append_frame
+from .audio_layout import trimmed_layout
 
 log = logging.getLogger("sessionfs.gc")
 
 DEFAULT_GRACE = 600.0
+DEFAULT_MAX_DEAD_AGE = 86_400.0
 RECLAIM_BATCH = 20_000
+#: Pages of the search index written per tidy step (about 4 KB each).
+TIDY_PAGES = 512
 
 
 @dataclass
@@ -68,6 +86,7 @@ class GcOptions:
     max_garbage: float = 0.05           # then compact more (emptiest first) while dead bytes exceed this share
                                         # of the live bytes
     reencode_below: float = 0.5         # re-encode a block with only its live chunks below this live share
+    max_dead_age: float = DEFAULT_MAX_DEAD_AGE  # compact a pack this old (seconds) holding any dead byte
     step_bytes: int = 16 * 1024 * 1024  # bytes copied per worker step
 
 
@@ -82,6 +101,7 @@ class GcResult:
     blocks_copied: int = 0
     blocks_reencoded: int = 0
     bytes_copied: int = 0
+    catalog_pages_released: int = 0
     stored_before: int = 0
     stored_after: int = 0
     dry_run: bool = False
@@ -102,7 +122,8 @@ class GcResult:
             lines.append(f"compacted {self.packs_compacted} packs: copied {self.blocks_copied:,} blocks "
                          f"({human_bytes(self.bytes_copied)}), re-encoded {self.blocks_reencoded:,} mostly dead blocks; "
                          f"deleted {self.packs_deleted} packs")
-            lines.append(f"stored bytes: {human_bytes(self.stored_before)} -> {human_bytes(self.stored_after)}")
+            lines.append(f"stored bytes: {human_bytes(self.stored_before)} -> {human_bytes(self.stored_after)}; "
+                         f"catalog pages released: {self.catalog_pages_released:,}")
         return "\n".join(lines)
 
 
@@ -126,16 +147,30 @@ def plan_compaction(liveness: list[PackLiveness], options: GcOptions) -> list[tu
 
     The live share counts what compaction would keep, so a pack it cannot shrink is never
     chosen again and again (no churn)."""
-    live_total = sum(min(live, size) for _, size, live in liveness)
-    dead = sum(size - min(live, size) for _, size, live in liveness)
-    shares = sorted(((pid, size, min(1.0, live / size) if size else 0.0) for pid, size, live in liveness),
+    live_total = sum(min(p.live, p.size) for p in liveness)
+    dead = sum(p.size - min(p.live, p.size) for p in liveness)
+    shares = sorted(((p.pack_id, p.size, min(1.0, p.live / p.size) if p.size else 0.0) for p in liveness),
                     key=lambda r: (r[2], r[0]))
     chosen = []
     for pid, size, share in shares:
         if share < options.threshold or (dead > live_total * options.max_garbage and 1 - share >= MIN_FREEABLE):
             chosen.append((pid, size, share))
             dead -= size * (1 - share)      # what compacting it frees
+    taken = {c[0] for c in chosen}
+    aged = aged_packs(liveness, options) - taken
+    chosen += [(p.pack_id, p.size, _exact(p) / p.size) for p in liveness if p.pack_id in aged]
     return chosen
+
+
+def _exact(p: PackLiveness) -> float:
+    return p.live if p.exact is None else p.exact
+
+
+def aged_packs(liveness: list[PackLiveness], options: GcOptions) -> set[int]:
+    """Packs older than ``max_dead_age`` holding a dead byte (rule 3 of the module doc):
+    compacted with every block that holds a dead chunk re-encoded."""
+    cutoff = ns_ago(options.max_dead_age)
+    return {p.pack_id for p in liveness if p.created <= cutoff and p.size - _exact(p) >= 1}
 
 
 # -- switch-over machinery shared with recompression (persistence worker only) ------------------
@@ -206,6 +241,7 @@ class Collector:
         self.store = store
         self.options = options or GcOptions()
         self.result = GcResult()
+        self.aged: set[int] = set()
 
     # -- 1. reclaim ----------------------------------------------------------------------
     def reclaim_step(self, limit: int = RECLAIM_BATCH) -> bool:
@@ -232,8 +268,9 @@ class Collector:
 
     # -- 2. compact ------------------------------------------------------------------------
     def plan(self) -> list[tuple[int, int, float]]:
-        return plan_compaction(self.store.catalog.reader().maintenance.pack_liveness(self.options.reencode_below),
-                               self.options)
+        liveness = self.store.catalog.reader().maintenance.pack_liveness(self.options.reencode_below)
+        self.aged = aged_packs(liveness, self.options)
+        return plan_compaction(liveness, self.options)
 
     def compact_step(self, pack_id: int, budget: int | None = None) -> bool:
         """Move up to ``budget`` bytes of live blocks out of ``pack_id`` (offset order).
@@ -250,6 +287,7 @@ class Collector:
             store.packs.seal()                    # never append to the pack being emptied
         out = Appender(store)
         moved, reencoded = [], []
+        reencode_below = 1.0 if pack_id in self.aged else self.options.reencode_below
         try:
             for b in blocks:
                 if out.bytes and out.bytes + b.length > budget:
@@ -258,7 +296,7 @@ class Collector:
                 live = sum(c.length for c in chunks)
                 frame = store.packs.read(pack_id, b.offset, b.length)
                 new = None
-                if b.raw_length and live < b.raw_length * self.options.reencode_below:
+                if b.raw_length and live < b.raw_length * reencode_below:
                     new = self._reencode(b, frame, chunks)
                 if new is None:
                     pid, noff = out.append(frame)
@@ -286,6 +324,20 @@ class Collector:
             self.result.packs_compacted += 1
         self._after_commit([r[0] for r in reencoded], deleted)
         return not deleted
+
+    # -- 4. tidy the catalog ------------------------------------------------------------
+    def tidy_step(self) -> bool:
+        """One step of compacting the search index (when it is due and usable), then the
+        catalog's free pages go back to the file system. True when more steps remain."""
+        with self.store.catalog.write(durable=True) as txn:
+            try:
+                more = txn.search.statistics().state == "ok" and txn.search.tidy_step(TIDY_PAGES)
+            except SearchIndexError as exc:          # the index's keeper reports and rebuilds it
+                log.warning("gc leaves the search index as it is: %s", exc)
+                more = False
+            if not more:
+                self.result.catalog_pages_released += txn.maintenance.release_free_pages()
+        return more
 
     def _finish_pack(self, pack_id: int) -> None:
         if self.store.packs.write_position[0] == pack_id:
@@ -316,6 +368,10 @@ class Collector:
             pos += c.length
         new_raw = b"".join(parts)
         level = self._level_of(bid)
+        if block.codec == codec.CODEC_FLAC:
+            framed = _flac_copy(frame, new_raw, [(c.block_off, c.length) for c in chunks], level)
+            if framed is not None:
+                return framed, codec.CODEC_FLAC, 0, offsets
         zdict = None
         if block.codec == codec.CODEC_ZSTD_DICT and dict_id:
             try:
@@ -329,6 +385,19 @@ class Collector:
         """The zstd level the block was last encoded with (recompression's, else the store's)."""
         level = self.store.catalog.reader().maintenance.recompressed_level(bid)
         return self.store.compress_level if level is None else level
+
+
+def _flac_copy(frame: bytes, new_raw: bytes, kept: list[tuple[int, int]], level: int) -> bytes | None:
+    """The live pieces ``kept`` of the FLAC block ``frame`` (joined: ``new_raw``) coded with FLAC
+    again on the block's own sample grid (``audio_layout.trimmed_layout``), verified by decoding;
+    None when that does not apply or is not smaller than zstd (then the copy is zstd)."""
+    layout = trimmed_layout(frame, kept)
+    if layout is None:
+        return None
+    framed = codec.encode_pcm_block(new_raw, layout.channels, layout.width, layout.lead, layout.pcm_len, level)
+    if framed is None or len(framed) >= len(codec.encode_block(new_raw, level)[0]):
+        return None
+    return framed
 
 
 def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: bool = False) -> GcResult:
@@ -345,7 +414,7 @@ def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: 
         result.chunks_reclaimed, result.chunk_bytes_reclaimed = maintenance.reclaimable(cutoff)
         live = maintenance.pack_liveness(options.reencode_below, reclaimed_before=cutoff)
         result.blocks_dropped = maintenance.blocks_emptied_by_reclaim(cutoff)
-        result.packs_deleted = sum(1 for _, size, lv in live if lv == 0)
+        result.packs_deleted = sum(1 for p in live if p.live == 0)
         result.compaction_plan = [p for p in plan_compaction(live, options) if p[2] > 0]
         return result
     collector = Collector(store, options)
@@ -361,6 +430,8 @@ def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: 
                 progress(min(collector.result.bytes_copied, total), total)
     if progress:
         progress(total, total)
+    while store.run_in_worker(collector.tidy_step):
+        pass
     collector.result.stored_after = store.catalog.reader().maintenance.stored_bytes()
     return collector.result
 
@@ -394,6 +465,8 @@ class BackgroundGC:
         if self._plan:
             if not self.collector.compact_step(self._plan[0]):
                 self._plan.pop(0)
+            return 0.0
+        if self.collector.tidy_step():
             return 0.0
         self._phase = "reclaim"
         self.passes += 1

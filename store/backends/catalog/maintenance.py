@@ -26,10 +26,14 @@ class AgedBlock(NamedTuple):
 
 
 class PackLiveness(NamedTuple):
-    """A pack's committed size and the bytes of it that compaction would keep."""
+    """A pack's committed size, the bytes of it that compaction would keep (``live``), the
+    bytes it would keep if it re-encoded every block holding a dead byte (``exact``), and
+    when the pack was made (ns)."""
     pack_id: int
     size: int
     live: float
+    exact: float | None = None      # None: not known (taken as ``live``)
+    created: int = 0
 
 
 class DictionaryInfo(NamedTuple):
@@ -79,8 +83,14 @@ class Maintenance(abc.ABC):
     def pack_liveness(self, reencode_below: float, reclaimed_before: int | None = None) -> list[PackLiveness]:
         """Every pack, by id, with the bytes compaction would keep of it: a block whole when at
         least ``reencode_below`` of its decoded bytes lie in chunks, else that share of it;
-        bytes no block covers are dead. With ``reclaimed_before``, the chunks reclaim would
-        delete count as dead (a dry run)."""
+        bytes no block covers are dead; ``exact``: each block by the share of it in chunks. With
+        ``reclaimed_before``, the chunks reclaim would delete count as dead (a dry run)."""
+
+    def release_free_pages(self) -> int:
+        """Give the catalog's unused pages back to the file system (those deletions and index
+        merges left); how many. A catalog whose server manages its own free space keeps this
+        answer: none."""
+        return 0
 
     @abc.abstractmethod
     def blocks_in_pack(self, pack_id: int) -> list[AgedBlock]:

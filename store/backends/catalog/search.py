@@ -137,6 +137,13 @@ class SearchIndex(abc.ABC):
     def optimize(self) -> None:
         """Compact the index after a bulk load (may take a while; changes no result)."""
 
+    def tidy_step(self, budget: int) -> bool:
+        """One bounded step of compacting the index when it changed much since it was last
+        compacted (``budget``: about that many pages written); True when more steps remain.
+        Changes no result; what it frees the catalog gives back (``Maintenance.release_free_pages``).
+        An index its server keeps compact itself keeps this answer: nothing to do."""
+        return False
+
     @abc.abstractmethod
     def guarded(self, step: Callable[[], None]) -> str | None:
         """Run ``step`` (index upkeep) inside the current write transaction; if the index fails

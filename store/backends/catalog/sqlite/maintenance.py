@@ -14,7 +14,7 @@ from typing import Iterable
 from store.core import codec
 from store.backends.catalog.maintenance import AgedBlock, DictionaryInfo, Maintenance, PackLiveness
 from .errors import translated
-from .schema import has_table
+from .schema import INCREMENTAL_VACUUM, has_table
 
 #: Upper bound of a creation time: "created before ANY_TIME" is every block.
 ANY_TIME = 1 << 62
@@ -113,11 +113,24 @@ class SqliteMaintenance(Maintenance):
             chunk_filter, params = f"WHERE NOT ({EXPIRED})", (reclaimed_before,)
         rows = self._db.execute(
             "SELECT p.id, p.size, coalesce(sum(CASE WHEN coalesce(l.live, 0) >= b.raw_length * ? THEN b.length "
-            "ELSE b.length * coalesce(l.live, 0) * 1.0 / max(b.raw_length, 1) END), 0) "
+            "ELSE b.length * coalesce(l.live, 0) * 1.0 / max(b.raw_length, 1) END), 0), "
+            "coalesce(sum(CASE WHEN coalesce(l.live, 0) >= b.raw_length THEN b.length "
+            "ELSE b.length * coalesce(l.live, 0) * 1.0 / b.raw_length END), 0), p.created "
             "FROM packs p LEFT JOIN blocks b ON b.pack_id = p.id "
             f"LEFT JOIN (SELECT block_id, sum(length) AS live FROM chunks c {chunk_filter} GROUP BY block_id) l "
             "ON l.block_id = b.id GROUP BY p.id ORDER BY p.id", (reencode_below, *params)).fetchall()
         return [PackLiveness(*r) for r in rows]
+
+    def release_free_pages(self) -> int:
+        """Catalogs made since auto-vacuum (``schema.create_tables``) truncate their free pages;
+        older ones keep them for later writes (switching needs a VACUUM, which may renumber
+        ``dentries`` rowids: readdir cookies)."""
+        if self._one("PRAGMA auto_vacuum")[0] != INCREMENTAL_VACUUM:
+            return 0
+        free = self._one("PRAGMA freelist_count")[0]
+        for _ in range(free):           # the sqlite3 module steps it once: one page a statement
+            self._db.execute("PRAGMA incremental_vacuum")
+        return free - self._one("PRAGMA freelist_count")[0]
 
     def blocks_in_pack(self, pack_id: int) -> list[AgedBlock]:
         return _aged(self._db.execute(f"SELECT {AGED_BLOCK_COLUMNS} FROM blocks b WHERE b.pack_id = ? "

@@ -17,8 +17,8 @@ import struct
 from typing import Callable, Iterable
 
 from store.backends.catalog.search import REBUILDING, IndexedFile, SearchIndex, SearchIndexStatistics
-from store.backends.catalog.sqlite.schema import (SEARCH_INDEX_VERSION, SEARCH_SEQ_MASK, SEARCH_SESSION_SHIFT,
-                                                  create_search_tables, has_table)
+from store.backends.catalog.sqlite.schema import (INCREMENTAL_VACUUM, SEARCH_INDEX_VERSION, SEARCH_SEQ_MASK,
+                                                  SEARCH_SESSION_SHIFT, create_search_tables, has_table)
 from store.backends.catalog.sqlite.search_errors import index_error, translated_search
 from store.backends.catalog.sqlite.search_queries import SqliteSearchQueries
 from store.core.errors import SearchIndexError
@@ -27,6 +27,11 @@ log = logging.getLogger("sessionfs.search")
 
 #: Session directories beyond this inode number cannot hold documents (their ids would overflow).
 MAX_SESSION_DIR = (1 << (63 - SEARCH_SESSION_SHIFT)) - 1
+
+#: The index is compacted again (``tidy_step``) when this share of its documents, and at least
+#: TIDY_MIN_DOCS, were added since the last time.
+TIDY_SHARE = 0.25
+TIDY_MIN_DOCS = 200
 
 _DOC_COLUMNS = "id, ino, parent, name, dir_ino, path, size, extents, digest"
 
@@ -164,6 +169,27 @@ class SqliteSearch(SqliteSearchQueries, SearchIndex):
 
     def optimize(self) -> None:
         self._db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+
+    def tidy_step(self, budget: int) -> bool:
+        """FTS5's incremental optimize (``merge`` with a negative page count) once documents
+        added since the last one reach TIDY_SHARE of the index: merged segments drop the
+        positions of removed and rewritten files and their per-segment overhead. Not in a
+        catalog made before auto-vacuum: it could not give the old segments' pages back, and
+        the file would grow by what the merge writes."""
+        db = self._db
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL_VACUUM:
+            return False
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('search_seq', 'search_tidied')"))
+        seq, tidied = int(meta.get("search_seq", 0)), int(meta.get("search_tidied", 0))
+        added = seq - tidied if tidied <= seq else seq
+        if added < max(TIDY_MIN_DOCS, TIDY_SHARE * db.execute("SELECT count(*) FROM search_docs").fetchone()[0]):
+            return False
+        before = db.total_changes
+        db.execute("INSERT INTO search_fts (search_fts, rank) VALUES ('merge', ?)", (-budget,))
+        if db.total_changes - before >= 2:          # FTS5's way of saying that it merged something
+            return True
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_tidied', ?)", (seq,))
+        return False
 
     def guarded(self, step: Callable[[], None]) -> str | None:
         db = self._db
