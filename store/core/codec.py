@@ -95,6 +95,7 @@ def pcm_layout_of(framed: bytes) -> tuple[int, int, int, int] | None:
     """(channels, width, lead, pcm length) of a CODEC_FLAC block, None for any other block."""
     if len(framed) < HEADER.size or HEADER.unpack_from(framed)[1] != CODEC_FLAC:
         return None
+    from . import pcm_codec
     return pcm_codec.layout(memoryview(framed)[HEADER.size:])
 
 
