@@ -8,6 +8,10 @@ port, stopped at the end of the session.
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -17,12 +21,19 @@ _names = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory) -> Postgres:
-    pg = start_postgres(tmp_path_factory.mktemp("postgres") / "data")
+def postgres() -> Postgres:
+    # Not under pytest's tmp_path: its parents are private to root, and the server runs as the
+    # postgres user, who must reach the data directory.
+    top = Path(tempfile.mkdtemp(prefix="sessionfs-pg-"))
+    os.chmod(top, 0o711)
     try:
-        yield pg
+        pg = start_postgres(top / "data")
+        try:
+            yield pg
+        finally:
+            pg.stop("immediate")
     finally:
-        pg.stop("immediate")
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture

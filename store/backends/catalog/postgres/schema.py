@@ -7,6 +7,8 @@ documents each column); this docstring says where PostgreSQL differs and why.
 
 from __future__ import annotations
 
+import importlib
+
 import psycopg
 
 from . import counters
@@ -61,14 +63,15 @@ def create_tables(cur: psycopg.Cursor) -> None:
 
 
 def _create_search_tables(cur: psycopg.Cursor) -> None:
-    """The full-text index's tables (``search_schema``, written with the search domain)."""
+    """The full-text index's tables (``search_schema``, written with the search domain; a
+    branch without that module yet makes a catalog without them)."""
     try:
-        from .search_schema import create_search_tables
+        module = importlib.import_module(f"{__package__}.search_schema")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}.search_schema":
             raise
         return
-    create_search_tables(cur)
+    module.create_search_tables(cur)
 
 
 _TABLES = """

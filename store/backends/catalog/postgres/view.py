@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 from typing import Iterator
 
 import psycopg
@@ -146,5 +147,6 @@ class PostgresView(CatalogView):
 
     @functools.cached_property
     def search(self):
-        from .search import PostgresSearch      # the search domain's own module, imported on first use
-        return PostgresSearch(self)
+        """The search domain (``search.PostgresSearch``, written beside this package's other
+        domains), imported on first use."""
+        return importlib.import_module(f"{__package__}.search").PostgresSearch(self)
