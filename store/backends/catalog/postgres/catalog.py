@@ -11,9 +11,11 @@ the transaction (namespace operations, the persistence worker's commits: staged 
 until its commit succeeds) use it.
 
 Every committed write sends ``NOTIFY sessionfs_changes`` with its ``Changes`` (``changes``),
-and ``listen(fn)`` hears other catalogs' commits. ``durable=False`` commits with
-``synchronous_commit = off`` (the server flushes within a fraction of a second; a server
-crash may lose the last ones, never tear one); ``durable=True`` waits for the WAL flush.
+and ``listen(fn)`` hears other catalogs' commits. Every commit waits for the server's WAL
+flush, ``durable`` or not: ``synchronous_commit = off`` would let a server crash take
+commits that returned, whose staged data the engine has deleted already and which other
+mounts have already read (the SQLite catalog's ``synchronous=NORMAL`` loses nothing when
+a process crashes; only a power loss takes its last commits).
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class PostgresCatalog(Catalog):
     @contextlib.contextmanager
     def write(self, durable: bool = False) -> Iterator[PostgresView]:
         """A write transaction's view: SERIALIZABLE, committed (with its NOTIFY) when the block
-        ends, rolled back when it raises. A lost race raises ``RetryableError`` (see
+        ends and durable when ``write`` returns (whatever ``durable`` says: see the module
+        docstring), rolled back when it raises. A lost race raises ``RetryableError`` (see
         ``transact``); a failed connection ``CatalogError``, the transaction rolled back or,
         when the connection died during COMMIT, either committed whole or not at all."""
         if self.readonly:
@@ -149,8 +152,6 @@ class PostgresCatalog(Catalog):
             try:
                 with view.pinned("BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
                     try:
-                        if not durable:
-                            conn.execute("SET LOCAL synchronous_commit = off")
                         yield view
                         changes = Changes(frozenset(view.touched.inodes), frozenset(view.touched.contents),
                                           view.touched.everything)
@@ -200,8 +201,7 @@ class PostgresCatalog(Catalog):
 
     # -- upkeep ------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """Commits are durable on the server already (within its WAL writer delay for
-        non-durable ones); this folds the counters' delta rows when they pile up."""
+        """Commits are durable on the server already; this folds the counters' delta rows when they pile up."""
         if self.readonly or self.commits == self._folded_at:
             return
         done = self.commits
