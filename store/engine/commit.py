@@ -21,7 +21,8 @@ from store.core.session_fields import METADATA_NAME
 from store.core.errors import BadInputError, FsError, IntegrityError, StoreError
 from store.core.intervals import split_by
 from store.core.rewrite import plan_commit
-from .ingest import BatchBuilder, Counters
+from .ids import Mark
+from .ingest import BatchBuilder
 from .overlay import Overlay
 from .persist import PathGroup
 from .readpath import READ_WINDOW
@@ -30,7 +31,7 @@ log = logging.getLogger("sessionfs.store")
 
 
 class CommitPath:
-    """The persistence worker's side of ``Store``. ``ids`` (``ingest.Counters``): the next
+    """The persistence worker's side of ``Store``. ``ids`` (``ids.IdRanges``): the next
     free block, chunk and pack ids; only the worker (and work run in it, ``run_in_worker``)
     uses them."""
 
@@ -40,27 +41,33 @@ class CommitPath:
 
     def _commit_batch(self, items: list, durable: bool) -> None:
         """Build, write and commit one batch (runs in the persistence worker)."""
-        ids_before = Counters(self.ids.block, self.ids.chunk, self.ids.pack)
-        pack_before = self.packs.write_position
+        before = self.mark_appends()
         builder = BatchBuilder(self.packs, self.ids, self._known_chunk, self.compress_level)
         try:
             prepared = [self._prepare_or_drop(item, builder) for item in items]
             self.packs.prepare_commit()
             changed = self._apply(items, prepared, builder, durable)
         except BaseException:
-            for block_id in range(ids_before.block, self.ids.block):
-                self.cache.discard(block_id)        # the retry reuses these ids for other bytes
-            self.ids = ids_before
-            self.undo_appends(pack_before, builder.new_packs)
+            self.rollback_appends(before, builder.new_packs)
             raise
         self.packs.committed()
         self._after_commit(items, changed)
 
-    def undo_appends(self, before: tuple[int | None, int], new_packs: list[int]) -> None:
-        """Cut away what a failed batch appended to packs since ``before`` (the packer's
-        ``write_position`` then), ``new_packs`` included: the catalog never saw it."""
+    def mark_appends(self) -> tuple[Mark, tuple[int | None, int]]:
+        """Where ids and the write pack stand before a batch appends blocks to packs."""
+        return self.ids.mark(), self.packs.write_position
+
+    def rollback_appends(self, before: tuple[Mark, tuple[int | None, int]], new_packs: list[int]) -> None:
+        """Undo what a failed batch did since ``mark_appends`` gave ``before``: its block ids
+        (dropped from the cache: the retry reuses them for other bytes) and ids go back, and
+        what it appended to packs, ``new_packs`` included, is cut away: the catalog never saw it."""
+        ids_before, pack_before = before
+        next_pack = self.ids.pending("pack")
+        for block_id in self.ids.taken_since(ids_before, "block"):
+            self.cache.discard(block_id)
+        self.ids.restore(ids_before)
         try:
-            self.packs.undo(before, new_packs, self.ids.pack)
+            self.packs.undo(pack_before, new_packs, next_pack)
         except (OSError, StoreError) as exc:
             log.warning("could not trim packs after a failed batch (next open will): %s", exc)
 

@@ -4,9 +4,9 @@
 chunk up by hash (in the catalog, then among the batch's own new chunks),
 and packs the new ones, in file order, into blocks of up to BLOCK_TARGET raw
 bytes that are compressed as one frame and appended to the current pack.
-Nothing here touches the catalog: the worker inserts ``new_blocks`` and
-``new_chunks`` in the transaction that commits the batch. Ids come from
-counters the worker owns (it is the only writer of blocks and chunks).
+Nothing here writes the catalog: the worker inserts ``new_blocks`` and
+``new_chunks`` in the transaction that commits the batch. Ids come from the
+worker's ``IdRanges`` (``store.engine.ids``).
 """
 
 from __future__ import annotations
@@ -17,21 +17,15 @@ from typing import Callable, Iterable
 
 from store.core import chunker, codec
 from store.backends.objects.packs import Packer
+from .ids import IdRanges
 
 BLOCK_TARGET = 1024 * 1024
 
 
 @dataclass
-class Counters:
-    block: int
-    chunk: int
-    pack: int
-
-
-@dataclass
 class BatchBuilder:
     packs: Packer
-    ids: Counters
+    ids: IdRanges
     known_chunk: Callable[[bytes], "tuple[int, int] | None"]   # hash -> (chunk id, length)
     level: int = 3
     new_blocks: list[tuple] = field(default_factory=list)       # rows for ``blocks``
@@ -74,10 +68,8 @@ class BatchBuilder:
         if self._buf_len + len(data) > BLOCK_TARGET:
             self._flush_block()
         if not self._buf:
-            self._buf_block = self.ids.block
-            self.ids.block += 1
-        chunk_id = self.ids.chunk
-        self.ids.chunk += 1
+            self._buf_block = self.ids.take("block")
+        chunk_id = self.ids.take("chunk")
         self.new_chunks.append((chunk_id, digest, len(data), self._buf_block, self._buf_len))
         self._batch_chunks[digest] = (chunk_id, len(data))
         self._buf.append(data)
@@ -89,10 +81,9 @@ class BatchBuilder:
             return
         raw = b"".join(self._buf)
         framed, used = codec.encode_block(raw, self.level)
-        pack_id, offset, created = self.packs.append(framed, self.ids.pack)
+        pack_id, offset, created = append_frame(self.packs, self.ids, framed)
         if created:
             self.new_packs.append(pack_id)
-            self.ids.pack = pack_id + 1
         self.pack_ends[pack_id] = offset + len(framed)
         self.new_blocks.append((self._buf_block, pack_id, offset, len(framed), len(raw), used, 0,
                                 time.time_ns()))
@@ -100,3 +91,12 @@ class BatchBuilder:
         self.stored_bytes += len(framed)
         self._buf = []
         self._buf_len = 0
+
+
+def append_frame(packs: Packer, ids: IdRanges, framed: bytes) -> tuple[int, int, bool]:
+    """Append ``framed`` to the write pack, a new one (with the next pack id) if needed:
+    (pack id, offset, whether the pack was created)."""
+    pack_id, offset, created = packs.append(framed, ids.peek("pack"))
+    if created:
+        ids.take("pack")
+    return pack_id, offset, created

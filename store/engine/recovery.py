@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from .ingest import Counters
+from .ids import IdRanges
 from .overlay import MARKER_SUFFIX, Overlay
 
 log = logging.getLogger("sessionfs.store")
@@ -39,10 +39,14 @@ class Recovery:
         self._seq = max(int(catalog.meta("last_seq") or 0), _max_staged_seq(self.staging))
         self._replay_staged()
 
-    def _load_ids(self) -> Counters:
-        """The next free block, chunk and pack ids (packs the catalog does not know yet count)."""
-        block, chunk, pack = self.catalog.reader().content.max_ids()
-        return Counters(block + 1, chunk + 1, max([pack, *self.packs.sizes()]) + 1)
+    def _load_ids(self) -> IdRanges:
+        """Ids from catalog ranges, never those of packs left in the working area that the
+        catalog does not know yet."""
+        return IdRanges(self._reserve_ids, {"pack": max(self.packs.sizes(), default=0) + 1})
+
+    def _reserve_ids(self, kind: str, count: int, floor: int) -> int:
+        with self.catalog.write() as view:
+            return view.content.reserve_ids(kind, count, floor)
 
     def _replay_staged(self) -> None:
         """Commit overlays sealed before a crash; drop unsealed ones (files never closed)."""

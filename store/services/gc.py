@@ -53,6 +53,7 @@ from store.core.errors import IntegrityError
 from store.core.units import human_bytes
 from store.backends.catalog.maintenance import AgedBlock, PackLiveness
 from store.backends.catalog.rows import ChunkInBlock
+from store.engine.ingest import append_frame
 
 log = logging.getLogger("sessionfs.gc")
 
@@ -145,23 +146,18 @@ class Appender:
 
     def __init__(self, store):
         self.store = store
-        self.ids_before = (store.ids.block, store.ids.chunk, store.ids.pack)
-        self.pack_before = store.packs.write_position
+        self.before = store.mark_appends()
         self.new_packs: list[int] = []
         self.pack_ends: dict[int, int] = {}
         self.bytes = 0
 
     def new_block_id(self) -> int:
-        bid = self.store.ids.block
-        self.store.ids.block += 1
-        return bid
+        return self.store.ids.take("block")
 
     def append(self, framed: bytes) -> tuple[int, int]:
-        store = self.store
-        pid, off, created = store.packs.append(framed, store.ids.pack)
+        pid, off, created = append_frame(self.store.packs, self.store.ids, framed)
         if created:
             self.new_packs.append(pid)
-            store.ids.pack = pid + 1
         self.pack_ends[pid] = off + len(framed)
         self.bytes += len(framed)
         return pid, off
@@ -176,11 +172,7 @@ class Appender:
         self.store.record_packs(txn, self.new_packs, self.pack_ends)
 
     def undo(self) -> None:
-        store = self.store
-        for block_id in range(self.ids_before[0], store.ids.block):
-            store.cache.discard(block_id)
-        store.ids.block, store.ids.chunk, store.ids.pack = self.ids_before
-        store.undo_appends(self.pack_before, self.new_packs)
+        self.store.rollback_appends(self.before, self.new_packs)
 
 
 def drop_empty_packs(store, txn, pack_ids=None) -> list[int]:

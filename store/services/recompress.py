@@ -17,6 +17,9 @@ are in its docstring):
   files; all but metadata.json) are merged into one block when cold
   (``prepare_merges``): they repeat each other (the transcription is the audio
   segments' text), which zstd exploits only inside one frame;
+- audio: a block of a WAV file of integer PCM has its whole sample frames coded with FLAC
+  (``codec.encode_pcm_block``, verified by decoding; ``audio_layout`` finds the sample format
+  from the file's header); it keeps whichever of FLAC and zstd is smaller;
 - a dictionary for the small blocks that stay alone (metadata.json; every
   small block with ``merge=False``): trained from the store's own such files
   (``store.dictionaries``), it gives each the shared context (keys, structure,
@@ -27,7 +30,7 @@ are in its docstring):
   ``dictionary_training.MIN_SAMPLES`` files: it pays off from some dozens of sessions.
 
 A block is re-encoded only when that saves at least ``MIN_GAIN``; otherwise
-(PNG, WAV, already small) it is recorded as handled and left in place.
+(PNG, compressed audio, already small) it is recorded as handled and left in place.
 
 How it runs. Preparing (read, decode, verify every chunk's hash, encode) is
 CPU work done outside the persistence worker: in the ``Compressor`` thread of
@@ -68,6 +71,7 @@ from store.core.errors import IntegrityError
 from store.core.layout import METADATA_FILE
 from store.core.units import human_bytes
 from store.backends.catalog.maintenance import AgedBlock
+from .audio_layout import pcm_layout
 from .dictionary_training import SMALL_BLOCK, ensure_dictionary, looks_like_text
 from .gc import Appender, after_commit, drop_empty_packs, ns_ago
 
@@ -93,6 +97,7 @@ class CompressOptions:
     quiet: float = 0.2                      # seconds without foreground I/O before background work
     dictionary: bool = True
     merge: bool = True                      # merge a session's small text blocks (see prepare_merges)
+    audio: bool = True                      # code WAV blocks with FLAC (see audio_layout)
 
 
 @dataclass
@@ -167,7 +172,7 @@ def _source(row: AgedBlock) -> tuple[int, int, int, int, int]:
     return row.id, row.pack_id, row.offset, row.length, row.created
 
 
-def prepare(store, row: AgedBlock, level: int, zdict: tuple[int, object] | None) -> Prepared | None:
+def prepare(store, row: AgedBlock, level: int, zdict: tuple[int, object] | None, audio: bool = True) -> Prepared | None:
     """Read, decode, verify and re-encode one block; None when it is damaged."""
     raw = _decode_verified(store, row)
     if raw is None:
@@ -177,10 +182,16 @@ def prepare(store, row: AgedBlock, level: int, zdict: tuple[int, object] | None)
     framed, used = codec.encode_block(raw, level)
     if used != codec.CODEC_RAW:
         best, best_codec, best_dict = framed, used, 0
-    if zdict is not None and len(raw) <= SMALL_BLOCK and looks_like_text(raw):
+    text = looks_like_text(raw)
+    if zdict is not None and len(raw) <= SMALL_BLOCK and text:
         framed, used = codec.encode_block(raw, level, zdict[1], zdict[0])
         if used == codec.CODEC_ZSTD_DICT and (best is None or len(framed) < len(best)):
             best, best_codec, best_dict = framed, used, zdict[0]
+    layout = pcm_layout(store, row.id, len(raw)) if audio and not text else None
+    if layout is not None:
+        framed = codec.encode_pcm_block(raw, layout.channels, layout.width, layout.lead, layout.pcm_len, level)
+        if framed is not None and (best is None or len(framed) < len(best)):
+            best, best_codec, best_dict = framed, codec.CODEC_FLAC, 0
     if best is None or len(best) > length * (1 - MIN_GAIN):
         return Prepared([_source(row)], None)
     return Prepared([_source(row)], best, best_codec, best_dict, len(raw))
@@ -343,7 +354,7 @@ def run_unit(store, unit: tuple[str, object], options: CompressOptions, zdict) -
             ok = {s[0] for p in merged for s in p.sources} | {r.id for r in rows}
             damaged.extend(r.id for r in arg if r.id not in ok)
     for row in rows:
-        p = prepare(store, row, options.level, zdict)
+        p = prepare(store, row, options.level, zdict, options.audio)
         if p is None:
             damaged.append(row.id)
         else:

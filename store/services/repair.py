@@ -110,7 +110,7 @@ def _mark_lost_data(store, db, report: Report, lost: _LostFiles, actions: list[s
                            f"{off} to chunk {cid}, which does not exist (past the end of the file)")
             continue
         audit.tombstone_chunk(cid, length, now)
-        store.ids.chunk = max(store.ids.chunk, cid + 1)
+        store.ids.skip_past("chunk", cid)
         lost.note(ino, off, off + max(0, length), f"chunk {cid} does not exist")
     for cid, reason in report.bad_chunks.items():
         for ino, off, length in audit.mark_chunk_lost(cid):

@@ -4,8 +4,8 @@ A file is an ordered list of chunk references (offset, chunk); a chunk is a byte
 a block; a block is a framed object in a pack. Every chunk has a reference count equal to
 the number of chunk-list entries naming it; a chunk whose count reaches 0 keeps its row
 and records since when it is unreferenced (gc reclaims it after a grace period).
-Only the engine's persistence worker (and maintenance run through it) adds blocks,
-chunks and packs, so it owns their ids (``max_ids`` at open).
+Block, chunk and pack ids are handed out in ranges (``reserve_ids``), never twice, so any
+number of writers sharing a catalog add blocks, chunks and packs without colliding.
 """
 
 from __future__ import annotations
@@ -58,15 +58,18 @@ class Content(ABC):
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         """For each file of ``inos``: its bytes that hold data, not holes (0 for none)."""
 
-    @abstractmethod
-    def max_ids(self) -> tuple[int, int, int]:
-        """The largest (block, chunk, pack) ids in use (0 for none)."""
 
     @abstractmethod
     def packs(self) -> dict[int, tuple[int, bool]]:
         """Every pack: id -> (committed size, sealed)."""
 
     # -- writes (inside a write transaction) ---------------------------------------------
+    @abstractmethod
+    def reserve_ids(self, kind: str, count: int, floor: int = 1) -> int:
+        """The first of ``count`` consecutive ``kind`` ids ("block", "chunk" or "pack"), none of
+        them handed out before nor used by a row, all at least ``floor``. Run it in a
+        transaction of its own: a range must outlive the rollback of the batch that uses it."""
+
     @abstractmethod
     def seal_packs(self, pack_ids: list[int]) -> None:
         """Mark these packs sealed (complete; nothing is appended to them again)."""

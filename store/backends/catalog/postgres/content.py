@@ -82,24 +82,21 @@ class PostgresContent(Domain, Content):
             "WHERE f.ino = ANY(%s) GROUP BY f.ino", (list(inos),)))
         return found
 
-    def max_ids(self) -> tuple[int, int, int]:
-        return tuple(self._one(f"SELECT coalesce(max(id), 0) FROM {_ID_TABLES[kind]}")[0]
-                     for kind in ("block", "chunk", "pack"))
-
     def packs(self) -> dict[int, tuple[int, bool]]:
         return {pid: (size, sealed) for pid, size, sealed in self._x("SELECT id, size, sealed FROM packs")}
 
-    def reserve_ids(self, kind: str, count: int) -> int:
-        """The first of ``count`` fresh ``kind`` ids ("block", "chunk", "pack"), never handed out
-        before, by this writer or any other: the sequence moves past the range under a
-        session advisory lock (held for two statements, whatever transaction is open: a
-        sequence does not roll back), and never below the ids in use."""
+    def reserve_ids(self, kind: str, count: int, floor: int = 1) -> int:
+        """A range on the sequence of ``kind`` (``schema.ID_SEQUENCES``), moved past it under a
+        session advisory lock held for two statements. A sequence does not roll back, so a
+        range is never handed out twice even when the transaction around it rolls back; the
+        range also starts past every id in use (a row a repair wrote) and at ``floor``."""
         if kind not in ID_SEQUENCES or count < 1:
             raise ValueError(f"cannot reserve {count} {kind} ids")
         seq, table = ID_SEQUENCES[kind], _ID_TABLES[kind]
         self._x("SELECT pg_advisory_lock(%s)", (_RESERVE_LOCK,))
         try:
-            first = self._one(f"SELECT greatest(nextval('{seq}'), (SELECT coalesce(max(id), 0) + 1 FROM {table}))")[0]
+            first = self._one(f"SELECT greatest(nextval('{seq}'), (SELECT coalesce(max(id), 0) + 1 FROM {table}), "
+                              "%s::bigint)", (floor,))[0]
             self._x(f"SELECT setval('{seq}', %s)", (first + count - 1,))
         finally:
             self._x("SELECT pg_advisory_unlock(%s)", (_RESERVE_LOCK,))

@@ -13,6 +13,7 @@ from store.core.errors import IntegrityError
 from store.core.rewrite import Extent
 from store.backends.catalog.sqlite.errors import translated
 
+_ID_TABLES = {"block": "blocks", "chunk": "chunks", "pack": "packs"}
 _IN_BATCH = 500          # ids per ``IN (...)`` list, well under SQLite's parameter limit
 
 
@@ -86,15 +87,21 @@ class SqliteContent(Content):
                 f"WHERE f.ino IN ({','.join('?' * len(part))}) GROUP BY f.ino", part))
         return found
 
-    def max_ids(self) -> tuple[int, int, int]:
-        return tuple(self._db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
-                     for table in ("blocks", "chunks", "packs"))
 
     def packs(self) -> dict[int, tuple[int, bool]]:
         rows = self._db.execute("SELECT id, size, sealed FROM packs")
         return {pid: (size, bool(sealed)) for pid, size, sealed in rows}
 
     # -- writes ------------------------------------------------------------------------
+    def reserve_ids(self, kind: str, count: int, floor: int = 1) -> int:
+        table = _ID_TABLES[kind]
+        key = f"next_{kind}_id"
+        stored = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        used = self._db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0]
+        first = max(int(stored[0]) if stored else 1, used + 1, floor)
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, first + count))
+        return first
+
     def seal_packs(self, pack_ids: list[int]) -> None:
         self._db.executemany("UPDATE packs SET sealed = 1 WHERE id = ?", [(p,) for p in pack_ids])
 
