@@ -70,6 +70,15 @@ def translated(cls: type) -> type:
     return cls
 
 
+def on_connection(cls: type) -> type:
+    """A subclass of ``cls`` (a domain translating its own errors, as the search index does)
+    whose public methods, inherited ones included, run on its view's connection as
+    ``translated`` makes them."""
+    wrapped = {name: _translating(getattr(cls, name), name.replace("_", " "))
+               for name in dir(cls) if not name.startswith("_") and inspect.isfunction(getattr(cls, name))}
+    return type(cls.__name__, (cls,), {**wrapped, "__doc__": cls.__doc__, "__module__": cls.__module__})
+
+
 def _translating(method, operation: str):
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)

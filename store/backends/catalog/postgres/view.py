@@ -21,7 +21,7 @@ from ..interface import CatalogView
 from .audit import PostgresAudit
 from .changes import Touched
 from .content import PostgresContent
-from .errors import store_error
+from .errors import on_connection, store_error
 from .maintenance import PostgresMaintenance
 from .meta import PostgresMeta
 from .migration import PostgresMigration
@@ -77,6 +77,12 @@ class PostgresView(CatalogView):
                 finally:
                     self.conn, self._pinned = None, False
                 return
+
+    def cursor(self) -> psycopg.Cursor:
+        """A cursor on the view's connection (inside a transaction, or a call of a domain)."""
+        if self.conn is None:
+            raise RuntimeError("a catalog view's cursor is used outside a call or a transaction")
+        return self.conn.cursor()
 
     @property
     def in_transaction(self) -> bool:
@@ -148,5 +154,10 @@ class PostgresView(CatalogView):
     @functools.cached_property
     def search(self):
         """The search domain (``search.PostgresSearch``, written beside this package's other
-        domains), imported on first use."""
-        return importlib.import_module(f"{__package__}.search").PostgresSearch(self)
+        domains, imported on first use), each call on the view's connection."""
+        return _search_class()(self)
+
+
+@functools.cache
+def _search_class() -> type:
+    return on_connection(importlib.import_module(f"{__package__}.search").PostgresSearch)
