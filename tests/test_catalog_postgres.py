@@ -7,7 +7,9 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import shutil
 import stat
+import subprocess
 import threading
 import time
 
@@ -223,3 +225,76 @@ def test_a_server_restart_mid_commit_fails_that_commit_whole_and_everything_work
     finally:
         b.close()
         a.close()
+
+
+@pytest.fixture
+def tiny_tablespace(postgres, pg_url, tmp_path_factory):
+    """A tablespace on a 1 MiB tmpfs (the server's disk filling up), dropped afterwards."""
+    top = tmp_path_factory.mktemp("tiny")
+    mount_point = postgres.datadir.parent / f"tiny-{top.name}"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], check=True)
+    try:
+        shutil.chown(mount_point, "postgres", "postgres")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLESPACE tiny LOCATION '{mount_point}'")
+        yield "tiny"
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE dictionaries SET TABLESPACE pg_default")
+            conn.execute("DROP TABLESPACE tiny")
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def test_a_full_disk_is_enospc_names_the_operation_and_keeps_what_was_there(pg_url, tiny_tablespace):
+    catalog = new_postgres_catalog(pg_url)
+    try:
+        with catalog.write() as view:
+            view.maintenance.add_dictionary(1, b"first", 16, 5, 20)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE dictionaries SET TABLESPACE {tiny_tablespace}")
+        with pytest.raises(CatalogError) as caught:
+            with catalog.write() as view:
+                view.maintenance.add_dictionary(2, os.urandom(4 << 20), 16, 4 << 20, 40)
+        assert caught.value.errno == errno.ENOSPC and "add dictionary" in str(caught.value)
+        assert isinstance(caught.value.__cause__, psycopg.Error)
+        assert catalog.reader().maintenance.latest_dictionary() == (1, 16, 5, 20)
+        assert catalog.lookup(sessions(catalog), b"after") is None
+        make(catalog, b"after")                            # the catalog works on
+    finally:
+        catalog.close()
+
+
+def test_a_write_inside_a_write_is_refused_and_the_outer_one_goes_on(pg_url):
+    catalog = new_postgres_catalog(pg_url)
+    try:
+        with catalog.write() as view:
+            view.tree.make_node(sessions(catalog), b"outer", REG, UID, GID, time.time_ns())
+            with pytest.raises(CatalogError, match="open already"):
+                with catalog.write():
+                    pass
+        assert catalog.lookup(sessions(catalog), b"outer") is not None
+    finally:
+        catalog.close()
+
+
+def test_a_checkpoint_folds_the_counter_rows_and_keeps_every_total(pg_url, monkeypatch):
+    from store.backends.catalog.postgres import counters
+    catalog = new_postgres_catalog(pg_url)
+    try:
+        for i in range(20):
+            make(catalog, b"f%d" % i)
+        before = catalog.reader().meta.totals()
+
+        def rows() -> int:
+            with psycopg.connect(pg_url) as conn:
+                return conn.execute("SELECT count(*) FROM counter_deltas").fetchone()[0]
+
+        piled = rows()
+        monkeypatch.setattr(counters, "FOLD_AFTER", piled)
+        catalog.checkpoint()
+        assert rows() < piled and catalog.reader().meta.totals() == before
+        with catalog.reader().snapshot() as view:
+            assert view.audit.counter_disagreements() == {}
+    finally:
+        catalog.close()

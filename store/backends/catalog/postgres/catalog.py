@@ -149,6 +149,8 @@ class PostgresCatalog(Catalog):
             raise FormatError(f"{self.where} is open read-only")
         view = self._writer_view
         with self._write_lock:
+            if view.in_transaction:
+                raise CatalogError(f"catalog {self.where}: a write transaction is open already in this thread")
             try:
                 with view.pinned("BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
                     try:
