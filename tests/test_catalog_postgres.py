@@ -298,3 +298,16 @@ def test_a_checkpoint_folds_the_counter_rows_and_keeps_every_total(pg_url, monke
             assert view.audit.counter_disagreements() == {}
     finally:
         catalog.close()
+
+
+def test_a_url_password_never_appears_in_a_message(postgres, pg_url):
+    url = f"postgresql://{postgres.user}:s3cret@127.0.0.1:{postgres.port}/no_such_database?password=s3cret"
+    for call in (lambda: PostgresCatalog(url), lambda: PostgresCatalog.identity(url),
+                 lambda: PostgresCatalog.initialize(url, "ab" * 16, "local")):
+        with pytest.raises(CatalogError) as caught:
+            call()
+        assert "no_such_database" in str(caught.value) and "s3cret" not in str(caught.value), caught.value
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE unrelated (x int)")
+    with pytest.raises(ConflictError, match="is not empty"):
+        PostgresCatalog.initialize(pg_url, "ab" * 16, "local")

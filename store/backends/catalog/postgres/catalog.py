@@ -52,8 +52,8 @@ RETRY_MAX_DELAY = 0.5
 
 
 def shown_url(url: str) -> str:
-    """``url`` without a password, for messages."""
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1@", url)
+    """``url`` without a password (``user:password@`` or ``password=`` in its query), for messages."""
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", re.sub(r"(//[^:/@]+):[^@/]*@", r"\1@", url))
 
 
 class PostgresCatalog(Catalog):
@@ -102,8 +102,10 @@ class PostgresCatalog(Catalog):
             with psycopg.connect(url, autocommit=True) as conn:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (0x5E55_1011,))
-                    if read_identity(conn) is not None or conn.execute("SELECT to_regclass('meta')").fetchone()[0]:
+                    if read_identity(conn) is not None:
                         raise ConflictError(f"{where} already holds a sessionfs catalog")
+                    if conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()").fetchone()[0]:
+                        raise ConflictError(f"{where} is not empty; give sessionfs a database of its own")
                     with conn.cursor() as cur:
                         create_tables(cur)
                         cur.executemany("INSERT INTO meta (key, value) VALUES (%s, %s)",
@@ -195,7 +197,9 @@ class PostgresCatalog(Catalog):
         """Call ``fn(changes)`` from a thread of its own for each commit of another catalog
         object on this database, and ``fn(None)`` after the connection was lost and came back
         (commits may have gone unheard: forget everything). The listener holds one of the
-        pool's connections until ``close``."""
+        pool's connections until ``close`` (so the pool needs two at least)."""
+        if self.pool.size < 2:
+            raise ValueError(f"listening needs a pool of two connections at least (it has {self.pool.size})")
         listener = Listener(self.pool, self.origin, fn)
         self._listeners.append(listener)
         listener.start()
