@@ -41,10 +41,10 @@ def store_error(exc: psycopg.Error, operation: str) -> StoreError:
         return FormatError(text)
     if isinstance(exc, psycopg.IntegrityError):
         return ConflictError(text)
-    return CatalogError(text, errno_of(exc))
+    return CatalogError(text, _errno(exc))
 
 
-def errno_of(exc: psycopg.Error) -> int:
+def _errno(exc: psycopg.Error) -> int:
     """What a filesystem call reports for a catalog failure ``exc``: ENOSPC for a full disk."""
     return errno.ENOSPC if isinstance(exc, pg.DiskFull) else errno.EIO
 
@@ -57,7 +57,7 @@ def transaction_error(where: str, exc: psycopg.Error) -> CatalogError:
     """A write transaction that failed as a whole (rolled back)."""
     if is_retryable(exc):
         return RetryableError(f"catalog {where}: {_first_line(exc)}")
-    return CatalogError(f"catalog {where}: {_first_line(exc)}", errno_of(exc))
+    return CatalogError(f"catalog {where}: {_first_line(exc)}", _errno(exc))
 
 
 def translated(cls: type) -> type:
