@@ -8,6 +8,7 @@ port, stopped at the end of the session.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,16 +22,18 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def postgres() -> Postgres:
-    """Its data directory is not under pytest's tmp tree: pytest makes that 0700 (and resets it
-    at every start), and the server runs as the postgres user, which must reach it."""
-    base = Path(tempfile.mkdtemp(prefix="sessionfs-pg-"))
-    base.chmod(0o755)
-    pg = start_postgres(base / "data")
+    # Not under pytest's tmp_path: its parents are private to root, and the server runs as the
+    # postgres user, who must reach the data directory.
+    top = Path(tempfile.mkdtemp(prefix="sessionfs-pg-"))
+    os.chmod(top, 0o711)
     try:
-        yield pg
+        pg = start_postgres(top / "data")
+        try:
+            yield pg
+        finally:
+            pg.stop("immediate")
     finally:
-        pg.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture

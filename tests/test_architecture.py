@@ -116,9 +116,19 @@ def test_only_the_sqlite_catalog_imports_sqlite3():
     assert not outside, f"sqlite3 imported outside {SQL_PACKAGE}: {outside}"
 
 
-def test_no_sql_is_executed_outside_the_sqlite_catalog():
-    """No module of store or fusefs outside the catalog implementations (SQLite, PostgreSQL) calls
-    execute/executemany/executescript: they reach the catalog through its typed operations."""
+PG_PACKAGE = "store.backends.catalog.postgres"
+
+
+def test_only_the_postgres_catalog_imports_psycopg():
+    graph = grimp.build_graph("store", "fusefs", include_external_packages=True, cache_dir=None)
+    importers = graph.find_modules_that_directly_import("psycopg")
+    outside = sorted(m for m in importers if m != PG_PACKAGE and not m.startswith(PG_PACKAGE + "."))
+    assert not outside, f"psycopg imported outside {PG_PACKAGE}: {outside}"
+
+
+def test_no_sql_is_executed_outside_the_catalog_implementations():
+    """No module of store or fusefs outside the SQLite and PostgreSQL catalogs calls execute/
+    executemany/executescript: they reach the catalog through its typed operations."""
     sql_dirs = [ROOT / "store" / "backends" / "catalog" / name for name in ("sqlite", "postgres")]
     calls = re.compile(r"\.execute(many|script)?\(")
     found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}"

@@ -1,5 +1,6 @@
 """The SQLite maintenance operations raise store errors, never sqlite3 ones, naming the
-operation; a failed operation changes nothing."""
+operation; a failed operation changes nothing. (What holds for every catalog, a taken
+dictionary id among it, is in test_catalog_interface.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sqlite3
 import pytest
 
 from store import Store
-from store.core.errors import CatalogError, ConflictError, FormatError, StoreError
+from store.core.errors import CatalogError, FormatError, StoreError
 from store.backends.catalog.sqlite.maintenance import SqliteMaintenance
 
 
@@ -32,14 +33,6 @@ def test_a_full_catalog_disk_is_enospc_and_keeps_what_was_there(catalog):
     assert "add dictionary" in str(caught.value) and "full" in str(caught.value)
     assert isinstance(caught.value.__cause__, sqlite3.Error)
     assert m.latest_dictionary() == (1, 16, 5, 20) and m.dictionary(1) == b"first"
-
-
-def test_a_taken_dictionary_id_is_a_conflict(catalog):
-    m = SqliteMaintenance(catalog)
-    m.add_dictionary(1, b"first", 16, 5, 20)
-    with pytest.raises(ConflictError, match="add dictionary"):
-        m.add_dictionary(1, b"second", 16, 6, 40)
-    assert m.dictionary(1) == b"first"
 
 
 def test_a_file_that_is_no_catalog_is_a_format_error(tmp_path):
