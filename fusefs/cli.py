@@ -11,24 +11,14 @@ from pathlib import Path
 
 from store import Store
 from store.engine import memory
+from store.core.units import parse_size
+from store.engine.backends import DEFAULT_DISK_CACHE
 from store.engine.store import DEFAULT_CACHE_BYTES
 from store.services.background import maintenance
 from store.services.gc import DEFAULT_GRACE
 from store.services.recompress import DEFAULT_COLD_AGE, DEFAULT_CPU_SHARE, DEFAULT_LEVEL
 
 from . import daemon
-
-
-def parse_size(text: str) -> int:
-    """'100M', '2G', '512k' or plain bytes."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 100M or 2G)") from None
 
 
 def register(sub) -> None:
@@ -40,6 +30,8 @@ def register(sub) -> None:
                    help="decoded-block cache bound (default 100M)")
     p.add_argument("--memory-limit", type=parse_size, default=memory.DEFAULT_LIMIT,
                    help="the daemon's resident memory bound, cache included (default 512M)")
+    p.add_argument("--disk-cache", type=parse_size, default=DEFAULT_DISK_CACHE,
+                   help="bound of the local cache of a shared store's objects in STORE/cache (default 1G)")
     p.add_argument("--allow-other", action="store_true", help="let other users in (permission bits decide)")
     p.add_argument("--debug", action="store_true", help="log every FUSE request")
     add_background_arguments(p)
@@ -59,7 +51,8 @@ def cmd_mount(args) -> int:
 
     def run(ready=None):
         daemon.serve(args.store, args.mountpoint, memory=budget, allow_other=args.allow_other,
-                     debug=args.debug, ready=ready, store_options=background_kwargs(args))
+                     debug=args.debug, ready=ready,
+                     store_options={**background_kwargs(args), "disk_cache": args.disk_cache})
 
     if args.foreground:
         run()

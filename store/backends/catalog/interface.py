@@ -90,6 +90,12 @@ class Catalog(ABC):
     def add_commit_hook(self, fn: Callable[[Changes], None]) -> None:
         """Call ``fn(changes)`` after each write transaction (see the module docstring)."""
 
+    def listen(self, fn: Callable[[Changes | None], None]) -> None:
+        """Call ``fn(changes)`` (from a thread of the catalog's) after each commit of another
+        writer sharing this catalog, and ``fn(None)`` when some may have been missed (a
+        connection was lost): then everything cached may be stale. A catalog that only this
+        process writes (SQLite: the store's lock file) has no other writers and never calls it."""
+
     @abstractmethod
     def checkpoint(self) -> None:
         """Make what is committed durable (bounds what a power loss can take)."""
