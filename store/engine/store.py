@@ -272,7 +272,10 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             layers = self._overlays.setdefault(ino, [])
             if layers and not layers[-1].sealed:
                 return layers[-1]
-            self._seq += 1
+            # A write's sequence number is a clock in nanoseconds that never goes back in this
+            # process: versions written by mounts sharing a catalog compare by when they were
+            # started, so a replayed write that a later one (of any mount) replaced stays replaced.
+            self._seq = max(self._seq + 1, time.time_ns())
             base = layers[-1].size if layers else row.size
             ov = Overlay(self.staging, self._seq, ino, base)
             layers.append(ov)
