@@ -96,6 +96,16 @@ class Catalog(ABC):
         connection was lost): then everything cached may be stale. A catalog that only this
         process writes (SQLite: the store's lock file) has no other writers and never calls it."""
 
+    def try_exclusive(self, name: str) -> bool:
+        """Take the lock ``name``, shared by every process using this catalog, if it is free:
+        True when this process holds it now (until ``release_exclusive``, or its end). Work that
+        moves blocks (gc, compaction, recompression) runs on one mount at a time. A catalog
+        that only this process writes (SQLite: the store's lock file) grants it always."""
+        return True
+
+    def release_exclusive(self, name: str) -> None:
+        """Release ``name`` taken by ``try_exclusive``."""
+
     @abstractmethod
     def checkpoint(self) -> None:
         """Make what is committed durable (bounds what a power loss can take)."""
