@@ -35,9 +35,8 @@ import trio
 
 from store import Store
 from store.core.errors import LockedError, StoreError
-from store.core.legacy import Limits
-from store.engine.memory import MAX_TASKS, MemoryGovernor, MemoryPlan, tune_malloc
-from store.services.migrate import Migrator
+from store.engine.memory import MAX_TASKS, MemoryPlan, tune_malloc
+from store.services.serving import Serving
 
 from .ops import SessionFS
 
@@ -234,11 +233,12 @@ def preflight(store_path: str, mountpoint: str) -> None:
 
 
 def serve(store_path: str, mountpoint: str, *, memory: MemoryPlan, allow_other: bool = False,
-          debug: bool = False, ready=None, store_options: dict | None = None) -> None:
+          debug: bool = False, ready=None, store_options: dict | None = None, webdav=None) -> None:
     """Open the store, mount and serve until unmounted or signalled; then commit and close.
 
     ``memory`` divides the daemon's memory limit (``store.engine.memory.plan``); ``store_options``
-    go to ``Store.open`` (background compression and gc settings).
+    go to ``Store.open`` (background compression and gc settings); ``webdav``
+    (``webdav.server.WebDAVOptions``) also serves the store over WebDAV from this process.
 
     ``ready(error_or_None)`` reports startup."""
     mountpoint = os.path.abspath(mountpoint)
@@ -251,40 +251,26 @@ def serve(store_path: str, mountpoint: str, *, memory: MemoryPlan, allow_other: 
             ready(str(exc))
         raise
     try:
-        serve_store(store, mountpoint, allow_other=allow_other, debug=debug, ready=ready)
+        serve_store(store, mountpoint, allow_other=allow_other, debug=debug, ready=ready, webdav=webdav)
     finally:
         store.close()
     log.info("unmounted %s; every queued write is committed", mountpoint)
 
 
 def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, debug: bool = False,
-                ready=None, signals: bool = True) -> None:
+                ready=None, signals: bool = True, webdav=None) -> None:
     """Mount an already open store at ``mountpoint`` and serve it until it is unmounted.
 
     The caller opened the store and closes it afterwards. With ``signals`` (main thread
     only) SIGINT/SIGTERM/SIGHUP unmount; without, this may run in any thread (tests
     serve an in-process store this way and stop it with ``fusermount3 -u``). One mount
-    per process: pyfuse3 keeps global state.
+    per process: pyfuse3 keeps global state. ``webdav`` (``webdav.server.WebDAVOptions``): serve
+    the same store over WebDAV too, on threads of this process (a store has one writer).
     """
     mountpoint = os.path.abspath(mountpoint)
-    started = time.time()
-
-    memory = store.memory
-    limits = Limits()
-    if memory is not None:
-        limits = Limits(max_file_bytes=memory.import_file_bytes, max_attachment_bytes=memory.import_attachment_bytes)
-    migrator = Migrator(store, limits=limits)
-    migrator.ensure_import_dir()
-    governor = MemoryGovernor(memory, store.cache) if memory is not None else None
-
-    def render_stats() -> dict:
-        stats = store.statistics().as_dict()
-        return {"pid": os.getpid(), "store": str(store.root.resolve()), "mountpoint": mountpoint,
-                "started": started, **stats, "migration": migrator.progress().as_dict(),
-                "memory": governor.statistics().as_dict() if governor else None}
-
-    ops = SessionFS(store, render_stats)
-    ops.migrator = migrator
+    serving = Serving(store, mountpoint=mountpoint)
+    ops = SessionFS(store, serving)
+    web = _webdav_server(store, serving, webdav, ready)
     invalidator = Invalidator()
     store.add_commit_listener(invalidator.inodes)
     store.add_entry_listener(invalidator.entries)
@@ -293,6 +279,8 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
         pyfuse3.init(ops, mountpoint, mount_options(store.root.resolve(), allow_other, debug))
     except Exception as exc:  # noqa: BLE001 - report any mount failure in words
         invalidator.stop()
+        if web is not None:
+            web.stop()
         msg = f"cannot mount {mountpoint}: {exc}"
         if ready:
             ready(msg)
@@ -300,25 +288,41 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
     if ready:
         ready(None)
     log.info("mounted %s at %s (pid %d)", store.root, mountpoint, os.getpid())
-    migrator.start(rescan=True)         # legacy files dropped into import/ migrate in the background
-    if governor is not None:
-        governor.start()
-    max_tasks = memory.max_tasks if memory is not None else MAX_TASKS
+    serving.start()                     # legacy files dropped into import/ migrate in the background
+    max_tasks = store.memory.max_tasks if store.memory is not None else MAX_TASKS
     try:
         trio.run(_main, signals, max_tasks)
     except BaseException:
-        _stop_helpers(migrator, invalidator, governor)
+        _stop_helpers(serving, invalidator, web)
         pyfuse3.close(unmount=False)    # after a failure pyfuse3 advises not to unmount: stale until cleaned up
         raise
-    _stop_helpers(migrator, invalidator, governor)   # before the session goes: no invalidation may reach it
+    _stop_helpers(serving, invalidator, web)   # before the session goes: no invalidation may reach it
     pyfuse3.close(unmount=True)         # after fusermount -u a no-op; after a signal this unmounts
 
 
-def _stop_helpers(migrator: Migrator, invalidator: Invalidator, governor: MemoryGovernor | None) -> None:
-    migrator.stop()
+def _webdav_server(store: Store, serving: Serving, options, ready):
+    """Start the WebDAV server of ``mount --webdav`` (None without options); a start-up
+    failure (the address is taken...) is reported like a mount failure."""
+    if options is None:
+        return None
+    from webdav.server import WebDAVServer     # only with --webdav: the webdav extra may be absent
+    try:
+        server = WebDAVServer(store, serving, options)
+        server.start()
+    except OSError as exc:
+        msg = f"cannot serve WebDAV on {options.host}:{options.port}: {exc}"
+        if ready:
+            ready(msg)
+        raise MountError(msg) from None
+    serving.where["webdav"] = server.url
+    return server
+
+
+def _stop_helpers(serving: Serving, invalidator: Invalidator, web) -> None:
+    if web is not None:
+        web.stop()
+    serving.stop()
     invalidator.stop()
-    if governor is not None:
-        governor.stop()
 
 
 async def _main(signals: bool = True, max_tasks: int = MAX_TASKS) -> None:

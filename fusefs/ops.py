@@ -21,15 +21,14 @@ import os
 import stat
 import time
 from dataclasses import dataclass
-from typing import Callable
 
-import orjson
 import pyfuse3
 
 from store import Store
 from store.backends.catalog.rows import ROOT_INO, InodeRow
 from store.core.errors import CatalogError, FsError, IntegrityError, StoreError, errno_of
 from store.backends.catalog.tree import NAME_MAX
+from store.services.serving import Serving
 
 from .search_views import SearchViews
 from .threads import run as _run
@@ -89,13 +88,13 @@ class SessionFS(pyfuse3.Operations):
 
     enable_writeback_cache = False
 
-    def __init__(self, store: Store, render_stats: Callable[[], dict]):
+    def __init__(self, store: Store, serving: Serving):
         super().__init__()
         self.store = store
         self.entry_timeout = self.attr_timeout = SHARED_TIMEOUT if store.config.shared else CACHE_TIMEOUT
-        self.views = Views(ROOT_INO, lambda: orjson.dumps(render_stats(), option=orjson.OPT_INDENT_2) + b"\n")
+        self.serving = serving    # import/ drops and stats.json, shared with a WebDAV server of the daemon
+        self.views = Views(ROOT_INO, serving.stats_json)
         self.search_views = SearchViews(store, self.views, ROOT_INO)     # tags/, by-date/, search/
-        self.migrator = None      # store.services.migrate.Migrator serving import/, set by the daemon
         self._handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
         self._rendered_size: dict[int, int] = {}
@@ -355,8 +354,7 @@ class SessionFS(pyfuse3.Operations):
         self._check_root_write(parent_inode_old)
         self._check_root_write(parent_inode_new)
         await _run(self.store.rename, parent_inode_old, name_old, parent_inode_new, name_new, flags)
-        if self.migrator is not None:
-            await _run(self.migrator.entry_renamed, parent_inode_new, name_new)
+        await _run(self.serving.entry_renamed, parent_inode_new, name_new)
 
     # -- files -----------------------------------------------------------------
     def _new_handle(self, handle: Handle) -> int:
@@ -422,8 +420,7 @@ class SessionFS(pyfuse3.Operations):
     def _closed(self, ino: int) -> None:
         """The last reference to a written file is gone: seal it, hand an import/ drop over."""
         self.store.seal(ino)
-        if self.migrator is not None:
-            self.migrator.file_closed(ino)
+        self.serving.file_closed(ino)
 
     @_handler
     async def fsync(self, fh, datasync):

@@ -26,30 +26,25 @@ from __future__ import annotations
 
 import errno
 import functools
-import logging
-import re
 import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
 
 import pyfuse3
 
-from store.services import search as search_api
-from store.core.errors import BadInputError, FsError, StoreError
+from store.services import views as views_api
+from store.core.errors import FsError
 
 from .views import VIEW_BASE, VirtualNode, Views
 from .threads import run as _run
 
-log = logging.getLogger("sessionfs.fuse.views")
 
 TIMEOUT = 1.0                      # entry and attribute timeout of view nodes (s)
 LISTING_TTL = 1.0                  # a query listing answers lookups for this long (s)
 BASE = VIEW_BASE + 0x100           # inode numbers of this module: BASE + 1.. static, then dynamic
 _FIRST_DYNAMIC = BASE + 0x1000
-_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
-ROOTS = {b"tags": "tags", b"by-date": "dates", b"search": "queries"}
+ROOTS = views_api.ROOTS
 
 
 @dataclass
@@ -68,8 +63,6 @@ class _Node:
         return b"../../sessions/" + self.key
 
 
-def _valid_name(name: bytes) -> bool:
-    return bool(name) and name not in (b".", b"..") and b"/" not in name and b"\0" not in name and len(name) <= 255
 
 
 
@@ -145,28 +138,7 @@ class SearchViews:
     # -- catalog queries (worker threads) ------------------------------------------------
     def _children_of(self, node: _Node) -> list[bytes]:
         """Names in a view directory, in listing order."""
-        self.store.settle()         # files closed before the listing are in it
-        index = self.store.catalog.reader().search
-        if node.kind == "tags":
-            names = [t.encode("utf-8", "surrogateescape") for t in index.tags()]
-        elif node.kind == "dates":
-            names = [d.encode() for d in index.start_days() if isinstance(d, str) and _DATE.fullmatch(d.encode())]
-        elif node.kind == "queries":
-            names = []
-        elif node.kind == "tag":
-            names = [s.encode("utf-8", "surrogateescape") for s in index.tagged(node.key)]
-        elif node.kind == "date":
-            names = [s.encode("utf-8", "surrogateescape") for s in index.started_on(node.key)]
-        else:   # query
-            try:
-                results = search_api.search(self.store, node.key, limit=search_api.LISTING_LIMIT, snippets=False)
-            except BadInputError as exc:
-                raise FsError(errno.EINVAL, str(exc)) from None
-            except StoreError as exc:
-                log.warning("search/%s: %s", node.key, exc)
-                raise FsError(errno.EIO, str(exc)) from None
-            names = [r.session_id.encode("utf-8", "surrogateescape") for r in results]
-        return [n for n in names if _valid_name(n)]
+        return views_api.listing(self.store, node.kind, node.key)
 
     def _listing(self, node: _Node, fresh: bool, *, continued: bool = False) -> list[bytes]:
         """The names of a view directory: computed now (``fresh``), or the last listing when it
@@ -181,23 +153,10 @@ class SearchViews:
 
     def _exists(self, parent: _Node, name: bytes) -> bool:
         """Whether ``name`` is an entry of the view directory ``parent`` (worker thread)."""
-        if not _valid_name(name):
-            return False
-        text = name.decode("utf-8", "surrogateescape")
-        if parent.kind != "query":
-            self.store.settle()
-        index = self.store.catalog.reader().search
-        if parent.kind == "tags":
-            return bool(index.tagged(text, limit=1))
-        if parent.kind == "dates":
-            return bool(_DATE.fullmatch(name)) and _valid_date(text) and bool(index.started_on(text, limit=1))
-        if parent.kind == "tag":
-            return index.is_tagged(text, parent.key)
-        if parent.kind == "date":
-            return index.is_started_on(text, parent.key)
         if parent.kind == "query":      # the last listing answers (globs after a readdir), else run it again
-            return name in self._listing(parent, fresh=False) or name in self._listing(parent, fresh=True)
-        return False
+            return views_api.valid_name(name) and (name in self._listing(parent, fresh=False)
+                                                  or name in self._listing(parent, fresh=True))
+        return views_api.contains(self.store, parent.kind, parent.key, name)
 
     # -- handlers (trio loop) ----------------------------------------------------------------
     async def lookup(self, parent_ino: int, name: bytes) -> pyfuse3.EntryAttributes:
@@ -209,15 +168,7 @@ class SearchViews:
                 raise FsError(errno.ENOENT)      # answered by the mount for the root
             return self._handed_out(self._node(parent.parent))
         if parent.kind == "queries":
-            if not _valid_name(name) or name.startswith(b"."):
-                raise FsError(errno.ENOENT)
-            try:
-                text = name.decode("utf-8")
-                search_api.parse_query(text)
-            except (UnicodeDecodeError, BadInputError) as exc:
-                log.debug("search/%r: not a query: %s", name, exc)
-                raise FsError(errno.EINVAL, str(exc)) from None
-            return self._handed_out(self._get("query", text, parent.ino))
+            return self._handed_out(self._get("query", views_api.query_of(name), parent.ino))
         if not await _run(self._exists, parent, name):
             raise FsError(errno.ENOENT)
         text = name.decode("utf-8", "surrogateescape")
@@ -253,7 +204,7 @@ class SearchViews:
             if start_id < i and not pyfuse3.readdir_reply(token, name, attr, i):
                 return
         names = await _run(functools.partial(self._listing, node, start_id == 0, continued=start_id > 0))
-        kind = {"tags": "tag", "dates": "date"}.get(node.kind, "link")
+        kind = views_api.CHILD_KIND[node.kind]
         for i, name in enumerate(names, len(fixed) + 1):
             if i <= start_id:
                 continue
@@ -265,11 +216,4 @@ class SearchViews:
                 return
             self._lookups[child.ino] += 1
 
-
-def _valid_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 

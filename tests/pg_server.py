@@ -8,6 +8,9 @@ port, stopped at the end of the session.
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -17,12 +20,17 @@ _names = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory) -> Postgres:
-    pg = start_postgres(tmp_path_factory.mktemp("postgres") / "data")
+def postgres() -> Postgres:
+    """Its data directory is not under pytest's tmp tree: pytest makes that 0700 (and resets it
+    at every start), and the server runs as the postgres user, which must reach it."""
+    base = Path(tempfile.mkdtemp(prefix="sessionfs-pg-"))
+    base.chmod(0o755)
+    pg = start_postgres(base / "data")
     try:
         yield pg
     finally:
         pg.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Clients of a real mount: the TypeScript reader (Node), the Rust std::fs reader, the
-systemd user unit and the mount(8) helper.
+"""Clients of a real mount: the TypeScript reader and storage API (Node), the Rust std::fs
+reader, the systemd user unit and the mount(8) helper.
 
 One module-scoped mount holds a generated corpus written through the mount as files
 (``split_session`` of ``contrib.corpus`` sessions, plus variants that exercise the
@@ -8,6 +8,11 @@ API (``SessionStore`` over the store opened read-only beside the daemon) returns
 dumped to a JSON file; the Node tests (``contrib/tauri/test``) and the Rust program
 (``contrib/rust-reader``) must read exactly those values through the mount.
 
+The TypeScript SessionStorage writes on a second, empty mount: a plan of operations run
+through it and through the Python SessionStore (on a store of its own, same clock) must
+give byte-identical session trees; a recording by appends must read back equal through
+the Python API; a Node recorder killed at random points must lose no flushed append.
+
 Needs: FUSE (else skipped like every mount test); Node >= 18 with npm and the npm
 registry for ``npm ci`` (TypeScript is a devDependency; skipped with a reason when
 node/npm are missing); rustc (skipped with a reason when missing).
@@ -15,6 +20,7 @@ node/npm are missing); rustc (skipped with a reason when missing).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -32,7 +38,9 @@ import pytest
 from contrib.corpus import generate_session
 from fusefs import mount_helper
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
+from store.core.errors import BadInputError, ConflictError, FsError
 from store.engine.store import Store
+from store.services import session_ops
 from store.core.layout import ARRAY_KINDS, LARGE_OBJECTS, split_session
 from store.services.sessions import SessionStore
 
@@ -220,17 +228,25 @@ SEARCH_TEST = "search(query) lists search/<query>/"
 TAP_LINE = re.compile(r"^\s*(ok|not ok) \d+ - (.*?)(?: # (SKIP|TODO)\b ?(.*))?$")
 
 
-@pytest.fixture(scope="module")
-def node_run(node_build, client_corpus) -> tuple[subprocess.CompletedProcess, dict[str, tuple[str, str | None]]]:
-    tests = sorted(str(p.relative_to(node_build)) for p in (node_build / "dist" / "test").glob("*.test.js"))
-    env = dict(os.environ, SESSIONFS_MNT=str(client_corpus.mount.path), SESSIONFS_EXPECTED=str(client_corpus.expected))
-    proc = subprocess.run([shutil.which("node"), "--test", "--test-reporter=tap", *tests], cwd=node_build,
-                          capture_output=True, text=True, timeout=600, env=env)
+def node_test(build: Path, tests: list[str], env: dict) -> tuple[subprocess.CompletedProcess, dict]:
+    """``node --test`` on compiled test files; TAP results by test name: (ok | not ok, skip reason)."""
+    proc = subprocess.run([shutil.which("node"), "--test", "--test-reporter=tap", *tests], cwd=build,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ, **env))
     results = {}
     for line in proc.stdout.splitlines():
         if (m := TAP_LINE.match(line)) is not None:
             results[m.group(2)] = (m.group(1), m.group(3) and (m.group(4) or m.group(3)))
     return proc, results
+
+
+STORAGE_TESTS = "dist/test/storage.test.js"
+
+
+@pytest.fixture(scope="module")
+def node_run(node_build, client_corpus) -> tuple[subprocess.CompletedProcess, dict[str, tuple[str, str | None]]]:
+    tests = sorted(str(p.relative_to(node_build)) for p in (node_build / "dist" / "test").glob("*.test.js"))
+    return node_test(node_build, [t for t in tests if t != STORAGE_TESTS],
+                     {"SESSIONFS_MNT": str(client_corpus.mount.path), "SESSIONFS_EXPECTED": str(client_corpus.expected)})
 
 
 def test_node_reader_reads_what_the_python_api_returns(node_run):
@@ -255,6 +271,217 @@ def test_node_search_lists_the_search_view(node_run, client_corpus):
         pytest.skip(search["reason"])
     proc, results = node_run
     assert results.get(SEARCH_TEST) == ("ok", None), proc.stdout[-4000:]
+
+
+# -- TypeScript storage API (SessionStorage) ---------------------------------------------------
+
+PLAN_NOW = "2025-03-01T12:00:00.000Z"
+KILL_RUNS_CI = 10
+
+
+def as_js(value):
+    """A value as a JavaScript app holds it: a number has no int/float distinction, so an integral
+    float below 1e16 is the integer (what both APIs then write as an integer)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: as_js(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_js(v) for v in value]
+    return value
+
+
+def app_metadata(session: dict) -> dict:
+    """The fields the app saves with saveMetadata: no arrays, no large objects, video without chunks."""
+    meta = {k: v for k, v in session.items() if k not in ("screenshots", "audioSegments", *LARGE_OBJECTS)}
+    if isinstance(meta.get("video"), dict):
+        meta["video"] = {k: v for k, v in meta["video"].items() if k != "chunks"}
+    return meta
+
+
+def storage_plan() -> dict:
+    """Operations with the errors both APIs must raise, a 2-hour recording, and a conflict case."""
+    def gen(index: int, **sizes) -> dict:
+        return as_js(generate_session(SEED + 1, index, profile="small", attachments=False, **sizes)[0])
+
+    a, b, c = gen(0, screenshots=25, audio_segments=5), gen(1, screenshots=45), gen(2)
+    sa, meta = a["id"], app_metadata(a)
+    v1 = (meta.get("version") or 0) + 1
+    odd = {"id": "numbers", "sessionId": sa, "timestamp": a["startTime"], "attachmentId": None,
+           "values": [1.5e-6, 0.1, 1e-7, 12345678901234, -0.5, 1e300, 5e-324, 2.5e16, 0],
+           "text": "é 🐛 \u2028 \x00 \"quoted\" \\\\ /", "empty": {"list": [], "dict": {}}}
+    ops = [
+        ("saveMetadata", [meta]),
+        ("saveMetadata", [{**meta, "version": v1, "name": "renamed"}]),
+        ("saveMetadata", [{**meta, "version": v1}], "ConflictError"),
+        ("saveMetadata", [{**meta, "name": "stale"}, v1], "ConflictError"),
+        ("saveSummary", [sa, a["summary"]]),
+        ("saveAudioInsights", [sa, a["audioInsights"]]),
+        ("saveCanvasSpec", [sa, a["canvasSpec"]]),
+        ("saveTranscription", [sa, a["fullTranscription"]]),
+        ("saveContextItems", [sa, a["contextItems"]]),
+        *[("appendScreenshot", [sa, shot]) for shot in a["screenshots"]],
+        *[("appendAudioSegment", [sa, seg]) for seg in a["audioSegments"]],
+        ("saveVideoChunks", [sa, a["video"]["chunks"][:2]]),
+        ("appendVideoChunk", [sa, a["video"]["chunks"][2]]),
+        ("saveSummary", [sa, None]),
+        ("saveScreenshots", [sa, a["screenshots"][:7]]),
+        ("appendScreenshot", [sa, odd]),
+        ("appendScreenshot", ["no-such-session", a["screenshots"][0]], "NotFoundError"),
+        ("appendScreenshot", [sa, "not a record"], "BadInputError"),
+        ("saveMetadata", [{"id": "a/b"}], "BadInputError"),
+        ("saveLargeObject", [sa, "notes", {}], "BadInputError"),
+        ("saveFullSession", [b]),
+        ("saveFullSession", [{**b, "screenshots": b["screenshots"][:5], "summary": None}]),
+        ("migrateFromLegacy", [c]),
+        ("migrateFromLegacy", [{**c, "name": "not migrated twice"}]),
+        ("saveMetadata", [{"id": "deleted", "name": "soon gone"}]),
+        ("appendScreenshot", ["deleted", {"id": "s", "sessionId": "deleted", "timestamp": PLAN_NOW}]),
+        ("deleteSession", ["deleted"]),
+    ]
+    rec = as_js(generate_session(SEED + 2, 0, profile="json-only", attachments=False,
+                                 screenshots=120, audio_segments=40)[0])
+    return {
+        "now": PLAN_NOW,
+        "ops": [{"op": op[0], "args": op[1], "error": op[2] if len(op) > 2 else None} for op in ops],
+        "sessions": [sa, b["id"], c["id"], "deleted"],
+        "recording": {"meta": app_metadata(rec), "screenshots": rec["screenshots"],
+                      "audioSegments": rec["audioSegments"], "flushEvery": 10},
+        "conflict": {"meta": {"id": "conflict", "name": "two writers", "version": 1}},
+    }
+
+
+def python_op(api: SessionStore, name: str):
+    """The Python API's method for an operation of the plan (migrateFromLegacy: skip if chunked)."""
+    if name == "migrateFromLegacy":
+        return lambda session: False if api.is_chunked(session["id"]) else api.save_full_session(session) or True
+    return getattr(api, re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name))
+
+
+def run_plan_in_python(store_path: Path, plan: dict, monkeypatch) -> None:
+    errors = {"ConflictError": ConflictError, "BadInputError": BadInputError, "NotFoundError": FsError}
+    monkeypatch.setattr(session_ops, "now_iso", lambda: plan["now"])
+    store = Store.open(store_path, create=True)
+    try:
+        api = SessionStore(store)
+        for i, op in enumerate(plan["ops"]):
+            fn = python_op(api, op["op"])
+            if op["error"] is None:
+                fn(*op["args"])
+                continue
+            with pytest.raises(errors[op["error"]]) as raised:
+                fn(*op["args"])
+            assert op["error"] != "NotFoundError" or raised.value.errno == errno.ENOENT, (i, op["op"])
+        store.flush()
+    finally:
+        store.close()
+
+
+def store_tree(store: Store, base: str) -> dict[str, bytes]:
+    """Every file under ``base`` in a store: relative path -> bytes."""
+    out: dict[str, bytes] = {}
+
+    def walk(rel: str) -> None:
+        for name in store.list_dir(f"{base}/{rel}".rstrip("/")):
+            path = f"{rel}{name}"
+            try:
+                out[path] = store.read_path(f"{base}/{path}")
+            except FsError as exc:
+                if exc.errno != errno.EISDIR:
+                    raise
+                walk(path + "/")
+
+    if store.exists(base):
+        walk("")
+    return out
+
+
+def mount_tree(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+class StorageRun:
+    def __init__(self, mount: Mount, plan: dict, proc: subprocess.CompletedProcess, results: dict):
+        self.mount, self.plan, self.proc, self.results = mount, plan, proc, results
+
+
+@pytest.fixture(scope="module")
+def storage_run(node_build, tmp_path_factory) -> StorageRun:
+    """An empty mount on which test/storage.test.ts runs the plan, the recording and the rest."""
+    if not FUSE_AVAILABLE:
+        pytest.skip("FUSE is not available here (/dev/fuse or fusermount3 missing)")
+    base = tmp_path_factory.mktemp("storage")
+    plan = storage_plan()
+    (base / "plan.json").write_bytes(orjson.dumps(plan))
+    m = Mount(base / "store", base / "mnt")
+    try:
+        m.start()
+        proc, results = node_test(node_build, [STORAGE_TESTS],
+                                  {"SESSIONFS_RW_MNT": str(m.path), "SESSIONFS_PLAN": str(base / "plan.json")})
+        yield StorageRun(m, plan, proc, results)
+    finally:
+        m.cleanup()
+
+
+def test_node_storage_suite_passes_on_a_mount(storage_run):
+    """Plan, recording, two-writer conflict, bad input, coalescing, failed writes, LRU: all in Node."""
+    proc, results = storage_run.proc, storage_run.results
+    assert results, proc.stdout[-8000:] + proc.stderr[-2000:]
+    failed = [name for name, (status, _) in results.items() if status != "ok"]
+    assert not failed and proc.returncode == 0, proc.stdout[-8000:]
+    for name in ("the plan's operations through SessionStorage (same errors as the Python API)",
+                 "a 2-hour session recorded by appends reads back equal through SessionReader",
+                 "a version conflict between two writers is detected",
+                 "bad input: typed errors naming the thing, nothing written"):
+        assert results.get(name) == ("ok", None), (name, proc.stdout[-4000:])
+
+
+def test_ts_and_python_storage_write_byte_identical_trees(storage_run, tmp_path, monkeypatch):
+    """The plan through SessionStorage (on the mount) and through SessionStore (on a store of
+    its own): every session directory holds the same files with the same bytes."""
+    plan = storage_run.plan
+    run_plan_in_python(tmp_path / "py-store", plan, monkeypatch)
+    store = Store.open(tmp_path / "py-store", readonly=True)
+    try:
+        for sid in plan["sessions"]:
+            python_files = store_tree(store, f"sessions/{sid}")
+            ts_files = mount_tree(storage_run.mount.sessions / sid)
+            assert (sid == "deleted") == (not python_files), sid
+            assert sorted(ts_files) == sorted(python_files), sid
+            for path, data in python_files.items():
+                assert ts_files[path] == data, f"{sid}/{path} differs"
+    finally:
+        store.close()
+    assert sorted(plan["sessions"][:3]) == sorted(p.name for p in storage_run.mount.sessions.iterdir()
+                                                  if p.name in plan["sessions"])
+
+
+def test_ts_recording_reads_back_equal_through_the_python_api(storage_run):
+    rec = storage_run.plan["recording"]
+    store = Store.open(storage_run.mount.store, readonly=True)
+    try:
+        api = SessionStore(store)
+        sid = rec["meta"]["id"]
+        assert api.load_all("screenshots", sid) == rec["screenshots"]
+        assert api.load_all("audioSegments", sid) == rec["audioSegments"]
+        full = api.load_full_session(sid)
+        assert full["screenshots"] == rec["screenshots"] and full["audioSegments"] == rec["audioSegments"]
+        count = len(rec["screenshots"])
+        assert count > 100 and len(rec["audioSegments"]) >= count // 3
+        assert api.load_metadata(sid)["chunks"]["screenshots"] == {"count": count, "chunkCount": -(-count // 20),
+                                                                   "chunkSize": 20}
+    finally:
+        store.close()
+
+
+def test_killed_node_recorder_loses_no_flushed_append(storage_run, node_build):
+    """contrib/tauri/bench/kill_runs.py with 10 runs (the contrib script's default is 50)."""
+    proc = _run([sys.executable, str(TAURI / "bench" / "kill_runs.py"), "--runs", str(KILL_RUNS_CI),
+                 "--build", str(node_build), "--mount", str(storage_run.mount.path),
+                 "--store", str(storage_run.mount.store)], ROOT, timeout=300)
+    summary = json.loads(proc.stdout)
+    assert summary["runs"] == KILL_RUNS_CI and summary["finalScreenshots"] >= summary["flushedScreenshots"] > 0
+    print(proc.stdout)
 
 
 # -- Rust ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
  * `SessionStore.load_full_session` returns, key order included.
  */
 
+import { BadInputError } from "./errors.js";
 import type { ArrayKindName, FullSession } from "./types.js";
 
 export const SCREENSHOTS_PER_CHUNK = 20;
@@ -70,8 +71,8 @@ export const RESERVED_KEYS: readonly string[] = ["chunks", ...Object.keys(HAS_FL
 /** Where merge puts the keys metadata.json does not hold, absent an "order" record. */
 export const MERGE_ORDER: readonly string[] = [...TOP_ARRAYS, ...Object.keys(LARGE_OBJECTS), ...RESERVED_KEYS];
 
-/** A session's files are inconsistent or malformed; the message names the culprit. */
-export class LayoutError extends Error {
+/** A session's files are inconsistent or malformed; the message names the culprit (a BadInputError, as in Python). */
+export class LayoutError extends BadInputError {
   override name = "LayoutError";
 }
 
@@ -82,11 +83,12 @@ export function isObject(value: unknown): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function isInt(value: unknown): value is number {
+export function isInt(value: unknown): value is number {
   return typeof value === "number" && Number.isInteger(value);
 }
 
-function typeName(value: unknown): string {
+/** The Python type name of a JSON value ("dict", "list", "str", "int", ...), for messages like Python's. */
+export function typeName(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "list";
   if (typeof value === "object") return "dict";
@@ -101,7 +103,7 @@ export function setOwn(obj: JsonObject, key: string, value: Json): void {
   Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
-function hasOwn(obj: object, key: string): boolean {
+export function hasOwn(obj: object, key: string): boolean {
   return Object.prototype.hasOwnProperty.call(obj, key);
 }
 
@@ -122,7 +124,7 @@ export function compareCodePoints(a: string, b: string): number {
   return a.length - b.length;
 }
 
-function checkComponent(value: unknown, what: string): string {
+export function checkComponent(value: unknown, what: string): string {
   if (typeof value !== "string") throw new LayoutError(`${what}: expected a str, got ${typeName(value)}`);
   const shown = `${what} ${JSON.stringify(value.slice(0, 80))}`;
   if (value === "") throw new LayoutError(`${what}: must not be empty`);
@@ -145,6 +147,11 @@ function checkComponent(value: unknown, what: string): string {
 /** `id` if it is usable as a session directory name, else a LayoutError (same rules as Python). */
 export function validateSessionId(id: unknown): string {
   return checkComponent(id, "session id");
+}
+
+/** `name` if it is a safe single path component (an attachment id, an extension); same rules. */
+export function validateName(name: unknown): string {
+  return checkComponent(name, "name");
 }
 
 /** 0 -> "chunk-001.json": 1-based, at least 3 digits. */

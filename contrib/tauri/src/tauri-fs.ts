@@ -4,18 +4,21 @@
  * plugin module itself:
  *
  *     import * as fs from "@tauri-apps/plugin-fs";
- *     import { SessionReader } from "@sessionfs/tauri-reader";
+ *     import { SessionReader, SessionStorage } from "@sessionfs/tauri-reader";
  *     import { tauriFsAdapter } from "@sessionfs/tauri-reader/tauri";
  *     const reader = new SessionReader("/home/me/sessions", tauriFsAdapter(fs));
+ *     const storage = new SessionStorage("/home/me/sessions", tauriWritableFsAdapter(fs));
  *
  * The app's capability file must allow `fs:allow-read-text-file`,
  * `fs:allow-read-dir` and `fs:allow-exists` on the mount (e.g. the scope
- * `$HOME/sessions/**`).
+ * `$HOME/sessions/**`); SessionStorage also needs `fs:allow-write-text-file`,
+ * `fs:allow-rename`, `fs:allow-remove` and `fs:allow-mkdir`. The plugin has no
+ * fsync: a write is durable when the mount commits the closed file.
  */
 
-import type { DirEntry, FsAdapter } from "./fs.js";
+import type { DirEntry, FsAdapter, WritableFsAdapter } from "./fs.js";
 
-/** The subset of `@tauri-apps/plugin-fs` used here (its signatures, options omitted). */
+/** The subset of `@tauri-apps/plugin-fs` the reader uses (its signatures, options omitted). */
 export interface TauriFsModule {
   readTextFile(path: string | URL, options?: unknown): Promise<string>;
   readDir(
@@ -23,6 +26,14 @@ export interface TauriFsModule {
     options?: unknown,
   ): Promise<{ name: string; isFile: boolean; isDirectory: boolean; isSymlink: boolean }[]>;
   exists(path: string | URL, options?: unknown): Promise<boolean>;
+}
+
+/** What SessionStorage uses of the plugin besides the reads. */
+export interface TauriWritableFsModule extends TauriFsModule {
+  writeTextFile(path: string | URL, data: string, options?: unknown): Promise<void>;
+  rename(oldPath: string | URL, newPath: string | URL, options?: unknown): Promise<void>;
+  remove(path: string | URL, options?: { recursive?: boolean }): Promise<void>;
+  mkdir(path: string | URL, options?: { recursive?: boolean }): Promise<void>;
 }
 
 export function tauriFsAdapter(fs: TauriFsModule): FsAdapter {
@@ -33,5 +44,15 @@ export function tauriFsAdapter(fs: TauriFsModule): FsAdapter {
       return entries.map(({ name, isFile, isDirectory, isSymlink }) => ({ name, isFile, isDirectory, isSymlink }));
     },
     exists: (path: string) => fs.exists(path),
+  };
+}
+
+export function tauriWritableFsAdapter(fs: TauriWritableFsModule): WritableFsAdapter {
+  return {
+    ...tauriFsAdapter(fs),
+    writeTextFile: (path: string, text: string) => fs.writeTextFile(path, text),
+    rename: (from: string, to: string) => fs.rename(from, to),
+    remove: (path: string, options: { recursive?: boolean } = {}) => fs.remove(path, { recursive: options.recursive ?? false }),
+    mkdir: (path: string) => fs.mkdir(path, { recursive: true }),
   };
 }

@@ -15,6 +15,7 @@ import { describe, test } from "node:test";
 
 import { nodeFsAdapter } from "../src/node-fs.js";
 import { SessionReader, SessionFsError, type ListFilter } from "../src/reader.js";
+import { splitSession } from "../src/split.js";
 import type { ArrayKindName, ChunkFileEvent, SessionMetadata } from "../src/types.js";
 
 interface ExpectedSession {
@@ -107,6 +108,19 @@ describe("SessionReader on a sessionfs mount", { skip, timeout: 30_000 }, () => 
       assert.ok(full, id);
       assert.deepEqual(Object.keys(full), Object.keys(want.full), `${id}: key order`);
       assert.deepEqual(full, want.full, id);
+    }
+  });
+
+  test("splitSession of each merged document gives the files on the mount (split_session's values and key order)", async () => {
+    for (const [id, want] of Object.entries(expected.sessions)) {
+      const files = splitSession(want.full);
+      for (const [rel, value] of files) {
+        const onDisk = JSON.parse(await readFile(`${MNT}/sessions/${id}/${rel}`, "utf8"));
+        assert.deepEqual(value, onDisk, `${id}/${rel}`);
+        if (rel === "metadata.json") assert.deepEqual(Object.keys(value as object), Object.keys(onDisk), `${id}: key order`);
+      }
+      assert.deepEqual([...files.keys()].filter((rel) => rel.includes("/")).length,
+        Object.values(want.chunks).reduce((n, chunks) => n + chunks.length, 0), `${id}: chunk files`);
     }
   });
 
