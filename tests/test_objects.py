@@ -1,8 +1,8 @@
 """The object-store interface and the packer over it, through a real store.
 
-- ``LocalObjectStore`` keeps the contract an S3-compatible store has: create-only
-  put (refused, the first object intact), ranged get, list by prefix with sizes,
-  delete, a missing object's error naming it; symlinks are never followed.
+- ``LocalObjectStore`` and ``S3ObjectStore`` (on a real SeaweedFS) keep one contract:
+  create-only put (refused, the first object intact), ranged get, list by prefix with
+  sizes, delete, a missing object's error naming it. The local store never follows symlinks.
 - The packer's two policies: by default the open pack stays local and a sealed pack
   is put after the commit that records it; with ``seal_every_commit`` every commit's
   blocks are in the object store before the catalog commit.
@@ -28,17 +28,30 @@ from store.backends.objects.store import LocalObjectStore, ObjectExistsError, Ob
 from store.backends.objects.packs import local_packer, pack_name
 from store.services.verify import verify
 
+from s3_server import s3_store, s3_url, seaweed  # noqa: F401  (fixtures)
+
 PACK_SIZE = 64 * 1024
 
 
 @pytest.fixture
-def objects(tmp_path):
+def local_objects(tmp_path):
     store = LocalObjectStore(tmp_path / "objects")
     yield store
     store.close()
 
 
-def test_local_object_store_is_an_object_store(objects):
+@pytest.fixture(params=["local", "s3"])
+def objects(request, tmp_path):
+    """Each implementation of the contract: a directory, and a prefix on a real SeaweedFS."""
+    if request.param == "local":
+        store = LocalObjectStore(tmp_path / "objects")
+    else:
+        store = s3_store(request.getfixturevalue("seaweed"), request.getfixturevalue("s3_url"))
+    yield store
+    store.close()
+
+
+def test_it_is_an_object_store(objects):
     assert isinstance(objects, ObjectStore)
 
 
@@ -52,7 +65,14 @@ def test_put_is_create_only(objects, tmp_path):
     with pytest.raises(ObjectExistsError):
         objects.put_file("packs/00000001", src)
     assert objects.get("packs/00000001") == b"first"
-    assert [p.name for p in (tmp_path / "objects" / "packs").iterdir()] == ["00000001"]   # no temp left
+    assert objects.list() == {"packs/00000001": 5}
+
+
+def test_a_local_put_leaves_no_temporary_file(local_objects, tmp_path):
+    local_objects.put("packs/00000001", b"first")
+    with pytest.raises(ObjectExistsError):
+        local_objects.put("packs/00000001", b"second")
+    assert [p.name for p in (tmp_path / "objects" / "packs").iterdir()] == ["00000001"]
 
 
 def test_put_file_and_ranged_get(objects, tmp_path):
@@ -64,23 +84,36 @@ def test_put_file_and_ranged_get(objects, tmp_path):
     assert objects.get("packs/00000002", 1000, 5000) == data[1000:6000]
     assert objects.get("packs/00000002", 99_990, 10) == data[-10:]
     assert objects.get("packs/00000002") == data
+    assert objects.get("packs/00000002", 99_000) == data[99_000:]
+    assert objects.get("packs/00000002", len(data)) == b"" == objects.get("packs/00000002", 5, 0)
     assert objects.size("packs/00000002") == len(data)
+    objects.put("packs/empty", b"")
+    assert objects.get("packs/empty") == b"" and objects.size("packs/empty") == 0
     with pytest.raises(IntegrityError) as exc:
         objects.get("packs/00000002", 99_990, 20)
     assert "packs/00000002" in str(exc.value) and "truncated" in str(exc.value)
 
 
-def test_list_by_prefix_with_sizes(objects, tmp_path):
+def _put_listing_fixture(objects) -> None:
     for name, data in [("packs/00000001", b"a"), ("packs/00000002", b"bb"), ("other/00000001", b"ccc"),
                        ("packs-old/x", b"dddd")]:
         objects.put(name, data)
-    (tmp_path / "objects" / "packs" / "00000009").symlink_to(tmp_path / "objects" / "other" / "00000001")
-    (tmp_path / "objects" / "packs" / ".tmp-partial").write_bytes(b"half")
+
+
+def test_list_by_prefix_with_sizes(objects):
+    _put_listing_fixture(objects)
     assert objects.list("packs/") == {"packs/00000001": 1, "packs/00000002": 2}
     assert objects.list("packs/00000002") == {"packs/00000002": 2}
     assert objects.list("packs") == {"packs/00000001": 1, "packs/00000002": 2, "packs-old/x": 4}
     assert set(objects.list()) == {"packs/00000001", "packs/00000002", "other/00000001", "packs-old/x"}
     assert objects.list("none/") == {}
+
+
+def test_local_listing_skips_symlinks_and_temporary_files(local_objects, tmp_path):
+    _put_listing_fixture(local_objects)
+    (tmp_path / "objects" / "packs" / "00000009").symlink_to(tmp_path / "objects" / "other" / "00000001")
+    (tmp_path / "objects" / "packs" / ".tmp-partial").write_bytes(b"half")
+    assert local_objects.list("packs/") == {"packs/00000001": 1, "packs/00000002": 2}
 
 
 def test_delete_and_missing_objects(objects):
@@ -97,7 +130,8 @@ def test_delete_and_missing_objects(objects):
     assert objects.get("packs/00000003") == b"again"
 
 
-def test_symlink_is_never_followed(objects, tmp_path):
+def test_symlink_is_never_followed(local_objects, tmp_path):
+    objects = local_objects
     decoy = tmp_path / "decoy"
     decoy.write_bytes(b"secret" * 100)
     (tmp_path / "objects" / "packs").mkdir(parents=True)

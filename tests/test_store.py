@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import threading
 import sqlite3
 import stat
 import subprocess
@@ -350,6 +351,27 @@ def test_unlinked_open_file_lives_until_unpinned(store):
     check_consistency(store)
     db = store.catalog.reader()
     assert sql(db).execute("SELECT count(*) FROM chunks WHERE refcount > 0").fetchone()[0] == 0
+
+
+def test_a_new_link_replies_with_the_size_of_writes_not_yet_committed(store):
+    """link(2)'s reply is cached by the kernel: with the file's closed writes still queued it
+    must say their size, not the committed row's 0 (an append through the new name would
+    otherwise start at 0 and overwrite)."""
+    sess = store.sessions_ino
+    ino = store.make_node(sess, b"a", REG, UID, GID).id
+    release, holding = threading.Event(), threading.Event()
+    worker = threading.Thread(target=store.run_in_worker, args=(lambda: (holding.set(), release.wait(30)),))
+    worker.start()
+    try:
+        assert holding.wait(30)
+        store.write(ino, 0, b"shared")
+        store.seal(ino)
+        assert store.link(ino, sess, b"b").size == 6
+    finally:
+        release.set()
+        worker.join()
+    store.fsync()
+    assert store.getattr(ino).size == 6
 
 
 def test_xattrs(store):

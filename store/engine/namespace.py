@@ -63,8 +63,12 @@ class NamespaceOps:
                                entries=[(parent, name)])
 
     def link(self, ino: int, parent: int, name: bytes) -> InodeRow:
-        return self._namespace(lambda tree, now: tree.link(ino, parent, name, now),
-                               entries=[(parent, name)], moved=[ino])
+        """The new name's inode as it is now: its writes not yet committed included (the
+        kernel caches this reply's size; the committed row alone may still say 0)."""
+        layers = self._layers(ino)
+        row = self._namespace(lambda tree, now: tree.link(ino, parent, name, now),
+                              entries=[(parent, name)], moved=[ino])
+        return self._overlaid(row, layers)
 
     def unlink(self, parent: int, name: bytes) -> None:
         row = self._namespace(lambda tree, now: tree.unlink(parent, name, now), entries=[(parent, name)])

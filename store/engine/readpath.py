@@ -226,11 +226,18 @@ class ReadPath:
     def readdir(self, ino: int, after: int, limit: int = 1000) -> list[tuple[int, bytes, InodeRow]]:
         """(cookie, name, inode) of up to ``limit`` entries after cookie ``after``
         (``store.backends.catalog.tree``: cookies only grow for new entries)."""
+        epoch = self.attrs.epoch
         entries = self.catalog.readdir(ino, after, limit)
         out = []
         for cookie, name, row in entries:
-            # as getattr: readdirplus hands these attributes to the kernel
-            out.append((cookie, name, self._overlaid(row, self._layers(row.id))))
+            # As getattr: readdirplus hands these attributes to the kernel. A row read before a
+            # commit whose overlay is gone by now is stale: read it again (the commit bumped
+            # the epoch before it dropped the overlay).
+            layers = self._layers(row.id)
+            if not layers and self.attrs.epoch != epoch:
+                fresh = self.committed_inode(row.id)
+                row = fresh if fresh is not None else row
+            out.append((cookie, name, self._overlaid(row, layers)))
         return out
 
     def readlink(self, ino: int) -> bytes:
