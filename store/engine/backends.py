@@ -17,15 +17,12 @@ import orjson
 
 from store.backends.catalog.interface import Catalog
 from store.backends.catalog.sqlite.catalog import SqliteCatalog
-from store.backends.objects.packs import PACK_TARGET_SIZE, Packer, local_packer
+from store.backends.objects.packs import Packer, local_packer
 from store.core.config import StoreConfig, parse_config, s3_location
 from store.core.errors import FormatError
 
 CONFIG_NAME = "config.json"
 CATALOG_NAME = "catalog.db"
-#: Objects on S3 are put per commit that fsyncs (``seal_every_commit``): smaller packs than on
-#: a local disk, so that a put costs little against the commit it makes durable.
-S3_PACK_TARGET_SIZE = 16 * 1024 * 1024
 #: The local cache of object ranges of a scale-out store (``--disk-cache``).
 DEFAULT_DISK_CACHE = 1 << 30
 
@@ -70,17 +67,13 @@ def open_packer(root: Path, config: StoreConfig, *, seal_every_commit: bool = Fa
     cache (every commit's pack put before the commit: other mounts read the objects)."""
     if config.objects == "local":
         return local_packer(root, seal_every_commit=seal_every_commit or config.shared)
-    return Packer(s3_objects(root, config, disk_cache), root / "packing", S3_PACK_TARGET_SIZE,
-                  seal_every_commit=True)
-
-
-def s3_objects(root: Path, config: StoreConfig, disk_cache: int = DEFAULT_DISK_CACHE):
-    """The store's S3 objects, read through the disk cache in ``root/cache``."""
-    from store.backends.objects.disk_cache import CachedObjects
-    from store.backends.objects.s3 import S3ObjectStore
+    from store.backends.objects.disk_cache import DiskCachedObjects
+    from store.backends.objects.s3 import S3_PACK_TARGET_SIZE, S3ObjectStore
     bucket, prefix = s3_location(config.objects)
-    remote = S3ObjectStore(bucket, prefix, endpoint=config.endpoint)
-    return CachedObjects(remote, root / "cache", disk_cache)
+    # The server's create-only PUT was checked when this directory was set up (``init``).
+    remote = S3ObjectStore(bucket, prefix, endpoint=config.endpoint, probe=False)
+    return Packer(DiskCachedObjects(remote, root / "cache", disk_cache), root / "packing", S3_PACK_TARGET_SIZE,
+                  seal_every_commit=True)
 
 
 def create_catalog(root: Path, store_id: str) -> Catalog:
@@ -104,7 +97,7 @@ def join_or_create_shared(config: StoreConfig, store_id: str) -> tuple[StoreConf
     from store.backends.catalog.postgres.catalog import PostgresCatalog
     from store.backends.objects.s3 import S3ObjectStore
     bucket, prefix = s3_location(config.objects)
-    S3ObjectStore(bucket, prefix, endpoint=config.endpoint).probe_create_only()
+    S3ObjectStore(bucket, prefix, endpoint=config.endpoint).close()      # probes create-only PUT
     found = PostgresCatalog.identity(config.catalog)
     if found is not None:
         if found["objects"] != config.objects:
