@@ -16,6 +16,7 @@ importer) are sent from a dedicated thread, as pyfuse3 requires.
 from __future__ import annotations
 
 import errno
+import functools
 import fcntl
 import logging
 import os
@@ -149,6 +150,18 @@ class Invalidator:
     def entries(self, entries) -> None:
         self._submit([(pyfuse3.invalidate_entry, (parent, name)) for parent, name in entries])
 
+    def remote(self, store: Store, changes) -> None:
+        """Another mount committed ``changes`` (None: some may have been missed): drop what the
+        kernel caches of them, names and inodes; after a miss, every inode the kernel holds
+        (names it caches then expire within the shared entry timeout)."""
+        if changes is None or changes.everything:
+            inos = store.pinned_inodes()
+        else:
+            inos = changes.inodes | changes.contents
+        self._submit([*((pyfuse3.invalidate_entry, (parent, name)) for parent, name in
+                        ([] if changes is None else changes.entries)),
+                      *((pyfuse3.invalidate_inode, (ino,)) for ino in inos)])
+
     def _submit(self, calls: list) -> None:
         done = threading.Event()
         with self._lock:
@@ -261,6 +274,7 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
     invalidator = Invalidator()
     store.add_commit_listener(invalidator.inodes)
     store.add_entry_listener(invalidator.entries)
+    store.add_remote_listener(functools.partial(invalidator.remote, store))
     try:
         pyfuse3.init(ops, mountpoint, mount_options(store.root.resolve(), allow_other, debug))
     except Exception as exc:  # noqa: BLE001 - report any mount failure in words

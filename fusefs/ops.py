@@ -36,8 +36,10 @@ from .views import VirtualNode, Views
 
 log = logging.getLogger("sessionfs.fuse")
 
-ENTRY_TIMEOUT = 60.0
-ATTR_TIMEOUT = 60.0
+CACHE_TIMEOUT = 60.0       # seconds the kernel keeps names and attributes (one writer: exact)
+#: A store shared with other mounts: their commits invalidate this kernel's caches as they are
+#: notified; these bound how stale a cached name or attribute can be if a notification is lost.
+SHARED_TIMEOUT = 1.0
 DIR_OFFSET = 1000          # readdir offsets below this are ".", ".." and virtual entries
 XATTR_SHA256 = b"user.sessionfs.sha256"
 
@@ -89,6 +91,7 @@ class SessionFS(pyfuse3.Operations):
     def __init__(self, store: Store, serving: Serving):
         super().__init__()
         self.store = store
+        self.entry_timeout = self.attr_timeout = SHARED_TIMEOUT if store.config.shared else CACHE_TIMEOUT
         self.serving = serving    # import/ drops and stats.json, shared with a WebDAV server of the daemon
         self.views = Views(ROOT_INO, serving.stats_json)
         self.search_views = SearchViews(store, self.views, ROOT_INO)     # tags/, by-date/, search/
@@ -103,8 +106,8 @@ class SessionFS(pyfuse3.Operations):
         a = pyfuse3.EntryAttributes()
         a.st_ino = row.id
         a.generation = 0
-        a.entry_timeout = ENTRY_TIMEOUT
-        a.attr_timeout = ATTR_TIMEOUT
+        a.entry_timeout = self.entry_timeout
+        a.attr_timeout = self.attr_timeout
         a.st_mode = row.mode
         a.st_nlink = row.nlink
         a.st_uid = row.uid
@@ -178,15 +181,14 @@ class SessionFS(pyfuse3.Operations):
                 return self._negative_entry()
         return self._pinned(row)
 
-    @staticmethod
-    def _negative_entry() -> pyfuse3.EntryAttributes:
+    def _negative_entry(self) -> pyfuse3.EntryAttributes:
         """"No such name", which the kernel caches like ext4's negative dentries: a repeated
         lookup of a missing name (shells, editors, imports probing paths) costs no request. Names
         created behind the kernel (session API, importer) are invalidated by the daemon's
         entry listener; names created through the kernel replace the entry themselves."""
         a = pyfuse3.EntryAttributes()
         a.st_ino = 0
-        a.entry_timeout = ENTRY_TIMEOUT
+        a.entry_timeout = self.entry_timeout
         return a
 
     @_handler

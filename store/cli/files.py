@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import posixpath
 import stat
 import sys
 import time
 
 from store.cli.common import CliError, human_bytes, open_store, store_path, write_out
+from store.core.config import make_config
 from store.core.errors import FsError
 from store.engine.store import Store
 
@@ -56,8 +58,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     path = store_path(args.store)
     if path.exists() and not path.is_dir():
         raise CliError(f"{args.store} exists and is not a directory")
-    root = Store.init(path)
-    write_out(f"initialized an empty sessionfs store in {root.resolve()}\n")
+    config = make_config(args.objects, args.catalog, args.endpoint or os.environ.get("AWS_ENDPOINT_URL")
+                         if args.objects else args.endpoint)
+    root = Store.init(path, config=config)
+    if not config.shared:
+        write_out(f"initialized an empty sessionfs store in {root.resolve()}\n")
+        return 0
+    joined = Store.open(root, readonly=True)
+    try:
+        sessions = len(joined.list_dir("sessions"))
+    finally:
+        joined.close()
+    write_out(f"{root.resolve()} uses the store in {config.catalog} with objects in {config.objects} "
+              f"({sessions} sessions); mount it with 'sessionfs mount {args.store} MOUNTPOINT'\n")
     return 0
 
 
@@ -202,9 +215,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """This module's own subcommands."""
-    p = subparsers.add_parser("init", help="create an empty store",
-                              description="Create an empty store in STORE (a new or empty directory).")
+    p = subparsers.add_parser(
+        "init", help="create an empty store, or join a shared one",
+        description="Create an empty store in STORE (a new or empty directory). With --objects and --catalog, "
+                    "STORE is this machine's directory (configuration, staging, cache; no secrets) of a store "
+                    "kept in an S3-compatible bucket and a PostgreSQL database: created there if the database "
+                    "holds none, joined if it does. S3 credentials come from AWS_ACCESS_KEY_ID, "
+                    "AWS_SECRET_ACCESS_KEY (and AWS_REGION, AWS_ENDPOINT_URL), the PostgreSQL password from "
+                    "PGPASSWORD or ~/.pgpass.")
     p.add_argument("store", metavar="STORE", help="directory for the new store")
+    p.add_argument("--objects", metavar="s3://BUCKET/PREFIX", help="keep pack objects in this S3 location")
+    p.add_argument("--catalog", metavar="postgresql://USER@HOST:PORT/DB", help="keep the catalog in this database")
+    p.add_argument("--endpoint", metavar="URL", help="the S3 server's URL (default: AWS_ENDPOINT_URL, else AWS)")
     p.set_defaults(func=cmd_init)
 
     p = subparsers.add_parser("ls", help="list a directory of the store tree",

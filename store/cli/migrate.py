@@ -19,6 +19,7 @@ from pathlib import Path
 from store.cli.common import CliError, human_bytes, open_store, write_out
 from store.core.errors import LockedError
 from store.core.legacy import Limits
+from store.core.units import parse_size
 from store.services.migrate import Migrator, Outcome
 from store.services.migrate_status import finalize, migration_status, parse_duration
 from store.services.migrate_export import export_sessions
@@ -27,18 +28,6 @@ from store.services.migrate_export import export_sessions
 IMPORT_CACHE_BYTES = 32 * 1024 * 1024
 EXIT_SOME_FAILED = 3
 EXIT_INTERRUPTED = 130
-
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", re.I)
-_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """'512M', '1GiB', '2000000' -> bytes (binary units)."""
-    m = _SIZE.fullmatch(text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a size like 512M or 1G")
-    return int(float(m.group(1)) * _MULT[m.group(2)[:1].lower()])
-
 
 def _positive(text: str) -> int:
     try:
@@ -352,4 +341,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_finalize)
 
 
-__all__ = ["register", "parse_size"]
+__all__ = ["register"]

@@ -1,5 +1,7 @@
 """Sizes and times for people."""
 
+import argparse
+import re
 import time
 
 
@@ -20,3 +22,15 @@ def iso_ns(ns: int | None) -> str | None:
     if ns is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.I)
+_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """'512M', '1GiB', '2000000' -> bytes (binary units); an argparse ``type`` as it is."""
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a size like 512M or 1G")
+    return int(float(m.group(1)) * _MULT[m.group(2).lower()])

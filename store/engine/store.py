@@ -2,9 +2,11 @@
 
 Layout of a store directory (created private, 0700)::
 
+    config.json     where a scale-out store's objects and catalog live (absent: here, the default)
     catalog.db      the SQLite catalog (schema.create_tables documents it)
     packs/          sealed packs of framed blocks: the local object store's objects
                     (store.backends.objects.store.LocalObjectStore, written whole, never changed)
+    cache/          a scale-out store's local cache of object ranges (``--disk-cache``)
     packing/        the open pack being filled, and sealed packs not yet put
     staging/        overlays: sparse data files and sealed markers of writes
                     not yet committed (replayed after a crash)
@@ -31,12 +33,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from store.backends.catalog.rows import ROOT_INO
-from store.backends.catalog.sqlite.catalog import SqliteCatalog
+from store.backends.catalog.rows import ROOT_INO, Changes
 from store.backends.catalog.dictionaries import Dictionaries
-from store.backends.objects.packs import Packer, local_packer
+from store.backends.objects.packs import Packer
+from store.core.config import StoreConfig
 from store.core.errors import FormatError, FsError
 from .attr_cache import CAPACITY, AttrCache
+from .backends import (DEFAULT_DISK_CACHE, create_catalog, install_catalog, join_or_create_shared, open_catalog,
+                       open_packer, read_config, write_config)
 from .cache import ByteLRU
 from .commit import CommitPath
 from .lock import StoreLock
@@ -69,31 +73,41 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
 
     # -- life cycle --------------------------------------------------------
     @staticmethod
-    def init(path: str | os.PathLike, *, exist_ok: bool = False) -> Path:
+    def init(path: str | os.PathLike, *, exist_ok: bool = False, config: StoreConfig | None = None) -> Path:
+        """Create a store in ``path`` (a new or empty directory). With a scale-out ``config``
+        the directory joins the store its catalog already holds, or creates one there."""
         root = Path(path)
-        if (root / "catalog.db").exists():
+        config = config or StoreConfig()
+        if read_config(root) is not None:
             if exist_ok:
                 return root
             raise FormatError(f"{root} already holds a sessionfs store")
         if root.exists() and any(root.iterdir()):
             raise FormatError(f"{root} exists and is not empty; choose an empty or new directory")
+        store_id = secrets.token_hex(16)
+        catalog = None
+        if config.shared:
+            config, catalog = join_or_create_shared(config, store_id)
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(root, 0o700)
         for sub in STORE_DIRS:
             (root / sub).mkdir(mode=0o700, exist_ok=True)
-        tmp = root / "catalog.db.new"
-        SqliteCatalog.initialize(tmp, secrets.token_hex(16))
-        catalog = SqliteCatalog(tmp)
-        try:
-            now = time.time_ns()
-            uid, gid = os.getuid(), os.getgid()
-            with catalog.write() as view:
-                view.tree.create_root(uid, gid, now)
-                node = view.tree.make_node(ROOT_INO, SESSIONS_DIR, stat.S_IFDIR | 0o755, uid, gid, now)
-                view.meta.put("sessions_ino", node.id)
-        finally:
-            catalog.close()
-        os.replace(tmp, root / "catalog.db")
+        if not config.shared:
+            catalog = create_catalog(root, store_id)
+        if catalog is not None:
+            try:
+                now = time.time_ns()
+                uid, gid = os.getuid(), os.getgid()
+                with catalog.write() as view:
+                    view.tree.create_root(uid, gid, now)
+                    node = view.tree.make_node(ROOT_INO, SESSIONS_DIR, stat.S_IFDIR | 0o755, uid, gid, now)
+                    view.meta.put("sessions_ino", node.id)
+            finally:
+                catalog.close()
+        if config.shared:
+            write_config(root, config)
+        else:
+            install_catalog(root)
         return root
 
     @classmethod
@@ -101,7 +115,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
              create: bool = False, owner: dict | None = None, sync_interval: float = 5.0,
              compress_level: int = 3, packs: Packer | None = None, seal_every_commit: bool = False,
              maintenance: Callable[["Store"], object] | None = None,
-             memory: MemoryPlan | None = None) -> "Store":
+             memory: MemoryPlan | None = None, disk_cache: int = DEFAULT_DISK_CACHE) -> "Store":
         """Open a store. ``maintenance(store)`` starts maintenance in this process (the mount
         daemon) once a writable store is open and returns an object with ``statistics()`` and
         ``stop()`` (``store.services.background.maintenance`` makes one: background gc and
@@ -110,21 +124,27 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         the catalog readers' page caches and the queued-write bound instead of ``cache_bytes``
         and the defaults. ``seal_every_commit`` puts every commit's blocks into the object store
         before the commit (``store.backends.objects.packs``); ``packs`` replaces the local packer
-        (tests give a small pack size or inject faults)."""
+        (tests give a small pack size or inject faults). ``disk_cache`` bounds the local cache of
+        a scale-out store's objects."""
         root = Path(path)
-        if create and not (root / "catalog.db").exists():
+        config = read_config(root)
+        if config is None and create:
             cls.init(root)
-        if not (root / "catalog.db").exists():
-            raise FormatError(f"{root} is not a sessionfs store (no catalog.db); create one with 'sessionfs init'")
-        packs = packs or local_packer(root, seal_every_commit=seal_every_commit)
+            config = StoreConfig()
+        if config is None:
+            raise FormatError(f"{root} is not a sessionfs store (no catalog.db or config.json); "
+                              f"create one with 'sessionfs init'")
+        packs = packs or open_packer(root, config, seal_every_commit=seal_every_commit, disk_cache=disk_cache)
         return cls(root, cache_bytes=cache_bytes, readonly=readonly, owner=owner, sync_interval=sync_interval,
                    compress_level=compress_level, packs=packs, maintenance=None if readonly else maintenance,
-                   memory=memory)
+                   memory=memory, config=config)
 
     def __init__(self, root: Path, *, cache_bytes: int, readonly: bool, owner: dict | None,
                  sync_interval: float, compress_level: int, packs: Packer,
-                 maintenance: Callable[["Store"], object] | None = None, memory: MemoryPlan | None = None):
+                 maintenance: Callable[["Store"], object] | None = None, memory: MemoryPlan | None = None,
+                 config: StoreConfig | None = None):
         self.root = root
+        self.config = config or StoreConfig()
         self.readonly = readonly
         self.compress_level = compress_level
         self.memory = memory
@@ -139,8 +159,8 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         if not readonly:
             self._lock.take(owner)
         try:
-            self.catalog = SqliteCatalog(root / "catalog.db", readonly=readonly,
-                                         **({"reader_cache_kib": memory.reader_cache_kib} if memory else {}))
+            self.catalog = open_catalog(root, self.config, readonly=readonly,
+                                        reader_cache_kib=memory.reader_cache_kib if memory else None)
             self.attrs = AttrCache(0 if readonly else CAPACITY)     # read-only: others commit unseen
             self.catalog.add_commit_hook(self.attrs.changed)
             self.packs = packs
@@ -158,6 +178,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             self._boot = boot_id()
             self._commit_listeners: list[Callable[[list[int]], None]] = []
             self._entry_listeners: list[Callable[[list[tuple[int, bytes]]], None]] = []
+            self._remote_listeners: list[Callable[[Changes | None], None]] = []
             # (parent, name) created or removed by the path-level batch being applied
             self._names_changed: list[tuple[int, bytes]] = []
             self._write_errors: dict[int, BaseException] = {}   # ino -> why a write was dropped
@@ -181,6 +202,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
                 self.persister.start()
                 if maintenance is not None:
                     self.background = maintenance(self)
+                self.catalog.listen(self._others_committed)
         except BaseException:
             self._abandon()
             raise
@@ -250,7 +272,10 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             layers = self._overlays.setdefault(ino, [])
             if layers and not layers[-1].sealed:
                 return layers[-1]
-            self._seq += 1
+            # A write's sequence number is a clock in nanoseconds that never goes back in this
+            # process: versions written by mounts sharing a catalog compare by when they were
+            # started, so a replayed write that a later one (of any mount) replaced stays replaced.
+            self._seq = max(self._seq + 1, time.time_ns())
             base = layers[-1].size if layers else row.size
             ov = Overlay(self.staging, self._seq, ino, base)
             layers.append(ov)
@@ -326,6 +351,26 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         drop the kernel's cached directory entries, negative ones (a name looked up and not
         found) included."""
         self._entry_listeners.append(fn)
+
+    def add_remote_listener(self, fn: Callable[[Changes | None], None]) -> None:
+        """``fn(changes)`` is called (in the catalog's listening thread) after another mount
+        sharing the catalog committed, its attributes already dropped from this store's cache;
+        ``fn(None)``: commits may have been missed, anything cached may be stale. A mount
+        invalidates its kernel's caches (close-to-open consistency across mounts)."""
+        self._remote_listeners.append(fn)
+
+    def _others_committed(self, changes: Changes | None) -> None:
+        self.attrs.changed(changes if changes is not None else Changes(everything=True))
+        for fn in self._remote_listeners:
+            try:
+                fn(changes)
+            except Exception:  # noqa: BLE001 - a failing listener must not stop the notifications
+                log.exception("a listener of other mounts' commits failed")
+
+    def pinned_inodes(self) -> list[int]:
+        """The inodes the kernel holds references to (``pin``): what may be cached there."""
+        with self._ov_lock:
+            return list(self._pins)
 
     # -- statistics --------------------------------------------------------------
     def inode_count(self) -> int:

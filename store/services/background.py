@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Callable
 
+from store.services.exclusive import maintenance_turn
 from store.services.gc import DEFAULT_GRACE, BackgroundGC, GcOptions
 from store.services.dictionary_training import ensure_dictionary
 from store.services.recompress import (BATCH_BYTES, DEFAULT_COLD_AGE, DEFAULT_CPU_SHARE, DEFAULT_LEVEL,
@@ -113,9 +114,14 @@ class Compressor:
                 self._stop.wait(self.poll)
 
     def _round(self) -> bool | None:
-        """Handle one batch of cold blocks; None when there is nothing to do."""
+        """Handle one batch of cold blocks (on the mount whose turn it is); None when there is
+        nothing to do."""
         if not self._wait_quiet():
             return False
+        with maintenance_turn(self.store) as mine:
+            return self._batch() if mine else None
+
+    def _batch(self) -> bool | None:
         rows = [r for r in candidates(self.store.catalog.reader(), self.options.cold_age, 256)
                 if r.id not in self._skip]
         if not rows:

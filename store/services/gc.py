@@ -69,6 +69,7 @@ from store.backends.catalog.maintenance import AgedBlock, PackLiveness
 from store.backends.catalog.rows import ChunkInBlock
 from store.engine.ingest import append_frame
 from .audio_layout import trimmed_layout
+from .exclusive import MAINTENANCE, required_turn
 
 log = logging.getLogger("sessionfs.gc")
 
@@ -417,8 +418,13 @@ def collect(store, options: GcOptions | None = None, *, progress=None, dry_run: 
         result.packs_deleted = sum(1 for p in live if p.live == 0)
         result.compaction_plan = [p for p in plan_compaction(live, options) if p[2] > 0]
         return result
+    with required_turn(store, "gc"):
+        return _collect(store, options, progress)
+
+
+def _collect(store, options: GcOptions, progress) -> GcResult:
     collector = Collector(store, options)
-    collector.result.stored_before = maintenance.stored_bytes()
+    collector.result.stored_before = store.catalog.reader().maintenance.stored_bytes()
     while store.run_in_worker(collector.reclaim_step):
         pass
     plan = store.run_in_worker(collector.plan)
@@ -449,6 +455,7 @@ class BackgroundGC:
         self.collector = Collector(store, self.options)
         self._plan: list = []
         self._phase = "reclaim"
+        self._turn = False
         self.passes = 0
         self.task = store.persister.add_idle_task(self.step, "gc", delay=min(interval, 60.0))
 
@@ -456,6 +463,12 @@ class BackgroundGC:
         idle_for = time.monotonic() - self.store.last_activity
         if idle_for < self.quiet:
             return self.quiet - idle_for
+        if not self._turn:
+            # A pass holds the maintenance turn from its start to its end (another mount of a
+            # shared store may be in the middle of one).
+            self._turn = self.store.catalog.try_exclusive(MAINTENANCE)
+            if not self._turn:
+                return self.interval
         if self._phase == "reclaim":
             if self.collector.reclaim_step():
                 return 0.0
@@ -470,7 +483,13 @@ class BackgroundGC:
             return 0.0
         self._phase = "reclaim"
         self.passes += 1
+        self._release_turn()
         return self.interval
+
+    def _release_turn(self) -> None:
+        if self._turn:
+            self._turn = False
+            self.store.catalog.release_exclusive(MAINTENANCE)
 
     def statistics(self) -> dict:
         r = self.collector.result
@@ -481,6 +500,7 @@ class BackgroundGC:
 
     def stop(self) -> None:
         self.store.persister.remove_idle_task(self.task)
+        self._release_turn()
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -73,6 +73,7 @@ from store.core.units import human_bytes
 from store.backends.catalog.maintenance import AgedBlock
 from .audio_layout import pcm_layout
 from .dictionary_training import SMALL_BLOCK, ensure_dictionary, looks_like_text
+from .exclusive import required_turn
 from .gc import Appender, after_commit, drop_empty_packs, ns_ago
 
 log = logging.getLogger("sessionfs.recompress")
@@ -374,7 +375,12 @@ def compress(store, options: CompressOptions | None = None, *, progress=None, th
 
     Encoding runs in ``threads`` threads (zstd releases the GIL), switch-overs in the
     persistence worker. ``progress(done_bytes, total_bytes)`` as blocks are handled."""
-    options = options or CompressOptions(cold_age=0)
+    with required_turn(store, "compress"):
+        return _compress(store, options or CompressOptions(cold_age=0), progress, threads, stop)
+
+
+def _compress(store, options: CompressOptions, progress, threads: int | None,
+              stop: threading.Event | None) -> CompressResult:
     result = CompressResult()
     view = store.catalog.reader()
     result.stored_before = view.maintenance.stored_bytes()

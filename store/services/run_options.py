@@ -7,24 +7,14 @@ from __future__ import annotations
 
 import argparse
 
+from store.core.units import parse_size
 from store.engine import memory
+from store.engine.backends import DEFAULT_DISK_CACHE
 from store.engine.store import DEFAULT_CACHE_BYTES
 
 from .background import maintenance
 from .gc import DEFAULT_GRACE
 from .recompress import DEFAULT_COLD_AGE, DEFAULT_CPU_SHARE, DEFAULT_LEVEL
-
-
-def parse_size(text: str) -> int:
-    """'100M', '2G', '512k' or plain bytes."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    try:
-        if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 100M or 2G)") from None
 
 
 def add_background_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,16 +37,20 @@ def add_background_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def background_kwargs(args) -> dict:
+    """``Store.open`` keyword arguments of the background and memory flags."""
     return dict(maintenance=maintenance(gc=args.gc, gc_grace=args.gc_grace, compress=args.compress,
-                                        level=args.compress_level, cold_age=args.cold_age, cpu_share=args.cpu_share))
+                                        level=args.compress_level, cold_age=args.cold_age, cpu_share=args.cpu_share),
+                disk_cache=args.disk_cache)
 
 
 def add_memory_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--cache-size`` and ``--memory-limit``; ``memory_plan`` divides them."""
+    """``--cache-size``, ``--memory-limit`` (``memory_plan`` divides them) and ``--disk-cache``."""
     parser.add_argument("--cache-size", type=parse_size, default=DEFAULT_CACHE_BYTES,
                         help="decoded-block cache bound (default 100M)")
     parser.add_argument("--memory-limit", type=parse_size, default=memory.DEFAULT_LIMIT,
                         help="the daemon's resident memory bound, cache included (default 512M)")
+    parser.add_argument("--disk-cache", type=parse_size, default=DEFAULT_DISK_CACHE,
+                        help="bound of the local cache of a shared store's objects in STORE/cache (default 1G)")
 
 
 def memory_plan(args) -> memory.MemoryPlan:

@@ -90,6 +90,22 @@ class Catalog(ABC):
     def add_commit_hook(self, fn: Callable[[Changes], None]) -> None:
         """Call ``fn(changes)`` after each write transaction (see the module docstring)."""
 
+    def listen(self, fn: Callable[[Changes | None], None]) -> None:
+        """Call ``fn(changes)`` (from a thread of the catalog's) after each commit of another
+        writer sharing this catalog, and ``fn(None)`` when some may have been missed (a
+        connection was lost): then everything cached may be stale. A catalog that only this
+        process writes (SQLite: the store's lock file) has no other writers and never calls it."""
+
+    def try_exclusive(self, name: str) -> bool:
+        """Take the lock ``name``, shared by every process using this catalog, if it is free:
+        True when this process holds it now (until ``release_exclusive``, or its end). Work that
+        moves blocks (gc, compaction, recompression) runs on one mount at a time. A catalog
+        that only this process writes (SQLite: the store's lock file) grants it always."""
+        return True
+
+    def release_exclusive(self, name: str) -> None:
+        """Release ``name`` taken by ``try_exclusive``."""
+
     @abstractmethod
     def checkpoint(self) -> None:
         """Make what is committed durable (bounds what a power loss can take)."""

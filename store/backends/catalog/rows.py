@@ -74,10 +74,13 @@ class ChunkInBlock:
 class Changes:
     """What one write transaction changed, as the attribute cache needs it: the inodes whose
     rows changed, the files whose chunk lists changed, and ``everything`` when a chunk's
-    length changed or a chunk went away (any file's byte count may have changed)."""
+    length changed or a chunk went away (any file's byte count may have changed).
+    ``entries``: the names (parent, name) created or removed, which other mounts of a shared
+    catalog must drop from their kernels' caches (a catalog with one writer leaves it empty)."""
     inodes: frozenset[int] = field(default_factory=frozenset)
     contents: frozenset[int] = field(default_factory=frozenset)
     everything: bool = False
+    entries: frozenset[tuple[int, bytes]] = field(default_factory=frozenset)
 
     def __bool__(self) -> bool:
-        return bool(self.inodes or self.contents or self.everything)
+        return bool(self.inodes or self.contents or self.everything or self.entries)

@@ -251,7 +251,9 @@ class Packer:
         """Bring packs in line with the catalog (pack id -> (committed size, sealed)).
 
         Local files and objects the catalog does not name are a batch that never committed:
-        deleted. A local file's tail past the committed size is cut (local working state).
+        deleted; with ``seal_every_commit`` (other mounts may share the objects) only those with
+        a local file, which are this packer's own: an object alone may be another writer's,
+        put before its commit (gc collects those of dead writers after its grace period). A local file's tail past the committed size is cut (local working state).
         The newest unsealed pack with its local file is opened again for appending; other
         local packs are sealed, and put at ``committed``. An unsealed pack that is only in
         the object store (a store written before packs were put, or put just before a
@@ -260,7 +262,7 @@ class Packer:
         objects = {pid: size for name, size in self.objects.list(PACK_PREFIX).items()
                    if (pid := pack_id_of(name)) is not None}
         for pid in sorted(set(local) | set(objects)):
-            if pid not in catalog:
+            if pid not in catalog and (pid in local or not self.seal_every_commit):
                 log.warning("removing pack %08d: written by a batch that never committed", pid)
                 self.delete(pid)
         to_seal = []
