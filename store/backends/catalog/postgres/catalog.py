@@ -157,8 +157,7 @@ class PostgresCatalog(Catalog):
                 with view.pinned("BEGIN ISOLATION LEVEL SERIALIZABLE") as conn:
                     try:
                         yield view
-                        changes = Changes(frozenset(view.touched.inodes), frozenset(view.touched.contents),
-                                          view.touched.everything)
+                        changes = view.touched.peek()
                         if changes:
                             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, encode(self.origin, changes)))
                         conn.execute("COMMIT")

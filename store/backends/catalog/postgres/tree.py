@@ -111,9 +111,11 @@ class PostgresTree(Domain, Tree):
 
     def _add_entry(self, parent: int, name: bytes, ino: int) -> None:
         self._x("INSERT INTO dentries (parent, name, ino) VALUES (%s, %s, %s)", (parent, name, ino))
+        self._touched.entries.add((parent, name))
 
     def _drop_entry(self, parent: int, name: bytes) -> None:
         self._x("DELETE FROM dentries WHERE parent = %s AND name = %s", (parent, name))
+        self._touched.entries.add((parent, name))
 
     def _existing(self, parent: int, name: bytes) -> int:
         ino = self.lookup(parent, name)
@@ -242,6 +244,7 @@ class PostgresTree(Domain, Tree):
             raise FsError(errno.EINVAL, "cannot move a directory into itself")
         self._x("UPDATE dentries SET ino = %s WHERE parent = %s AND name = %s", (r2.id, p1, n1))
         self._x("UPDATE dentries SET ino = %s WHERE parent = %s AND name = %s", (r1.id, p2, n2))
+        self._touched.entries.update(((p1, n1), (p2, n2)))
         self._x("UPDATE inodes SET ctime_ns = %s WHERE id IN (%s, %s)", (now, r1.id, r2.id))
         self._touched.inodes.update((r1.id, r2.id))
         if p1 != p2 and d1 != d2:
