@@ -29,6 +29,8 @@ class StoreConfig:
     catalog: str = SQLITE_CATALOG
     endpoint: str | None = None
     store_id: str | None = None
+    #: This directory's name among the writers of a shared store (``init`` makes it).
+    writer_id: str | None = None
 
     @property
     def is_default(self) -> bool:
@@ -40,8 +42,14 @@ class StoreConfig:
         return self.catalog != SQLITE_CATALOG
 
     def to_dict(self) -> dict:
-        return {"format": CONFIG_FORMAT, "store_id": self.store_id, "objects": self.objects,
-                "endpoint": self.endpoint, "catalog": self.catalog}
+        return {"format": CONFIG_FORMAT, "store_id": self.store_id, "writer_id": self.writer_id,
+                "objects": self.objects, "endpoint": self.endpoint, "catalog": self.catalog}
+
+    @property
+    def seq_key(self) -> str:
+        """The meta key of this writer's last committed write sequence (one per writer: a row
+        every mount's commits wrote would make them all conflict)."""
+        return "last_seq" if self.writer_id is None else f"last_seq/{self.writer_id}"
 
 
 def s3_location(url: str) -> tuple[str, str]:
@@ -85,7 +93,7 @@ def endpoint_url(url: str | None) -> str | None:
 
 
 def make_config(objects: str | None, catalog: str | None, endpoint: str | None,
-                store_id: str | None = None) -> StoreConfig:
+                store_id: str | None = None, writer_id: str | None = None) -> StoreConfig:
     """A checked configuration from ``init``'s options (None: the default of each)."""
     objects = objects or LOCAL_OBJECTS
     catalog = catalog or SQLITE_CATALOG
@@ -101,17 +109,17 @@ def make_config(objects: str | None, catalog: str | None, endpoint: str | None,
                           "postgresql://USER@HOST:PORT/DB")
     if endpoint is not None and objects == LOCAL_OBJECTS:
         raise FormatError("--endpoint is the S3 server's URL; it needs --objects s3://BUCKET/PREFIX")
-    return StoreConfig(objects, catalog, endpoint_url(endpoint), store_id)
+    return StoreConfig(objects, catalog, endpoint_url(endpoint), store_id, writer_id)
 
 
 def parse_config(data: object, where: str) -> StoreConfig:
     """The configuration in ``data`` (config.json's parsed JSON), or FormatError naming ``where``."""
     if not isinstance(data, dict) or data.get("format") != CONFIG_FORMAT:
         raise FormatError(f"{where} is not a sessionfs store configuration of format {CONFIG_FORMAT}")
-    fields = {k: data.get(k) for k in ("objects", "catalog", "endpoint", "store_id")}
+    fields = {k: data.get(k) for k in ("objects", "catalog", "endpoint", "store_id", "writer_id")}
     if not all(v is None or isinstance(v, str) for v in fields.values()):
-        raise FormatError(f"{where}: objects, catalog, endpoint and store_id must be strings")
+        raise FormatError(f"{where}: objects, catalog, endpoint, store_id and writer_id must be strings")
     try:
-        return make_config(fields["objects"], fields["catalog"], fields["endpoint"], fields["store_id"])
+        return make_config(**fields)
     except FormatError as exc:
         raise FormatError(f"{where}: {exc}") from None

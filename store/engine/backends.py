@@ -11,6 +11,8 @@ are imported only when a store uses them, so the default needs neither installed
 from __future__ import annotations
 
 import os
+import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -103,7 +105,6 @@ def join_or_create_shared(config: StoreConfig, store_id: str) -> tuple[StoreConf
         if found["objects"] != config.objects:
             raise FormatError(f"the catalog {config.catalog} holds a store whose objects are at "
                               f"{found['objects']}, not {config.objects}; give that --objects to join it")
-        return StoreConfig(config.objects, config.catalog, config.endpoint, found["store_id"]), None
+        return replace(config, store_id=found["store_id"], writer_id=secrets.token_hex(8)), None
     PostgresCatalog.initialize(config.catalog, store_id, config.objects)
-    return (StoreConfig(config.objects, config.catalog, config.endpoint, store_id),
-            PostgresCatalog(config.catalog))
+    return replace(config, store_id=store_id, writer_id=secrets.token_hex(8)), PostgresCatalog(config.catalog)

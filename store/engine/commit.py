@@ -128,27 +128,31 @@ class CommitPath:
             yield b"".join(parts)
 
     def _apply(self, items: list, prepared: list, builder: BatchBuilder, durable: bool) -> list[int]:
+        return self.catalog.transact(lambda view: self._apply_in(view, items, prepared, builder), durable=durable)
+
+    def _apply_in(self, view: CatalogView, items: list, prepared: list, builder: BatchBuilder) -> list[int]:
+        """The batch's catalog changes in transaction ``view``; returns the inodes changed (run
+        again whole if a shared catalog's transaction lost a race)."""
         now = time.time_ns()
         changed: list[int] = []
         self._names_changed = []
-        with self.catalog.write(durable=durable) as view:
-            self.record_packs(view, builder.new_packs, builder.pack_ends)
-            view.content.add_blocks(builder.new_blocks)
-            view.content.add_chunks(builder.new_chunks, now)
-            for item, prep in zip(items, prepared):
-                if isinstance(item, Overlay):
-                    if prep is None:                # dropped: readers fall back to the lower layers
-                        changed.append(item.ino)
-                    elif self._apply_overlay(view, item, prep, now):
-                        changed.append(item.ino)
-                    continue
-                try:
-                    with view.savepoint():
-                        changed.extend(self._apply_group(view, item, prep, now))
-                except (FsError, BadInputError) as exc:
-                    item.error = exc
-                    log.error("write group failed and was dropped: %s", exc)
-            view.meta.put("last_seq", self._seq)
+        self.record_packs(view, builder.new_packs, builder.pack_ends)
+        view.content.add_blocks(builder.new_blocks)
+        view.content.add_chunks(builder.new_chunks, now)
+        for item, prep in zip(items, prepared):
+            if isinstance(item, Overlay):
+                if prep is None:                # dropped: readers fall back to the lower layers
+                    changed.append(item.ino)
+                elif self._apply_overlay(view, item, prep, now):
+                    changed.append(item.ino)
+                continue
+            try:
+                with view.savepoint():
+                    changed.extend(self._apply_group(view, item, prep, now))
+            except (FsError, BadInputError) as exc:
+                item.error = exc
+                log.error("write group failed and was dropped: %s", exc)
+        view.meta.put(self.config.seq_key, self._seq)
         return changed
 
     def record_packs(self, view: CatalogView, new_packs: list[int], pack_ends: dict[int, int]) -> None:

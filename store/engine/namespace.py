@@ -23,10 +23,13 @@ class NamespaceOps:
     def _namespace(self, op, *, entries: Iterable[tuple[int, bytes]] = (), moved: Iterable[int] = ()):
         """Run ``op(tree, now)`` in a write transaction and keep the session index in step."""
         self._check_writable()
-        with self.catalog.write() as view:
+        entries, moved = list(entries), list(moved)
+
+        def run(view: CatalogView):
             result = op(view.tree, time.time_ns())
             self._refresh_sessions(view, entries, moved)
-        return result
+            return result
+        return self.catalog.transact(run)
 
     def _refresh_sessions(self, view: CatalogView, entries: Iterable[tuple[int, bytes]], moved: Iterable[int]) -> None:
         """Keep the session rows and the search index in step with changed names: ``entries``

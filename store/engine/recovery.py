@@ -36,7 +36,7 @@ class Recovery:
                 view.tree.delete_inode(ino, now)
         self.packs.committed()                  # sealed packs still local go into the object store
         self.ids = self._load_ids()
-        self._seq = max(int(catalog.meta("last_seq") or 0), _max_staged_seq(self.staging))
+        self._seq = max(int(catalog.meta(self.config.seq_key) or 0), _max_staged_seq(self.staging))
         self._replay_staged()
 
     def _load_ids(self) -> IdRanges:

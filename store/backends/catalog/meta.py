@@ -2,7 +2,8 @@
 
 Keys the engine uses: ``store_id`` (hex, set at creation), ``created`` (ns),
 ``format_version`` (the catalog's format), ``sessions_ino`` (the inode of sessions/),
-``last_seq`` (the last staged-write sequence committed). Other domains keep their own
+``last_seq`` (the last staged-write sequence committed; ``last_seq/<writer>`` for each writer
+of a shared catalog). Other domains keep their own
 keys.
 """
 
