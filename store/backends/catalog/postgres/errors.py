@@ -18,6 +18,7 @@ from typing import Callable
 import psycopg
 from psycopg import errors as pg
 
+from store.backends.catalog.methods import marked, public_methods
 from store.core.errors import CatalogError, ConflictError, FormatError, StoreError
 
 Classify = Callable[[psycopg.Error, str], StoreError]
@@ -61,12 +62,11 @@ def transaction_error(where: str, exc: psycopg.Error) -> CatalogError:
 
 
 def translated(cls: type) -> type:
-    """Class decorator: each public method of ``cls`` (generators included) runs on its view's
-    connection (``PostgresView.using``: borrowed for the call outside a transaction) and raises
-    store errors, never psycopg ones."""
-    for name, method in list(vars(cls).items()):
-        if not name.startswith("_") and inspect.isfunction(method):
-            setattr(cls, name, _translating(method, name.replace("_", " ")))
+    """Class decorator: each public method of ``cls``, inherited ones included (generators too),
+    runs on its view's connection (``PostgresView.using``: borrowed for the call outside a
+    transaction) and raises store errors, never psycopg ones."""
+    for name, method in public_methods(cls):
+        setattr(cls, name, _translating(method, name.replace("_", " ")))
     return cls
 
 
@@ -74,12 +74,15 @@ def on_connection(cls: type) -> type:
     """A subclass of ``cls`` (a domain translating its own errors, as the search index does)
     whose public methods, inherited ones included, run on its view's connection as
     ``translated`` makes them."""
-    wrapped = {name: _translating(getattr(cls, name), name.replace("_", " "))
-               for name in dir(cls) if not name.startswith("_") and inspect.isfunction(getattr(cls, name))}
+    wrapped = {name: _translating(method, name.replace("_", " ")) for name, method in public_methods(cls)}
     return type(cls.__name__, (cls,), {**wrapped, "__doc__": cls.__doc__, "__module__": cls.__module__})
 
 
 def _translating(method, operation: str):
+    return marked(_wrap(method, operation))
+
+
+def _wrap(method, operation: str):
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def generate(self, *args, **kwargs):

@@ -15,6 +15,7 @@ import inspect
 import sqlite3
 from typing import Callable
 
+from store.backends.catalog.methods import marked, public_methods
 from store.core.errors import CatalogError, ConflictError, FormatError, StoreError
 
 _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 8, 11, 13, 14, 26
@@ -70,18 +71,21 @@ def sqlite_errors(operation: str, classify: Classify = store_error):
 
 
 def translated(cls: type | None = None, *, classify: Classify = store_error):
-    """Class decorator: the public methods of ``cls`` (generators included) raise store errors,
-    never sqlite3 ones; ``classify`` picks the error. ``@translated`` or
+    """Class decorator: the public methods of ``cls``, inherited ones included (generators too),
+    raise store errors, never sqlite3 ones; ``classify`` picks the error. ``@translated`` or
     ``@translated(classify=...)``."""
     def decorate(klass: type) -> type:
-        for name, method in list(vars(klass).items()):
-            if not name.startswith("_") and inspect.isfunction(method):
-                setattr(klass, name, _translating(method, name.replace("_", " "), classify))
+        for name, method in public_methods(klass):
+            setattr(klass, name, _translating(method, name.replace("_", " "), classify))
         return klass
     return decorate if cls is None else decorate(cls)
 
 
 def _translating(method, operation: str, classify: Classify):
+    return marked(_wrap(method, operation, classify))
+
+
+def _wrap(method, operation: str, classify: Classify):
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def generate(*args, **kwargs):

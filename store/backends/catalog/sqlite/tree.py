@@ -7,29 +7,24 @@ VACUUMed, which could renumber them).
 
 from __future__ import annotations
 
-import errno
 import json
 import sqlite3
 import stat
 from collections.abc import Iterable
 
+from ..posix_tree import PosixTree
 from ..rows import ROOT_INO, InodeRow
-from ..tree import RENAME_EXCHANGE, RENAME_NOREPLACE, Tree, check_name
 from .content import release_content
-from store.core.errors import FsError
 from store.backends.catalog.sqlite.errors import translated
 
 INODE_COLUMNS = "id, mode, nlink, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns, content_seq, target"
 _JOINED_COLUMNS = ", ".join("i." + c.strip() for c in INODE_COLUMNS.split(","))
 
 
-def _shown(name: bytes) -> str:
-    return name.decode(errors="replace")
-
-
 @translated
-class SqliteTree(Tree):
-    """``Tree`` over one connection (see ``store.backends.catalog.tree``)."""
+class SqliteTree(PosixTree):
+    """``Tree`` over one connection (see ``store.backends.catalog.tree``); the POSIX rules are
+    ``PosixTree``'s, over the primitives below."""
 
     def __init__(self, db: sqlite3.Connection):
         self._db = db
@@ -79,27 +74,16 @@ class SqliteTree(Tree):
     def listxattr(self, ino: int) -> list[bytes]:
         return [bytes(r[0]) for r in self._db.execute("SELECT name FROM xattrs WHERE ino = ? ORDER BY name", (ino,))]
 
-    def _get_dir(self, ino: int) -> InodeRow:
-        row = self.get(ino)
-        if not stat.S_ISDIR(row.mode):
-            raise FsError(errno.ENOTDIR, f"inode {ino} is not a directory")
-        return row
-
     def _has_children(self, ino: int) -> bool:
         return self._db.execute("SELECT 1 FROM dentries WHERE parent = ? LIMIT 1", (ino,)).fetchone() is not None
 
-    def _is_ancestor(self, ancestor: int, ino: int) -> bool:
-        """True when ``ancestor`` is ``ino`` or one of its parent directories."""
-        seen = set()
-        while ino not in seen:
-            if ino == ancestor:
-                return True
-            seen.add(ino)
-            row = self._db.execute("SELECT parent FROM dentries WHERE ino = ? LIMIT 1", (ino,)).fetchone()
-            if row is None:
-                return False
-            ino = row[0]
-        return False
+    def _parent_of(self, ino: int) -> int | None:
+        row = self._db.execute("SELECT parent FROM dentries WHERE ino = ? LIMIT 1", (ino,)).fetchone()
+        return None if row is None else row[0]
+
+    def _nlink(self, ino: int) -> int | None:
+        row = self._db.execute("SELECT nlink FROM inodes WHERE id = ?", (ino,)).fetchone()
+        return None if row is None else row[0]
 
     # -- writes ------------------------------------------------------------------------
     def _touch_dir(self, ino: int, now: int, nlink_delta: int = 0) -> None:
@@ -109,191 +93,42 @@ class SqliteTree(Tree):
     def _set_ctime(self, ino: int, now: int, nlink_delta: int = 0) -> None:
         self._db.execute("UPDATE inodes SET nlink = nlink + ?, ctime_ns = ? WHERE id = ?", (nlink_delta, now, ino))
 
+    def _set_dead(self, ino: int, now: int) -> None:
+        self._db.execute("UPDATE inodes SET nlink = 0, ctime_ns = ? WHERE id = ?", (now, ino))
+
     def _add_entry(self, parent: int, name: bytes, ino: int) -> None:
         self._db.execute("INSERT INTO dentries (parent, name, ino) VALUES (?, ?, ?)", (parent, name, ino))
 
     def _drop_entry(self, parent: int, name: bytes) -> None:
         self._db.execute("DELETE FROM dentries WHERE parent = ? AND name = ?", (parent, name))
 
-    def _existing(self, parent: int, name: bytes) -> int:
-        ino = self.lookup(parent, name)
-        if ino is None:
-            raise FsError(errno.ENOENT, f"{_shown(name)} does not exist")
-        return ino
+    def _swap_entries(self, p1: int, n1: bytes, ino1: int, p2: int, n2: bytes, ino2: int, now: int) -> None:
+        self._db.execute("UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?", (ino2, p1, n1))
+        self._db.execute("UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?", (ino1, p2, n2))
+        self._db.execute("UPDATE inodes SET ctime_ns = ? WHERE id IN (?, ?)", (now, ino1, ino2))
 
-    def _refuse_existing(self, parent: int, name: bytes) -> None:
-        if self.lookup(parent, name) is not None:
-            raise FsError(errno.EEXIST, f"{_shown(name)} exists")
+    def _insert_inode(self, mode: int, nlink: int, uid: int, gid: int, rdev: int, size: int, now: int,
+                      target: bytes | None) -> InodeRow:
+        cur = self._db.execute(
+            "INSERT INTO inodes (mode, nlink, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns, target) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (mode, nlink, uid, gid, rdev, size, now, now, now, target))
+        return self.get(cur.lastrowid)
+
+    def _write_attrs(self, row: InodeRow) -> None:
+        self._db.execute("UPDATE inodes SET mode = ?, uid = ?, gid = ?, atime_ns = ?, mtime_ns = ?, ctime_ns = ? "
+                         "WHERE id = ?", (row.mode, row.uid, row.gid, row.atime_ns, row.mtime_ns, row.ctime_ns, row.id))
+
+    def _put_xattr(self, ino: int, name: bytes, value: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)", (ino, name, value))
+
+    def _drop_xattr(self, ino: int, name: bytes) -> bool:
+        return self._db.execute("DELETE FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).rowcount > 0
 
     def create_root(self, uid: int, gid: int, now: int) -> None:
         self._db.execute("INSERT INTO inodes (id, mode, nlink, uid, gid, atime_ns, mtime_ns, ctime_ns) "
                          "VALUES (?, ?, 2, ?, ?, ?, ?, ?)", (ROOT_INO, stat.S_IFDIR | 0o755, uid, gid, now, now, now))
 
-    def make_node(self, parent: int, name: bytes, mode: int, uid: int, gid: int, now: int,
-                  rdev: int = 0, target: bytes | None = None) -> InodeRow:
-        check_name(name)
-        pdir = self._get_dir(parent)
-        if pdir.nlink == 0:
-            raise FsError(errno.ENOENT, "parent directory was removed")
-        self._refuse_existing(parent, name)
-        if pdir.mode & stat.S_ISGID:
-            gid = pdir.gid
-            if stat.S_ISDIR(mode):
-                mode |= stat.S_ISGID
-        is_dir = stat.S_ISDIR(mode)
-        size = len(target) if target is not None else 0
-        cur = self._db.execute(
-            "INSERT INTO inodes (mode, nlink, uid, gid, rdev, size, atime_ns, mtime_ns, ctime_ns, target) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (mode, 2 if is_dir else 1, uid, gid, rdev, size, now, now, now, target))
-        ino = cur.lastrowid
-        self._add_entry(parent, name, ino)
-        self._touch_dir(parent, now, 1 if is_dir else 0)
-        return self.get(ino)
-
-    def link(self, ino: int, parent: int, name: bytes, now: int) -> InodeRow:
-        check_name(name)
-        row = self.get(ino)
-        if stat.S_ISDIR(row.mode):
-            raise FsError(errno.EPERM, "hard links to directories are not allowed")
-        self._get_dir(parent)
-        self._refuse_existing(parent, name)
-        self._add_entry(parent, name, ino)
-        self._set_ctime(ino, now, 1)
-        self._touch_dir(parent, now)
-        return self.get(ino)
-
-    def unlink(self, parent: int, name: bytes, now: int) -> InodeRow:
-        ino = self._existing(parent, name)
-        if stat.S_ISDIR(self.get(ino).mode):
-            raise FsError(errno.EISDIR, f"{_shown(name)} is a directory")
-        self._drop_entry(parent, name)
-        self._set_ctime(ino, now, -1)
-        self._touch_dir(parent, now)
-        return self.get(ino)
-
-    def rmdir(self, parent: int, name: bytes, now: int) -> InodeRow:
-        ino = self._existing(parent, name)
-        if not stat.S_ISDIR(self.get(ino).mode):
-            raise FsError(errno.ENOTDIR, f"{_shown(name)} is not a directory")
-        if self._has_children(ino):
-            raise FsError(errno.ENOTEMPTY, f"{_shown(name)} is not empty")
-        self._drop_entry(parent, name)
-        self._db.execute("UPDATE inodes SET nlink = 0, ctime_ns = ? WHERE id = ?", (now, ino))
-        self._touch_dir(parent, now, -1)
-        return self.get(ino)
-
-    def rename(self, old_parent: int, old_name: bytes, new_parent: int, new_name: bytes, flags: int,
-               now: int) -> InodeRow | None:
-        check_name(new_name)
-        src = self._existing(old_parent, old_name)
-        self._get_dir(new_parent)
-        src_row = self.get(src)
-        src_dir = stat.S_ISDIR(src_row.mode)
-        dst = self.lookup(new_parent, new_name)
-        if flags & RENAME_NOREPLACE and dst is not None:
-            raise FsError(errno.EEXIST, f"{_shown(new_name)} exists")
-        if flags & RENAME_EXCHANGE:
-            if dst is None:
-                raise FsError(errno.ENOENT, f"{_shown(new_name)} does not exist")
-            self._exchange(old_parent, old_name, src_row, new_parent, new_name, self.get(dst), now)
-            return None
-        if dst == src:
-            return None
-        if src_dir and new_parent != old_parent and self._is_ancestor(src, new_parent):
-            raise FsError(errno.EINVAL, "cannot move a directory into itself")
-        replaced = None
-        if dst is not None:
-            replaced = self._replace_target(new_parent, new_name, dst, src_dir, now)
-        self._drop_entry(old_parent, old_name)
-        self._add_entry(new_parent, new_name, src)
-        self._set_ctime(src, now)
-        if src_dir and old_parent != new_parent:
-            self._touch_dir(old_parent, now, -1)
-            self._touch_dir(new_parent, now, 1)
-        else:
-            self._touch_dir(old_parent, now)
-            if new_parent != old_parent:
-                self._touch_dir(new_parent, now)
-        return replaced
-
-    def _replace_target(self, parent: int, name: bytes, dst: int, src_dir: bool, now: int) -> InodeRow:
-        """Remove the entry a rename lands on; returns its inode with the new nlink."""
-        dst_dir = stat.S_ISDIR(self.get(dst).mode)
-        if src_dir and not dst_dir:
-            raise FsError(errno.ENOTDIR, f"{_shown(name)} is not a directory")
-        if dst_dir and not src_dir:
-            raise FsError(errno.EISDIR, f"{_shown(name)} is a directory")
-        if dst_dir:
-            if self._has_children(dst):
-                raise FsError(errno.ENOTEMPTY, f"{_shown(name)} is not empty")
-            self._db.execute("UPDATE inodes SET nlink = 0, ctime_ns = ? WHERE id = ?", (now, dst))
-            self._touch_dir(parent, now, -1)
-        else:
-            self._set_ctime(dst, now, -1)
-        self._drop_entry(parent, name)
-        return self.get(dst)
-
-    def _exchange(self, p1: int, n1: bytes, r1: InodeRow, p2: int, n2: bytes, r2: InodeRow, now: int) -> None:
-        d1, d2 = stat.S_ISDIR(r1.mode), stat.S_ISDIR(r2.mode)
-        if p1 != p2 and ((d1 and self._is_ancestor(r1.id, p2)) or (d2 and self._is_ancestor(r2.id, p1))):
-            raise FsError(errno.EINVAL, "cannot move a directory into itself")
-        self._db.execute("UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?", (r2.id, p1, n1))
-        self._db.execute("UPDATE dentries SET ino = ? WHERE parent = ? AND name = ?", (r1.id, p2, n2))
-        self._db.execute("UPDATE inodes SET ctime_ns = ? WHERE id IN (?, ?)", (now, r1.id, r2.id))
-        if p1 != p2 and d1 != d2:
-            delta = 1 if d2 else -1
-            self._touch_dir(p1, now, delta)
-            self._touch_dir(p2, now, -delta)
-        else:
-            self._touch_dir(p1, now)
-            self._touch_dir(p2, now)
-
-    def set_attrs(self, ino: int, now: int, *, mode: int | None = None, uid: int | None = None,
-                  gid: int | None = None, atime_ns: int | None = None, mtime_ns: int | None = None,
-                  ctime_ns: int | None = None) -> InodeRow:
-        row = self.get(ino)
-        if mode is not None:
-            row.mode = (row.mode & ~0o7777) | (mode & 0o7777)
-        if uid is not None:
-            row.uid = uid
-        if gid is not None:
-            row.gid = gid
-        if atime_ns is not None:
-            row.atime_ns = atime_ns
-        if mtime_ns is not None:
-            row.mtime_ns = mtime_ns
-        row.ctime_ns = ctime_ns if ctime_ns is not None else now
-        self._db.execute("UPDATE inodes SET mode = ?, uid = ?, gid = ?, atime_ns = ?, mtime_ns = ?, ctime_ns = ? "
-                         "WHERE id = ?", (row.mode, row.uid, row.gid, row.atime_ns, row.mtime_ns, row.ctime_ns, ino))
-        return row
-
     def delete_inode(self, ino: int, now: int) -> None:
         release_content(self._db, ino, now)
         self._db.execute("DELETE FROM xattrs WHERE ino = ?", (ino,))
         self._db.execute("DELETE FROM inodes WHERE id = ?", (ino,))
-
-    def delete_if_unlinked(self, ino: int, now: int) -> bool:
-        row = self._db.execute("SELECT nlink FROM inodes WHERE id = ?", (ino,)).fetchone()
-        if row is None or row[0] != 0:
-            return False
-        self.delete_inode(ino, now)
-        return True
-
-    def setxattr(self, ino: int, name: bytes, value: bytes, now: int, *, create: bool = False,
-                 replace: bool = False) -> None:
-        self.get(ino)
-        current = self.getxattr(ino, name)
-        if create and current is not None:
-            raise FsError(errno.EEXIST, "attribute exists")
-        if replace and current is None:
-            raise FsError(errno.ENODATA, "no such attribute")
-        if current == value:
-            return
-        self._db.execute("INSERT OR REPLACE INTO xattrs (ino, name, value) VALUES (?, ?, ?)", (ino, name, value))
-        self._set_ctime(ino, now)
-
-    def removexattr(self, ino: int, name: bytes, now: int) -> None:
-        if self._db.execute("DELETE FROM xattrs WHERE ino = ? AND name = ?", (ino, name)).rowcount == 0:
-            raise FsError(errno.ENODATA, "no such attribute")
-        self._set_ctime(ino, now)
