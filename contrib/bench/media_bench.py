@@ -142,9 +142,10 @@ def section(data: dict) -> str:
 
 
 def put_section(report: Path, text: str) -> None:
-    """Replace (or append) ``SECTION`` of the markdown file ``report`` with ``text`` (from ``section``)."""
+    """Replace (or append) the section of the markdown file ``report`` that ``text`` heads (its
+    first line, as ``section`` writes it) with ``text``."""
     old = report.read_text() if report.exists() else ""
-    head, found, tail = old.partition(SECTION)
+    head, found, tail = old.partition(text.partition("\n")[0])
     rest = tail[tail.find("\n## "):] if found and "\n## " in tail else ""
     report.write_text(f"{head.rstrip()}\n\n{text.rstrip()}\n{rest}")
 

@@ -583,21 +583,29 @@ def markdown(res: dict, plots: dict | None = None, media: str = "") -> str:
 
 #: Results of ``contrib.bench.media_bench --json`` beside report.json: their section is rendered too.
 MEDIA_RESULTS = "media.json"
+#: Results kept beside report.json by other benchmarks' ``--json``, and the module rendering each
+#: one's section (``section(data)``), in the report's order.
+GENERATED = ((MEDIA_RESULTS, "contrib.bench.media_bench"), ("scaleout.json", "contrib.bench.scaleout_bench"))
+
+
+def generated_section(out: Path, results: str, module: str) -> str:
+    """The section ``module`` renders from ``out/results`` ('' when that benchmark was never run)."""
+    path = Path(out) / results
+    if not path.exists():
+        return ""
+    import importlib
+    return importlib.import_module(module).section(json.loads(path.read_text())) + "\n"
 
 
 def media_section(out: Path) -> str:
     """The storage-by-media-kind section from ``out/MEDIA_RESULTS`` ('' when it was never run)."""
-    path = Path(out) / MEDIA_RESULTS
-    if not path.exists():
-        return ""
-    from contrib.bench.media_bench import section
-    return section(json.loads(path.read_text())) + "\n"
+    return generated_section(out, *GENERATED[0])
 
 
 def write(res: dict, out: Path) -> None:
     out = Path(out)
     (out / "report.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (out / "report.md").write_text(markdown(res, media=media_section(out)))
+    (out / "report.md").write_text(markdown(res, media="".join(generated_section(out, *g) for g in GENERATED)))
 
 
 # ---------------------------------------------------------------- README
