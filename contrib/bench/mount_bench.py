@@ -112,12 +112,15 @@ def write_plain(root: Path, files: dict[str, bytes]) -> None:
 
 # ---------------------------------------------------------------- the mount
 class Mounted:
-    def __init__(self, store: Path, mnt: Path):
-        self.store, self.mnt = store, mnt
+    """``sessionfs mount`` of ``store`` at ``mnt``; ``env``: the CLI's environment (None: ours)."""
+
+    def __init__(self, store: Path, mnt: Path, env: dict | None = None):
+        self.store, self.mnt, self.env = store, mnt, env
         self.up = False
 
     def _cli(self, *args: str) -> None:
-        r = subprocess.run([sys.executable, "-m", "store.cli", *args], capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, "-m", "store.cli", *args], capture_output=True, text=True, timeout=600,
+                           env=self.env)
         if r.returncode != 0:
             raise RuntimeError(f"sessionfs {' '.join(args)}: {r.stderr.strip()}")
 

@@ -63,8 +63,10 @@ class NamespaceOps:
                                entries=[(parent, name)])
 
     def link(self, ino: int, parent: int, name: bytes) -> InodeRow:
-        return self._namespace(lambda tree, now: tree.link(ino, parent, name, now),
-                               entries=[(parent, name)], moved=[ino])
+        """The new name's inode as it is now: its queued writes' size, not the committed one."""
+        row = self._namespace(lambda tree, now: tree.link(ino, parent, name, now),
+                              entries=[(parent, name)], moved=[ino])
+        return self._overlaid(row, self._layers(ino))
 
     def unlink(self, parent: int, name: bytes) -> None:
         row = self._namespace(lambda tree, now: tree.unlink(parent, name, now), entries=[(parent, name)])

@@ -191,6 +191,30 @@ class Persister:
         self.submit(b)
         return b
 
+    def expedite(self, ino: int) -> Barrier:
+        """A durable barrier for the sealed writes of file ``ino`` alone (fsync of a file).
+
+        Its queued overlays move, in their order, to the head of the queue with the barrier
+        behind them, so the fsync waits for its own file, not for every file closed before it
+        (those commit next). Files are independent, so this order is as good as any; but when a
+        path group or a call is queued ahead of the file's last overlay, the order of those
+        matters, and the barrier goes to the tail like ``barrier``."""
+        b = Barrier(durable=True)
+        with self._cond:
+            if self._stop:
+                raise StoreError("the store is closing")
+            queued = list(self._queue)
+            mine = [i for i in queued if isinstance(i, Overlay) and i.ino == ino]
+            last = queued.index(mine[-1]) if mine else -1
+            if any(isinstance(i, (PathGroup, Call)) for i in queued[:last + 1]):
+                self._queue.append(b)
+            else:
+                for ov in mine:
+                    self._queue.remove(ov)
+                self._queue.extendleft(reversed(mine + [b]))
+            self._cond.notify_all()
+        return b
+
     def wait_for_room(self, limit_bytes: int) -> None:
         """Back-pressure: block while more than ``limit_bytes`` wait in the queue."""
         with self._cond:
@@ -224,9 +248,9 @@ class Persister:
         kind = None
         while self._queue and len(batch) < BATCH_MAX_ITEMS and nbytes < BATCH_MAX_BYTES:
             item = self._queue[0]
-            if isinstance(item, Barrier):
+            if isinstance(item, Barrier):      # ends the batch: who waits for it waits no longer
                 batch.append(self._queue.popleft())
-                continue
+                break
             this = type(item)
             if kind is not None and this is not kind:
                 break

@@ -126,7 +126,21 @@ class ReadPath:
         if row is None:
             raise FsError(errno.ENOENT, f"inode {ino} does not exist")
         end = min(row.size, offset + length)
+        if end < row.size:
+            self._read_ahead(ino, offset, end)
         return self.read_committed(ino, offset, end - offset) if end > offset else b""
+
+    def _read_ahead(self, ino: int, offset: int, end: int) -> None:
+        """Start decoding the blocks a sequential reader of ``ino`` wants next (``readahead``)."""
+        window = self.readahead.window(ino, offset, end)
+        if window is not None:
+            blocks = dict.fromkeys(loc.block_id for loc in self.catalog.locations(ino, *window, MAX_CHUNK))
+            self.readahead.start(blocks, self.cache.__contains__)
+
+    def _prefetched(self, block_id: int, block: DecodedBlock) -> None:
+        """A block read ahead: cached if sound (a failing one is loaded and reported by its reader)."""
+        if not block.bad:
+            self.cache.put(block_id, block)
 
     def read_all(self, ino: int) -> bytes:
         return self.read(ino, 0, self.getattr(ino).size)
@@ -168,7 +182,7 @@ class ReadPath:
         end = offset + length
         out = bytearray(length)
         for loc in self.catalog.locations(ino, offset, end, MAX_CHUNK, view):
-            data = self.chunk_bytes(loc, ino, view)
+            data = self.chunk_view(loc, ino, view)
             lo, hi = max(offset, loc.off), min(end, loc.off + loc.length)
             out[lo - offset:hi - offset] = data[lo - loc.off:hi - loc.off]
         return bytes(out)
@@ -176,7 +190,13 @@ class ReadPath:
     def chunk_bytes(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None = None) -> bytes:
         """The verified bytes of one chunk (through the block cache); ``IntegrityError`` naming
         the chunk and, with ``ino``, the file when they are corrupt or lost."""
+        return bytes(self.chunk_view(loc, ino, view))
+
+    def chunk_view(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None = None) -> memoryview:
+        """``chunk_bytes`` without the copy: a view into the cached block."""
         block = self.cache.get(loc.block_id)
+        if block is None and view is None and self.readahead.claim(loc.block_id):
+            block = self.cache.get(loc.block_id)
         if block is None:
             epoch = self.maintenance_epoch
             block = self._load_block(loc.block_id, view)
@@ -189,7 +209,7 @@ class ReadPath:
                 + (f" ({block.why})" if block.why else "")
                 + (f"; file {where!r} cannot be read there" if where else ""),
                 chunk=loc.hash.hex(), path=where)
-        return block.raw[loc.block_off:loc.block_off + loc.length]
+        return memoryview(block.raw)[loc.block_off:loc.block_off + loc.length]
 
     def _load_block(self, block_id: int, view: CatalogView | None) -> DecodedBlock:
         """Read, decode and verify one block; chunks failing their hash are marked bad."""

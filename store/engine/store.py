@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from store.backends.catalog.rows import ROOT_INO
+from store.backends.catalog.rows import ROOT_INO, InodeRow
 from store.backends.catalog.sqlite.catalog import SqliteCatalog
 from store.backends.catalog.dictionaries import Dictionaries
 from store.backends.objects.packs import Packer, local_packer
@@ -45,6 +45,7 @@ from .namespace import NamespaceOps
 from .overlay import Overlay, boot_id
 from .paths import PathFace
 from .persist import Persister
+from .readahead import ReadAhead
 from .readpath import ReadPath
 from .recovery import Recovery
 from .search_upkeep import TextIndex
@@ -145,6 +146,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             self.catalog.add_commit_hook(self.attrs.changed)
             self.packs = packs
             self.cache = ByteLRU(memory.cache_bytes if memory else cache_bytes)
+            self.readahead = ReadAhead(lambda block_id: self._load_block(block_id, None), self._prefetched)
             self.staging = root / "staging"
             self.sessions_ino = int(self.catalog.meta("sessions_ino"))
             root_row = self.committed_inode(ROOT_INO)
@@ -189,7 +191,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         """Undo a failed open: stop what it started (the search rebuild, the persistence worker,
         maintenance), close the catalog and the packs, then release the lock, so nothing keeps
         writing to a store this process no longer holds."""
-        for part in ("background", "text_index", "persister"):
+        for part in ("background", "text_index", "persister", "readahead"):
             running = getattr(self, part, None)
             if running is not None:
                 try:
@@ -208,6 +210,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             self.background.stop()
             self.background = None
         self.text_index.stop()
+        self.readahead.stop()
         if self.persister is not None:
             with self._ov_lock:
                 unsealed = [layers[-1].ino for layers in self._overlays.values() if not layers[-1].sealed]
@@ -237,13 +240,14 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         if self.readonly:
             raise FsError(errno.EROFS, f"store {self.root} is open read-only")
 
-    def _active_overlay(self, ino: int) -> Overlay:
-        """The unsealed overlay of ``ino``, started on top of its current state if needed."""
+    def _active_overlay(self, ino: int, row: InodeRow | None = None) -> Overlay:
+        """The unsealed overlay of ``ino``, started on top of its current state (``row``, else
+        read) if needed."""
         with self._ov_lock:
             layers = self._overlays.get(ino)
             if layers and not layers[-1].sealed:
                 return layers[-1]
-        row = self.getattr(ino)
+        row = row or self.getattr(ino)
         if not stat.S_ISREG(row.mode):
             raise FsError(errno.EISDIR if stat.S_ISDIR(row.mode) else errno.EINVAL, "not a regular file")
         with self._ov_lock:
@@ -256,7 +260,24 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             layers.append(ov)
             return ov
 
-    def write(self, ino: int, offset: int, data: bytes) -> int:
+    def write(self, ino: int, offset: int, data: bytes, row: InodeRow | None = None) -> int:
+        """Write into the file's open overlay; ``row``: its attributes, if the caller has them."""
+        data = self._writable_part(offset, data)
+        while data:
+            ov = self._active_overlay(ino, row)
+            with self._ov_lock:
+                if not ov.sealed:
+                    return ov.write(offset, data, time.time_ns())
+        return 0
+
+    def write_cached(self, ino: int, offset: int, data: bytes) -> int | None:
+        """``write`` when it needs nothing but memory and the staging file's page cache (no
+        catalog read: the file's attributes are cached); None when they are not."""
+        row = self.cached_getattr(ino)
+        return None if row is None else self.write(ino, offset, data, row)
+
+    def _writable_part(self, offset: int, data: bytes) -> bytes:
+        """What of a write at ``offset`` fits in a file (a short write at the size limit, as ext4)."""
         self._check_writable()
         self.last_activity = time.monotonic()
         if offset < 0:
@@ -264,15 +285,8 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         if offset + len(data) > MAX_FILE_SIZE:
             if offset >= MAX_FILE_SIZE:
                 raise FsError(errno.EFBIG, f"files are limited to {MAX_FILE_SIZE} bytes")
-            data = memoryview(data)[:MAX_FILE_SIZE - offset]   # like ext4: a short write up to the limit
-        if not data:
-            return 0
-        while True:
-            ov = self._active_overlay(ino)
-            with self._ov_lock:
-                if ov.sealed:
-                    continue
-                return ov.write(offset, data, time.time_ns())
+            data = memoryview(data)[:MAX_FILE_SIZE - offset]
+        return data
 
     def truncate(self, ino: int, size: int) -> None:
         self._check_writable()
@@ -305,7 +319,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             return
         if ino is not None:
             self.seal(ino)
-        self.persister.barrier(durable=True).wait()
+        (self.persister.barrier(durable=True) if ino is None else self.persister.expedite(ino)).wait()
         if ino is not None:
             with self._ov_lock:
                 error = self._write_errors.pop(ino, None)
