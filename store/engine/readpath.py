@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from store.backends.catalog.interface import CatalogView
-from store.backends.catalog.rows import LOST_BLOCK, ChunkLocation, InodeRow
+from store.backends.catalog.rows import LOST_BLOCK, BlockRow, ChunkLocation, InodeRow
 from store.core import codec
 from store.core.chunker import MAX_CHUNK, chunk_hash
 from store.core.errors import FsError, IntegrityError
@@ -199,21 +199,46 @@ class ReadPath:
             block = self.cache.get(loc.block_id)
         if block is None:
             epoch = self.maintenance_epoch
-            block = self._load_block(loc.block_id, view)
+            row = self.catalog.block(loc.block_id, view)
+            if row is not None and row.codec == codec.CODEC_RAW:
+                return self._raw_chunk(row, loc, ino, view)
+            block = self._load_block(loc.block_id, view, row)
             if not block.bad or self.maintenance_epoch == epoch:   # else maybe a stale location
                 self.cache.put(loc.block_id, block)
         if loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw):
-            where = self.catalog.path_of(ino, view) if ino is not None else None
-            raise IntegrityError(
-                f"chunk {loc.hash.hex()} (block {loc.block_id}) is corrupt"
-                + (f" ({block.why})" if block.why else "")
-                + (f"; file {where!r} cannot be read there" if where else ""),
-                chunk=loc.hash.hex(), path=where)
+            raise self._corrupt(loc, ino, view, block.why)
         return memoryview(block.raw)[loc.block_off:loc.block_off + loc.length]
 
-    def _load_block(self, block_id: int, view: CatalogView | None) -> DecodedBlock:
-        """Read, decode and verify one block; chunks failing their hash are marked bad."""
-        b = self.catalog.block(block_id, view)
+    def _raw_chunk(self, row: BlockRow, loc: ChunkLocation, ino: int | None, view: CatalogView | None) -> memoryview:
+        """One chunk of a block stored raw, read and verified alone: a read that misses the
+        caches costs its chunk, not the whole block (the kernel asks for single pages where
+        reclaim punched holes into its cache of a file; each cost a 1 MiB block and the SHA-256
+        of every chunk in it). Sequential readers get whole blocks from ``readahead``."""
+        if loc.block_off + loc.length > row.length - codec.HEADER.size:
+            raise self._corrupt(loc, ino, view, f"pack {row.pack_id:08d}: the chunk lies outside its block")
+        try:
+            data = self.packs.read(row.pack_id, row.offset + codec.HEADER.size + loc.block_off, loc.length)
+            if chunk_hash(data) != loc.hash:
+                raise IntegrityError(f"pack {row.pack_id:08d} offset {row.offset} (block {row.id}): "
+                                     "the chunk fails its SHA-256")
+        except IntegrityError as exc:
+            log.error("%s", exc)
+            raise self._corrupt(loc, ino, view, str(exc)) from None
+        return memoryview(data)
+
+    def _corrupt(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None, why: str) -> IntegrityError:
+        """The error for a chunk that cannot be served, naming it and, with ``ino``, the file."""
+        where = self.catalog.path_of(ino, view) if ino is not None else None
+        return IntegrityError(
+            f"chunk {loc.hash.hex()} (block {loc.block_id}) is corrupt"
+            + (f" ({why})" if why else "")
+            + (f"; file {where!r} cannot be read there" if where else ""),
+            chunk=loc.hash.hex(), path=where)
+
+    def _load_block(self, block_id: int, view: CatalogView | None, b: BlockRow | None = None) -> DecodedBlock:
+        """Read, decode and verify one block (``b``: its row, if read already); chunks failing
+        their hash are marked bad."""
+        b = b or self.catalog.block(block_id, view)
         if b is None:
             if block_id == LOST_BLOCK:
                 raise IntegrityError("the data here was lost (a damaged pack or chunk; 'sessionfs verify' lists "
