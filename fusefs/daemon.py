@@ -39,7 +39,6 @@ from store.engine.memory import MAX_TASKS, MemoryGovernor, MemoryPlan, tune_mall
 from store.services.migrate import Migrator
 
 from .ops import SessionFS
-from .threads import prefer_handlers
 
 log = logging.getLogger("sessionfs.daemon")
 
@@ -256,7 +255,6 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
     """
     mountpoint = os.path.abspath(mountpoint)
     started = time.time()
-    prefer_handlers()
 
     memory = store.memory
     limits = Limits()

@@ -11,23 +11,11 @@ run at once). Threads come from trio's own thread cache; like
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Callable, TypeVar
 
 import trio
 
 T = TypeVar("T")
-
-SWITCH_INTERVAL = 0.0002    # seconds a thread holding the GIL keeps it while another waits
-
-
-def prefer_handlers() -> None:
-    """Let a FUSE handler's thread get the GIL within 0.2 ms, not Python's default 5 ms.
-
-    The persistence worker runs Python between its GIL-free calls (zstd, SHA-256, SQLite);
-    each time a handler's thread wanted the GIL it waited up to a whole switch interval, so
-    a close() or a small write took milliseconds whenever a commit ran beside it."""
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 async def run(fn: Callable[..., T], *args, **kwargs) -> T:

@@ -606,15 +606,18 @@ def _overlay_persister(gather: float) -> tuple[Persister, list[tuple[list, bool]
 
 
 def test_fsync_of_a_file_commits_its_overlays_first_and_durably(tmp_path):
-    """Files closed before it wait behind the fsync'd file, whose overlays keep their order."""
+    """Files closed before it wait behind the fsync'd file, whose overlays keep their order; a
+    small one joins the fsync's commit, a large one commits after it."""
     p, batches = _overlay_persister(gather=300.0)
     try:
-        for seq, ino in enumerate([1, 3, 2, 3], start=1):
-            p.submit(Overlay(tmp_path, seq, ino, 0))
+        for seq, ino in enumerate([2, 3, 1, 3], start=1):
+            ov = Overlay(tmp_path, seq, ino, 0)
+            ov.write(0, bytes(3 * 1024 * 1024 if ino == 1 else 1000), 1)
+            p.submit(ov)
         p.expedite(3).wait(timeout=20)
-        assert batches[:2] == [([(3, 2)], False), ([(3, 4)], True)]
+        assert batches[:2] == [([(3, 2)], False), ([(3, 4), (2, 1)], True)]
         p.barrier(durable=False).wait(timeout=20)
-        assert [items for items, _ in batches[2:]] == [[(1, 1), (2, 3)]]
+        assert [items for items, _ in batches[2:]] == [[(1, 3)]]
     finally:
         p.stop()
 

@@ -1076,3 +1076,18 @@ def test_a_read_of_a_raw_block_costs_its_chunk_and_a_sequential_reader_gets_the_
         got = store.read(ino, off, 128 * 1024)
         assert got == data[off:off + 128 * 1024]
         off += len(got)
+
+
+def test_commit_listeners_hear_of_changes_behind_the_mount_only(store):
+    """A committed write of the inode face is what the kernel already shows: a mount must not
+    invalidate its pages (a writer holds their locks while it waits for the daemon); a write of
+    the path face changes the file behind the kernel's back."""
+    heard: list[int] = []
+    store.add_commit_listener(heard.extend)
+    ino = store.make_node(store.sessions_ino, b"f.txt", REG, UID, GID).id
+    store.write(ino, 0, b"through the mount")
+    store.fsync(ino)
+    assert store.read_path("sessions/f.txt") == b"through the mount" and heard == []
+    store.write_files({"sessions/f.txt": b"through the API"})
+    store.flush()
+    assert heard == [ino]

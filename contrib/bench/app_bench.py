@@ -37,9 +37,11 @@ from pathlib import Path
 
 from contrib.bench.mount_bench import (MB, Mounted, drop_caches, durable_mount, durable_plain, fsync_path,
                                        read_file, session_files, variant, write_session)
+from contrib.bench.media_bench import put_section
 from contrib.bench.peers import tool_path
 
 ITERATIONS = 40
+SECTION = "## An app's writes and reads against ext4 and JuiceFS"
 
 
 def put(path: Path, data: bytes, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> int:
@@ -183,7 +185,12 @@ def run(args) -> int:
                     t = time.perf_counter()
                     read_file(systems[name] / "big" / "video.mp4")
                     rows.setdefault(kind, {}).setdefault(name, []).append(time.perf_counter() - t)
-        report(rows, order, args, loads, sum(map(len, full.values())))
+        text = table(rows, order, args, loads, sum(map(len, full.values())))
+        print(text)
+        if args.report:
+            put_section(args.report, f"`python -m contrib.bench.app_bench --repeats {args.repeats} --big-mb "
+                        f"{args.big_mb}{' --before DIR' if args.before else ''}` ({__doc__.split(chr(10))[0]}; "
+                        f"the operations are described in contrib/bench/app_bench.py).\n\n{text}", SECTION)
     finally:
         for m in mounts.values():
             m.cleanup()
@@ -191,25 +198,25 @@ def run(args) -> int:
     return 0
 
 
-def report(rows: dict, systems: list[str], args, loads: list[float], session_bytes: int) -> None:
+def table(rows: dict, systems: list[str], args, loads: list[float], session_bytes: int) -> str:
+    """The markdown table: each system's median time and sessionfs's (and before's) ratios."""
     names = [s for s in ("ext4", "sessionfs", "before", "juicefs") if s in systems]
     peers = [s for s in names if s not in ("ext4", "sessionfs")]
+    ratios = [("sessionfs", p) for p in ["ext4"] + peers] + ([("before", "ext4")] if "before" in names else [])
     sizes = {"session": session_bytes, "durable": session_bytes, "big_cold": args.big_mb * MB,
              "big_warm": args.big_mb * MB}
-    head = " | ".join(names + [f"sessionfs/{p}" for p in ["ext4"] + peers]
-                      + [f"before/{p}" for p in ["ext4"] if "before" in names])
-    print(f"medians of {args.repeats} repeats; ratio: the median over repeats of the ratio within a repeat "
-          f"(time, lower is better); 1-min load average per repeat {['%.1f' % x for x in loads]}")
-    print(f"| operation | {head} |\n|---|" + "---:|" * (len(names) + len(peers) + 1 + ("before" in names)))
+    lines = [f"Medians of {args.repeats} repeats; a ratio is the median over repeats of the ratio within a repeat "
+             f"(time, lower is better); 1-min load average per repeat: {', '.join('%.1f' % x for x in loads)}.", "",
+             "| operation | " + " | ".join(names + [f"{a}/{b}" for a, b in ratios]) + " |",
+             "|---|" + "---:|" * (len(names) + len(ratios))]
     for op, by in rows.items():
         cells = []
         for s in names:
             v = statistics.median(by[s])
             cells.append(f"{v * 1000:.2f} ms" + (f" ({sizes[op] / v / MB:.0f} MB/s)" if op in sizes else ""))
-        ratios = [("sessionfs", p) for p in ["ext4"] + peers] + ([("before", "ext4")] if "before" in names else [])
-        for a, b in ratios:
-            cells.append(f"{statistics.median(x / y for x, y in zip(by[a], by[b])):.2f}x")
-        print(f"| {op} | " + " | ".join(cells) + " |")
+        cells += [f"{statistics.median(x / y for x, y in zip(by[a], by[b])):.2f}x" for a, b in ratios]
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", help="a source tree of sessionfs to mount beside this one")
     ap.add_argument("--no-juicefs", action="store_true")
     ap.add_argument("--dir", help="work directory's parent (its file system is ext4's side)")
+    ap.add_argument("--report", type=Path, default=None, help="also put the table in this markdown file")
     return run(ap.parse_args(argv))
 
 

@@ -100,12 +100,12 @@ def table(logical: dict[str, int], results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def put_section(report: Path, body: str) -> None:
-    """Replace (or append) ``SECTION`` of the markdown file ``report`` with ``body``."""
+def put_section(report: Path, body: str, section: str = SECTION) -> None:
+    """Replace (or append) ``section`` (a "## " heading) of the markdown file ``report`` with ``body``."""
     text = report.read_text() if report.exists() else ""
-    head, found, tail = text.partition(SECTION)
+    head, found, tail = text.partition(section)
     rest = tail[tail.find("\n## "):] if found and "\n## " in tail else ""
-    report.write_text(f"{head.rstrip()}\n\n{SECTION}\n\n{body}\n{rest}")
+    report.write_text(f"{head.rstrip()}\n\n{section}\n\n{body}\n{rest}")
 
 
 def main(argv: list[str] | None = None) -> int:

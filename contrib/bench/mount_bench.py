@@ -194,6 +194,18 @@ def read_tree(root: Path) -> float:
     return time.perf_counter() - t
 
 
+def resident_share(path: Path) -> float | None:
+    """The share of ``path``'s bytes in the page cache (util-linux ``fincore``; None without it).
+    A "warm" read of a file that reclaim has punched holes into is not served by the cache alone:
+    every hole is a read request to the file system."""
+    try:
+        out = subprocess.run(["fincore", "-b", "-n", "-o", "RES,SIZE", str(path)], capture_output=True, text=True,
+                             timeout=60).stdout.split()
+        return int(out[0]) / max(1, int(out[1]))
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
 def read_big(path: Path) -> float:
     t = time.perf_counter()
     read_file(path)

@@ -35,6 +35,7 @@ log = logging.getLogger("sessionfs.persist")
 
 BATCH_MAX_ITEMS = 256
 BATCH_MAX_BYTES = 64 * 1024 * 1024
+BARRIER_COMPANY = 2 * 1024 * 1024   # bytes queued behind a barrier that may still join its batch
 RETRY_DELAY = 1.0
 GATHER = 0.01       # seconds a batch waits for more items (none once a barrier or call is queued)
 
@@ -246,10 +247,16 @@ class Persister:
         nbytes = 0
         inos: set[int] = set()
         kind = None
+        limit = None            # bytes this batch may hold once it holds a barrier
         while self._queue and len(batch) < BATCH_MAX_ITEMS and nbytes < BATCH_MAX_BYTES:
             item = self._queue[0]
-            if isinstance(item, Barrier):      # ends the batch: who waits for it waits no longer
+            if isinstance(item, Barrier):
                 batch.append(self._queue.popleft())
+                # What follows a barrier may join its batch (one commit, one pack fsync, where two
+                # commits cost two), but only a little of it: who waits for it waits for all of it.
+                limit = nbytes + BARRIER_COMPANY if limit is None else limit
+                continue
+            if limit is not None and nbytes + _item_bytes(item) > limit:
                 break
             this = type(item)
             if kind is not None and this is not kind:
