@@ -43,9 +43,10 @@ ATTR_TIMEOUT = 60.0
 DIR_OFFSET = 1000          # readdir offsets below this are ".", ".." and virtual entries
 XATTR_SHA256 = b"user.sessionfs.sha256"
 # A write of up to this many bytes to a file whose attributes are cached, and the seal of
-# close(2), run on the event loop: they only copy into the page cache of the staging files
-# (a pwrite; a marker written and renamed), cheaper than the thread hop that would carry them
-# (80-100 us and two GIL hand-offs). Anything that reads the catalog or syncs goes to a thread.
+# close(2), run on the event loop: they only touch the page cache of the staging directory (a
+# pwrite, the staging file created by a file's first write; a marker written and renamed), and
+# cost less than the thread hop that would carry them (80-100 us and two GIL hand-offs).
+# Anything that reads the catalog or syncs goes to a thread.
 INLINE_WRITE = 128 * 1024
 
 
