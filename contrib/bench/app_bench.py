@@ -201,7 +201,7 @@ def run(args) -> int:
         print(text)
         if args.report:
             put_section(args.report, f"`python -m contrib.bench.app_bench --repeats {args.repeats} --big-mb "
-                        f"{args.big_mb}{' --before DIR' if args.before else ''}` ({__doc__.split(chr(10))[0]}; "
+                        f"{args.big_mb}{' --before DIR' if args.before else ''}` ({__doc__.split(chr(10) * 2)[0].replace(chr(10), ' ')}; "
                         f"the operations are described in contrib/bench/app_bench.py).\n\n{text}", SECTION)
     finally:
         for m in mounts.values():
