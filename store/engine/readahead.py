@@ -18,6 +18,7 @@ from typing import Callable
 WINDOW = 8 * 1024 * 1024      # bytes ahead of a sequential reader
 WORKERS = 2                   # the machine's cores; more only queue on the GIL
 TRACKED = 256                 # files whose last read end is remembered
+SLACK = 1024 * 1024           # a read starting this far before the last one's end is sequential
 
 
 class ReadAhead:
@@ -32,15 +33,17 @@ class ReadAhead:
 
     def window(self, ino: int, offset: int, end: int) -> tuple[int, int] | None:
         """Note a read of [offset, end) of ``ino``, from a file that goes on after ``end``.
-        Returns the range to read ahead now, or None: the read does not continue the previous
-        one (nor starts the file), or what lies ahead is already under way."""
+        Returns the range to read ahead now, or None: the read is not near where the file was
+        being read (the kernel's read-ahead sends requests that may arrive out of order, so
+        within ``SLACK`` of it counts), or what lies ahead is already under way."""
         with self._lock:
             last_end, ahead = self._ends.pop(ino, (0, 0))
-            if offset != last_end:
+            if not last_end - SLACK <= offset <= max(last_end, ahead):
                 self._ends[ino] = (end, end)
                 return None
             if len(self._ends) >= TRACKED:
                 del self._ends[next(iter(self._ends))]
+            end = max(end, last_end)
             if ahead - end >= WINDOW // 2:
                 self._ends[ino] = (end, ahead)
                 return None
