@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from store.backends.catalog.rows import ROOT_INO, InodeRow
+from store.backends.catalog.rows import ROOT_INO
 from store.backends.catalog.sqlite.catalog import SqliteCatalog
 from store.backends.catalog.dictionaries import Dictionaries
 from store.backends.objects.packs import Packer, local_packer
@@ -240,14 +240,13 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         if self.readonly:
             raise FsError(errno.EROFS, f"store {self.root} is open read-only")
 
-    def _active_overlay(self, ino: int, row: InodeRow | None = None) -> Overlay:
-        """The unsealed overlay of ``ino``, started on top of its current state (``row``, else
-        read) if needed."""
+    def _active_overlay(self, ino: int) -> Overlay:
+        """The unsealed overlay of ``ino``, started on top of its current state if needed."""
         with self._ov_lock:
             layers = self._overlays.get(ino)
             if layers and not layers[-1].sealed:
                 return layers[-1]
-        row = row or self.getattr(ino)
+        row = self.getattr(ino)
         if not stat.S_ISREG(row.mode):
             raise FsError(errno.EISDIR if stat.S_ISDIR(row.mode) else errno.EINVAL, "not a regular file")
         with self._ov_lock:
@@ -260,21 +259,24 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             layers.append(ov)
             return ov
 
-    def write(self, ino: int, offset: int, data: bytes, row: InodeRow | None = None) -> int:
-        """Write into the file's open overlay; ``row``: its attributes, if the caller has them."""
+    def write(self, ino: int, offset: int, data: bytes) -> int:
         data = self._writable_part(offset, data)
         while data:
-            ov = self._active_overlay(ino, row)
+            ov = self._active_overlay(ino)
             with self._ov_lock:
                 if not ov.sealed:
                     return ov.write(offset, data, time.time_ns())
         return 0
 
-    def write_cached(self, ino: int, offset: int, data: bytes) -> int | None:
-        """``write`` when it needs nothing but memory and the staging file's page cache (no
-        catalog read: the file's attributes are cached); None when they are not."""
-        row = self.cached_getattr(ino)
-        return None if row is None else self.write(ino, offset, data, row)
+    def write_open(self, ino: int, offset: int, data: bytes) -> int | None:
+        """``write`` into the file's open overlay, if it has one: a pwrite into the page cache
+        (no catalog read, no file created); None when it has none."""
+        data = self._writable_part(offset, data)
+        with self._ov_lock:
+            layers = self._overlays.get(ino)
+            if not layers or layers[-1].sealed:
+                return None
+            return layers[-1].write(offset, data, time.time_ns()) if data else 0
 
     def _writable_part(self, offset: int, data: bytes) -> bytes:
         """What of a write at ``offset`` fits in a file (a short write at the size limit, as ext4)."""
