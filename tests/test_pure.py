@@ -23,6 +23,7 @@ from store.core import codec
 from store.engine.cache import ByteLRU
 from store.core.errors import IntegrityError
 from store.core.intervals import IntervalSet, split_by
+from store.engine.overlay import Overlay
 from store.engine.persist import PathGroup, Persister
 from store.core.rewrite import Extent, plan_commit
 
@@ -589,5 +590,46 @@ def test_without_a_window_items_commit_as_they_come():
             p.submit(PathGroup(gen, [(f"sessions/s/f{gen}", b"x")]))
             p.barrier(durable=False).wait(timeout=20)
         assert batches == [[0], [1], [2]]
+    finally:
+        p.stop()
+
+
+# ---------------------------------------------------------------- persistence worker: fsync of one file
+def _overlay_persister(gather: float) -> tuple[Persister, list[tuple[list, bool]]]:
+    """A worker recording each batch as ([(ino, seq) or group gen], durable)."""
+    batches: list[tuple[list, bool]] = []
+    p = Persister(lambda items, durable: batches.append(
+        ([(i.ino, i.seq) if isinstance(i, Overlay) else i.gen for i in items], durable)), lambda: None,
+        gather=gather)
+    p.start()
+    return p, batches
+
+
+def test_fsync_of_a_file_commits_its_overlays_first_and_durably(tmp_path):
+    """Files closed before it wait behind the fsync'd file, whose overlays keep their order; a
+    small one joins the fsync's commit, a large one commits after it."""
+    p, batches = _overlay_persister(gather=300.0)
+    try:
+        for seq, ino in enumerate([2, 3, 1, 3], start=1):
+            ov = Overlay(tmp_path, seq, ino, 0)
+            ov.write(0, bytes(3 * 1024 * 1024 if ino == 1 else 1000), 1)
+            p.submit(ov)
+        p.expedite(3).wait(timeout=20)
+        assert batches[:2] == [([(3, 2)], False), ([(3, 4), (2, 1)], True)]
+        p.barrier(durable=False).wait(timeout=20)
+        assert [items for items, _ in batches[2:]] == [[(1, 3)]]
+    finally:
+        p.stop()
+
+
+def test_fsync_of_a_file_behind_a_path_group_keeps_the_queue_order(tmp_path):
+    """A path group may write the same file: what was queued before the fsync commits first."""
+    p, batches = _overlay_persister(gather=300.0)
+    try:
+        p.submit(Overlay(tmp_path, 1, 1, 0))
+        p.submit(PathGroup(7, [("sessions/s/f", b"x")]))
+        p.submit(Overlay(tmp_path, 2, 3, 0))
+        p.expedite(3).wait(timeout=20)
+        assert [items for items, _ in batches] == [[(1, 1)], [7], [(3, 2)]] and batches[-1][1]
     finally:
         p.stop()

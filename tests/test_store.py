@@ -1071,3 +1071,45 @@ def test_read_connections_close_when_their_threads_exit(store):
         assert store.catalog.open_readers() == before
     assert len(os.listdir("/proc/self/fd")) <= fds + 4     # kept connections would add 80 and more
     assert store.getattr(store.sessions_ino).nlink >= 2       # this thread's connection still works
+
+
+# ---------------------------------------------------------------- the read path's caching
+def test_a_read_of_a_raw_block_costs_its_chunk_and_a_sequential_reader_gets_the_next_blocks(store):
+    """Incompressible bytes are stored raw: a lone read verifies only the chunks it needs and
+    caches no block; a read continuing the previous one starts decoding the next blocks."""
+    data = random.Random(8).randbytes(6 * 1024 * 1024)
+    store.write_files({"sessions/r/video.mp4": data})
+    store.flush()
+    ino = store.resolve("sessions/r/video.mp4")
+    locs = store.catalog.locations(ino, 0, len(data), 1 << 20)
+    assert {store.catalog.block(loc.block_id).codec for loc in locs} == {CODEC_RAW}
+    middle = len(data) // 2
+    assert store.read(ino, middle, 4096) == data[middle:middle + 4096]
+    assert store.cache.statistics().entries == 0
+    first = [loc.block_id for loc in locs if loc.off < 128 * 1024]
+    ahead = sorted({loc.block_id for loc in locs if loc.off >= 2 * 1024 * 1024} - set(first))
+    assert store.read(ino, 0, 128 * 1024) == data[:128 * 1024]            # starts the file
+    assert store.read(ino, 128 * 1024, 128 * 1024) == data[128 * 1024:256 * 1024]
+    for block_id in ahead:
+        store.readahead.claim(block_id)
+    assert all(block_id in store.cache for block_id in ahead)
+    off = 256 * 1024
+    while off < len(data):
+        got = store.read(ino, off, 128 * 1024)
+        assert got == data[off:off + 128 * 1024]
+        off += len(got)
+
+
+def test_commit_listeners_hear_of_changes_behind_the_mount_only(store):
+    """A committed write of the inode face is what the kernel already shows: a mount must not
+    invalidate its pages (a writer holds their locks while it waits for the daemon); a write of
+    the path face changes the file behind the kernel's back."""
+    heard: list[int] = []
+    store.add_commit_listener(heard.extend)
+    ino = store.make_node(store.sessions_ino, b"f.txt", REG, UID, GID).id
+    store.write(ino, 0, b"through the mount")
+    store.fsync(ino)
+    assert store.read_path("sessions/f.txt") == b"through the mount" and heard == []
+    store.write_files({"sessions/f.txt": b"through the API"})
+    store.flush()
+    assert heard == [ino]

@@ -112,12 +112,15 @@ def write_plain(root: Path, files: dict[str, bytes]) -> None:
 
 # ---------------------------------------------------------------- the mount
 class Mounted:
-    def __init__(self, store: Path, mnt: Path):
-        self.store, self.mnt = store, mnt
+    """``sessionfs mount`` of ``store`` at ``mnt``; ``env``: the CLI's environment (None: ours)."""
+
+    def __init__(self, store: Path, mnt: Path, env: dict | None = None):
+        self.store, self.mnt, self.env = store, mnt, env
         self.up = False
 
     def _cli(self, *args: str) -> None:
-        r = subprocess.run([sys.executable, "-m", "store.cli", *args], capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, "-m", "store.cli", *args], capture_output=True, text=True, timeout=600,
+                           env=self.env)
         if r.returncode != 0:
             raise RuntimeError(f"sessionfs {' '.join(args)}: {r.stderr.strip()}")
 
@@ -189,6 +192,18 @@ def read_tree(root: Path) -> float:
             else:
                 read_file(Path(e.path))
     return time.perf_counter() - t
+
+
+def resident_share(path: Path) -> float | None:
+    """The share of ``path``'s bytes in the page cache (util-linux ``fincore``; None without it).
+    A "warm" read of a file that reclaim has punched holes into is not served by the cache alone:
+    every hole is a read request to the file system."""
+    try:
+        out = subprocess.run(["fincore", "-b", "-n", "-o", "RES,SIZE", str(path)], capture_output=True, text=True,
+                             timeout=60).stdout.split()
+        return int(out[0]) / max(1, int(out[1]))
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
 
 
 def read_big(path: Path) -> float:

@@ -46,6 +46,10 @@ class ByteLRU:
             self._hits += 1
             return value
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
     def put(self, key: Hashable, value: bytes) -> None:
         if len(value) > self.capacity // 4:
             return

@@ -141,10 +141,14 @@ class CommitPath:
         view.content.add_chunks(builder.new_chunks, now)
         for item, prep in zip(items, prepared):
             if isinstance(item, Overlay):
-                if prep is None:                # dropped: readers fall back to the lower layers
+                # Only a dropped overlay changes what the kernel shows (readers fall back to the
+                # lower layers); a committed one is what the kernel saw written. Invalidating its
+                # pages would wait on their locks, held by a writer waiting for this daemon: a
+                # daemon SIGKILLed then could not exit, and the writer hung for good.
+                if prep is None:
                     changed.append(item.ino)
-                elif self._apply_overlay(view, item, prep, now):
-                    changed.append(item.ino)
+                else:
+                    self._apply_overlay(view, item, prep, now)
                 continue
             try:
                 with view.savepoint():
@@ -166,14 +170,12 @@ class CommitPath:
         return view.content.commit_file(ino, extents, size=size, mtime_ns=mtime_ns, ctime_ns=ctime_ns, now=now,
                                         content_seq=content_seq)
 
-    def _apply_overlay(self, view: CatalogView, ov: Overlay, prep, now: int) -> bool:
+    def _apply_overlay(self, view: CatalogView, ov: Overlay, prep, now: int) -> None:
         keep, new = prep
         extents = sorted([(e.off, e.length, e.chunk_id) for e in keep] + new)
-        if not self._set_content(view, ov.ino, extents, size=ov.size, mtime_ns=ov.mtime_ns or now,
-                                 ctime_ns=ov.ctime_ns or now, now=now, content_seq=ov.seq):
-            return False
-        self._refresh_for_file(view, ov.ino)
-        return True
+        if self._set_content(view, ov.ino, extents, size=ov.size, mtime_ns=ov.mtime_ns or now,
+                             ctime_ns=ov.ctime_ns or now, now=now, content_seq=ov.seq):
+            self._refresh_for_file(view, ov.ino)
 
     def _refresh_for_file(self, view: CatalogView, ino: int) -> None:
         for parent, name in view.tree.names_of(ino):

@@ -35,6 +35,7 @@ log = logging.getLogger("sessionfs.persist")
 
 BATCH_MAX_ITEMS = 256
 BATCH_MAX_BYTES = 64 * 1024 * 1024
+BARRIER_COMPANY = 2 * 1024 * 1024   # bytes queued behind a barrier that may still join its batch
 RETRY_DELAY = 1.0
 GATHER = 0.01       # seconds a batch waits for more items (none once a barrier or call is queued)
 
@@ -191,6 +192,30 @@ class Persister:
         self.submit(b)
         return b
 
+    def expedite(self, ino: int) -> Barrier:
+        """A durable barrier for the sealed writes of file ``ino`` alone (fsync of a file).
+
+        Its queued overlays move, in their order, to the head of the queue with the barrier
+        behind them, so the fsync waits for its own file, not for every file closed before it
+        (those commit next). Files are independent, so this order is as good as any; but when a
+        path group or a call is queued ahead of the file's last overlay, the order of those
+        matters, and the barrier goes to the tail like ``barrier``."""
+        b = Barrier(durable=True)
+        with self._cond:
+            if self._stop:
+                raise StoreError("the store is closing")
+            queued = list(self._queue)
+            mine = [i for i in queued if isinstance(i, Overlay) and i.ino == ino]
+            last = queued.index(mine[-1]) if mine else -1
+            if any(isinstance(i, (PathGroup, Call)) for i in queued[:last + 1]):
+                self._queue.append(b)
+            else:
+                for ov in mine:
+                    self._queue.remove(ov)
+                self._queue.extendleft(reversed(mine + [b]))
+            self._cond.notify_all()
+        return b
+
     def wait_for_room(self, limit_bytes: int) -> None:
         """Back-pressure: block while more than ``limit_bytes`` wait in the queue."""
         with self._cond:
@@ -222,11 +247,17 @@ class Persister:
         nbytes = 0
         inos: set[int] = set()
         kind = None
+        limit = None            # bytes this batch may hold once it holds a barrier
         while self._queue and len(batch) < BATCH_MAX_ITEMS and nbytes < BATCH_MAX_BYTES:
             item = self._queue[0]
             if isinstance(item, Barrier):
                 batch.append(self._queue.popleft())
+                # What follows a barrier may join its batch (one commit, one pack fsync, where two
+                # commits cost two), but only a little of it: who waits for it waits for all of it.
+                limit = nbytes + BARRIER_COMPANY if limit is None else limit
                 continue
+            if limit is not None and nbytes + _item_bytes(item) > limit:
+                break
             this = type(item)
             if kind is not None and this is not kind:
                 break

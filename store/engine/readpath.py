@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from store.backends.catalog.interface import CatalogView
-from store.backends.catalog.rows import LOST_BLOCK, ChunkLocation, InodeRow
+from store.backends.catalog.rows import LOST_BLOCK, BlockRow, ChunkLocation, InodeRow
 from store.core import codec
 from store.core.chunker import MAX_CHUNK, chunk_hash
 from store.core.errors import FsError, IntegrityError
@@ -126,7 +126,21 @@ class ReadPath:
         if row is None:
             raise FsError(errno.ENOENT, f"inode {ino} does not exist")
         end = min(row.size, offset + length)
+        if end < row.size:
+            self._read_ahead(ino, offset, end)
         return self.read_committed(ino, offset, end - offset) if end > offset else b""
+
+    def _read_ahead(self, ino: int, offset: int, end: int) -> None:
+        """Start decoding the blocks a sequential reader of ``ino`` wants next (``readahead``)."""
+        window = self.readahead.window(ino, offset, end)
+        if window is not None:
+            blocks = dict.fromkeys(loc.block_id for loc in self.catalog.locations(ino, *window, MAX_CHUNK))
+            self.readahead.start(blocks, self.cache.__contains__)
+
+    def _prefetched(self, block_id: int, block: DecodedBlock) -> None:
+        """A block read ahead: cached if sound (a failing one is loaded and reported by its reader)."""
+        if not block.bad:
+            self.cache.put(block_id, block)
 
     def read_all(self, ino: int) -> bytes:
         return self.read(ino, 0, self.getattr(ino).size)
@@ -168,7 +182,7 @@ class ReadPath:
         end = offset + length
         out = bytearray(length)
         for loc in self.catalog.locations(ino, offset, end, MAX_CHUNK, view):
-            data = self.chunk_bytes(loc, ino, view)
+            data = self.chunk_view(loc, ino, view)
             lo, hi = max(offset, loc.off), min(end, loc.off + loc.length)
             out[lo - offset:hi - offset] = data[lo - loc.off:hi - loc.off]
         return bytes(out)
@@ -176,24 +190,55 @@ class ReadPath:
     def chunk_bytes(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None = None) -> bytes:
         """The verified bytes of one chunk (through the block cache); ``IntegrityError`` naming
         the chunk and, with ``ino``, the file when they are corrupt or lost."""
+        return bytes(self.chunk_view(loc, ino, view))
+
+    def chunk_view(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None = None) -> memoryview:
+        """``chunk_bytes`` without the copy: a view into the cached block."""
         block = self.cache.get(loc.block_id)
+        if block is None and view is None and self.readahead.claim(loc.block_id):
+            block = self.cache.get(loc.block_id)
         if block is None:
             epoch = self.maintenance_epoch
-            block = self._load_block(loc.block_id, view)
+            row = self.catalog.block(loc.block_id, view)
+            if row is not None and row.codec == codec.CODEC_RAW:
+                return self._raw_chunk(row, loc, ino, view)
+            block = self._load_block(loc.block_id, view, row)
             if not block.bad or self.maintenance_epoch == epoch:   # else maybe a stale location
                 self.cache.put(loc.block_id, block)
         if loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw):
-            where = self.catalog.path_of(ino, view) if ino is not None else None
-            raise IntegrityError(
-                f"chunk {loc.hash.hex()} (block {loc.block_id}) is corrupt"
-                + (f" ({block.why})" if block.why else "")
-                + (f"; file {where!r} cannot be read there" if where else ""),
-                chunk=loc.hash.hex(), path=where)
-        return block.raw[loc.block_off:loc.block_off + loc.length]
+            raise self._corrupt(loc, ino, view, block.why)
+        return memoryview(block.raw)[loc.block_off:loc.block_off + loc.length]
 
-    def _load_block(self, block_id: int, view: CatalogView | None) -> DecodedBlock:
-        """Read, decode and verify one block; chunks failing their hash are marked bad."""
-        b = self.catalog.block(block_id, view)
+    def _raw_chunk(self, row: BlockRow, loc: ChunkLocation, ino: int | None, view: CatalogView | None) -> memoryview:
+        """One chunk of a block stored raw, read and verified alone: a read that misses the
+        caches costs its chunk, not the whole block (the kernel asks for single pages where
+        reclaim punched holes into its cache of a file; each cost a 1 MiB block and the SHA-256
+        of every chunk in it). Sequential readers get whole blocks from ``readahead``."""
+        if loc.block_off + loc.length > row.length - codec.HEADER.size:
+            raise self._corrupt(loc, ino, view, f"pack {row.pack_id:08d}: the chunk lies outside its block")
+        try:
+            data = self.packs.read(row.pack_id, row.offset + codec.HEADER.size + loc.block_off, loc.length)
+            if chunk_hash(data) != loc.hash:
+                raise IntegrityError(f"pack {row.pack_id:08d} offset {row.offset} (block {row.id}): "
+                                     "the chunk fails its SHA-256")
+        except IntegrityError as exc:
+            log.error("%s", exc)
+            raise self._corrupt(loc, ino, view, str(exc)) from None
+        return memoryview(data)
+
+    def _corrupt(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None, why: str) -> IntegrityError:
+        """The error for a chunk that cannot be served, naming it and, with ``ino``, the file."""
+        where = self.catalog.path_of(ino, view) if ino is not None else None
+        return IntegrityError(
+            f"chunk {loc.hash.hex()} (block {loc.block_id}) is corrupt"
+            + (f" ({why})" if why else "")
+            + (f"; file {where!r} cannot be read there" if where else ""),
+            chunk=loc.hash.hex(), path=where)
+
+    def _load_block(self, block_id: int, view: CatalogView | None, b: BlockRow | None = None) -> DecodedBlock:
+        """Read, decode and verify one block (``b``: its row, if read already); chunks failing
+        their hash are marked bad."""
+        b = b or self.catalog.block(block_id, view)
         if b is None:
             if block_id == LOST_BLOCK:
                 raise IntegrityError("the data here was lost (a damaged pack or chunk; 'sessionfs verify' lists "

@@ -49,6 +49,7 @@ from .namespace import NamespaceOps
 from .overlay import Overlay, boot_id
 from .paths import PathFace
 from .persist import Persister
+from .readahead import ReadAhead
 from .readpath import ReadPath
 from .recovery import Recovery
 from .search_upkeep import TextIndex
@@ -165,6 +166,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             self.catalog.add_commit_hook(self.attrs.changed)
             self.packs = packs
             self.cache = ByteLRU(memory.cache_bytes if memory else cache_bytes)
+            self.readahead = ReadAhead(lambda block_id: self._load_block(block_id, None), self._prefetched)
             self.staging = root / "staging"
             self.sessions_ino = int(self.catalog.meta("sessions_ino"))
             root_row = self.committed_inode(ROOT_INO)
@@ -211,7 +213,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         """Undo a failed open: stop what it started (the search rebuild, the persistence worker,
         maintenance), close the catalog and the packs, then release the lock, so nothing keeps
         writing to a store this process no longer holds."""
-        for part in ("background", "text_index", "persister"):
+        for part in ("background", "text_index", "persister", "readahead"):
             running = getattr(self, part, None)
             if running is not None:
                 try:
@@ -230,6 +232,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             self.background.stop()
             self.background = None
         self.text_index.stop()
+        self.readahead.stop()
         if self.persister is not None:
             with self._ov_lock:
                 unsealed = [layers[-1].ino for layers in self._overlays.values() if not layers[-1].sealed]
@@ -282,6 +285,26 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             return ov
 
     def write(self, ino: int, offset: int, data: bytes) -> int:
+        data = self._writable_part(offset, data)
+        while data:
+            ov = self._active_overlay(ino)
+            with self._ov_lock:
+                if not ov.sealed:
+                    return ov.write(offset, data, time.time_ns())
+        return 0
+
+    def write_open(self, ino: int, offset: int, data: bytes) -> int | None:
+        """``write`` into the file's open overlay, if it has one: a pwrite into the page cache
+        (no catalog read, no file created); None when it has none."""
+        data = self._writable_part(offset, data)
+        with self._ov_lock:
+            layers = self._overlays.get(ino)
+            if not layers or layers[-1].sealed:
+                return None
+            return layers[-1].write(offset, data, time.time_ns()) if data else 0
+
+    def _writable_part(self, offset: int, data: bytes) -> bytes:
+        """What of a write at ``offset`` fits in a file (a short write at the size limit, as ext4)."""
         self._check_writable()
         self.last_activity = time.monotonic()
         if offset < 0:
@@ -289,15 +312,8 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         if offset + len(data) > MAX_FILE_SIZE:
             if offset >= MAX_FILE_SIZE:
                 raise FsError(errno.EFBIG, f"files are limited to {MAX_FILE_SIZE} bytes")
-            data = memoryview(data)[:MAX_FILE_SIZE - offset]   # like ext4: a short write up to the limit
-        if not data:
-            return 0
-        while True:
-            ov = self._active_overlay(ino)
-            with self._ov_lock:
-                if ov.sealed:
-                    continue
-                return ov.write(offset, data, time.time_ns())
+            data = memoryview(data)[:MAX_FILE_SIZE - offset]
+        return data
 
     def truncate(self, ino: int, size: int) -> None:
         self._check_writable()
@@ -330,7 +346,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             return
         if ino is not None:
             self.seal(ino)
-        self.persister.barrier(durable=True).wait()
+        (self.persister.barrier(durable=True) if ino is None else self.persister.expedite(ino)).wait()
         if ino is not None:
             with self._ov_lock:
                 error = self._write_errors.pop(ino, None)
