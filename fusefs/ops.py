@@ -1,8 +1,7 @@
 """pyfuse3 operations: each handler translates one request into store calls.
 
 Thin by design: every catalog, hashing or disk operation runs in a worker
-thread (``threads.run``) so the event loop never blocks (a small write into a
-file's open overlay only touches the page cache: ``INLINE_WRITE``), and
+thread (``threads.run``) so the event loop never blocks, and
 ``_handler`` turns every failure into a ``FUSEError`` (anything else would
 kill the mount): store errors keep their errno, integrity errors are EIO, and
 an unexpected exception is logged with its traceback and answered with EIO.
@@ -43,12 +42,6 @@ CACHE_TIMEOUT = 60.0       # seconds the kernel keeps names and attributes (one 
 SHARED_TIMEOUT = 1.0
 DIR_OFFSET = 1000          # readdir offsets below this are ".", ".." and virtual entries
 XATTR_SHA256 = b"user.sessionfs.sha256"
-# A write of up to this many bytes into a file's open overlay runs on the event loop: a pwrite
-# into the page cache costs less than the thread hop that would carry it (80-100 us and two GIL
-# hand-offs). A file's first write (it creates the staging file) and the seal of close(2) (a
-# marker created and renamed) stay in threads: ext4 may hold such directory operations behind
-# a journal commit that the persistence worker's fsync started.
-INLINE_WRITE = 128 * 1024
 
 
 def _clamp_ns(ns: int) -> int:
@@ -410,10 +403,6 @@ class SessionFS(pyfuse3.Operations):
         handle = self._handles[fh]
         if not handle.writable:
             raise FsError(errno.EBADF)
-        if len(buf) <= INLINE_WRITE:
-            written = self.store.write_open(handle.ino, off, buf)
-            if written is not None:
-                return written
         return await _run(self.store.write, handle.ino, off, buf)
 
     @_handler

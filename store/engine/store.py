@@ -293,16 +293,6 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
                     return ov.write(offset, data, time.time_ns())
         return 0
 
-    def write_open(self, ino: int, offset: int, data: bytes) -> int | None:
-        """``write`` into the file's open overlay, if it has one: a pwrite into the page cache
-        (no catalog read, no file created); None when it has none."""
-        data = self._writable_part(offset, data)
-        with self._ov_lock:
-            layers = self._overlays.get(ino)
-            if not layers or layers[-1].sealed:
-                return None
-            return layers[-1].write(offset, data, time.time_ns()) if data else 0
-
     def _writable_part(self, offset: int, data: bytes) -> bytes:
         """What of a write at ``offset`` fits in a file (a short write at the size limit, as ext4)."""
         self._check_writable()
