@@ -154,7 +154,9 @@ class Packer:
         pid = self._write_id
         if pid is None:
             return None
-        if pid in self._unsynced:
+        if pid in self._unsynced and not self.seal_every_commit:
+            # With ``seal_every_commit`` the put, before the commit, is what makes the pack
+            # durable (``put_file`` syncs it); the local copy is scratch until then.
             os.fsync(self._write_fd)
             self._unsynced.discard(pid)
         os.close(self._write_fd)
