@@ -32,17 +32,22 @@ class SharedStore:
         return Path(directory)
 
 
-@pytest.fixture
-def shared_store(request, monkeypatch) -> SharedStore:
-    """A new, empty shared store (a fresh key prefix and database)."""
+def new_shared_store(request, env) -> SharedStore:
+    """A new, empty shared store (a fresh key prefix and database) on the session's servers; its
+    S3 credentials set in ``env`` (a ``pytest.MonkeyPatch``)."""
     weed = request.getfixturevalue("seaweed")
     pg = request.getfixturevalue("postgres")
     for name in S3_VARIABLES:
         if name in weed.env:
-            monkeypatch.setenv(name, weed.env[name])
+            env.setenv(name, weed.env[name])
     tag = f"m{next(_names)}{secrets.token_hex(3)}"
     return SharedStore(weed.url(tag), pg.create_database(tag))
 
+
+@pytest.fixture
+def shared_store(request, monkeypatch) -> SharedStore:
+    """A new, empty shared store for the test."""
+    return new_shared_store(request, monkeypatch)
 
 STORE_KINDS = ("local", "shared")
 #: Runs a test that uses ``mount`` on a local store and on a shared (S3 + PostgreSQL) one.
