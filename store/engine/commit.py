@@ -128,10 +128,12 @@ class CommitPath:
             yield b"".join(parts)
 
     def _apply(self, items: list, prepared: list, builder: BatchBuilder, durable: bool) -> list[int]:
-        now = time.time_ns()
-        changed: list[int] = []
-        self._names_changed = []
-        with self.catalog.write(durable=durable) as view:
+        """Commit a prepared batch in one transaction (run again whole if it lost a race with
+        another mount's); the inodes whose content changed."""
+        def run(view: CatalogView) -> list[int]:
+            now = time.time_ns()
+            changed: list[int] = []
+            self._names_changed = []
             self.record_packs(view, builder.new_packs, builder.pack_ends)
             view.content.add_blocks(builder.new_blocks)
             view.content.add_chunks(builder.new_chunks, now)
@@ -142,6 +144,7 @@ class CommitPath:
                     elif self._apply_overlay(view, item, prep, now):
                         changed.append(item.ino)
                     continue
+                item.error = None
                 try:
                     with view.savepoint():
                         changed.extend(self._apply_group(view, item, prep, now))
@@ -149,7 +152,8 @@ class CommitPath:
                     item.error = exc
                     log.error("write group failed and was dropped: %s", exc)
             view.meta.put("last_seq", self._seq)
-        return changed
+            return changed
+        return self.catalog.transact(run, durable=durable)
 
     def record_packs(self, view: CatalogView, new_packs: list[int], pack_ends: dict[int, int]) -> None:
         """Inside a transaction that points at new blocks: the packs' rows and committed sizes;

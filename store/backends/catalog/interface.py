@@ -22,7 +22,7 @@ thread, after the commit and before ``write`` returns, so a reader that starts a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, TypeVar
 
 from store.core.rewrite import Extent
 from .audit import Audit
@@ -34,6 +34,8 @@ from .rows import BlockRow, Changes, ChunkLocation, InodeRow
 from .search import SearchIndex
 from .sessions import Sessions
 from .tree import Tree
+
+T = TypeVar("T")
 
 
 class CatalogView(ABC):
@@ -80,6 +82,14 @@ class Catalog(ABC):
     @abstractmethod
     def write(self, durable: bool = False) -> ContextManager[CatalogView]:
         """A write transaction (one at a time); ``durable``: on stable storage when it ends."""
+
+    def transact(self, fn: Callable[[CatalogView], T], durable: bool = False) -> T:
+        """``fn(view)`` in one write transaction, its result returned. A catalog other processes
+        write too runs it again when it lost a race with one of them (rolled back whole), so
+        ``fn`` must have no effect outside the transaction; one that only this process writes
+        runs it once."""
+        with self.write(durable) as view:
+            return fn(view)
 
     @abstractmethod
     def in_snapshot(self) -> bool:
