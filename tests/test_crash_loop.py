@@ -81,7 +81,7 @@ def test_crash_loop_during_background_maintenance(tmp_path):
 def test_crash_loop_on_a_shared_store_with_a_second_mount(tmp_path, shared_store):
     """A shared store mounted twice: A is killed under the writer, B stays up and must show what
     A shows after each remount; ``python -m contrib.crashloop --shared`` is the long run."""
-    loops = 8
+    loops = 5
     loop = CrashLoop(tmp_path / "work", seed=5, verify_every=4, legacy_sessions=8, out=print,
                      shared=(shared_store.objects, shared_store.catalog))
     counts = loop.run(loops)
