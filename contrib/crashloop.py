@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from mounting import Mount, proc_status_kb, process_alive, sessionfs  # noqa: E402
+from contrib.scaleout.both import start_servers  # noqa: E402
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 # How a writer ends when the daemon under it dies: its next call on the mount fails so.
@@ -494,24 +495,6 @@ class CrashLoop:
             if self.other is not None:
                 self.other.cleanup()
         return dict(self.counts)
-
-
-def start_servers(datadir: Path, started: list) -> tuple[str, str]:
-    """SeaweedFS and PostgreSQL in ``datadir`` (appended to ``started``, for the caller to stop),
-    their S3 credentials in this process's environment; the shared store's (objects, catalog)."""
-    import secrets
-
-    from contrib.scaleout.postgres import start_postgres
-    from contrib.scaleout.seaweed import start_seaweed
-    datadir.mkdir(parents=True, exist_ok=True)
-    datadir.chmod(0o755)                       # the PostgreSQL server runs as its own user
-    pg = start_postgres(datadir / "postgres")
-    started.append(pg)
-    weed = start_seaweed(datadir / "seaweed", access_key=f"key{secrets.token_hex(6)}",
-                         secret_key=secrets.token_hex(16), bucket="crashloop")
-    started.append(weed)
-    os.environ.update({k: v for k, v in weed.env.items() if k.startswith("AWS_")})
-    return weed.url("store"), pg.url
 
 
 def main(argv: list[str] | None = None) -> int:
