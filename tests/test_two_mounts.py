@@ -252,3 +252,28 @@ def test_kill_of_a_while_b_reads_and_writes_then_a_remounted(mounts):
     a.umount()
     b.umount()
     verify_clean(a.store)
+
+
+def test_maintenance_runs_on_one_mount_at_a_time(mounts, shared_store, tmp_path):
+    """While one process of the store holds the maintenance turn, gc and compress run by hand
+    from a third STORE directory are refused with a message; once it is free they run."""
+    from store.backends.catalog.postgres.catalog import PostgresCatalog
+    from store.services.exclusive import MAINTENANCE
+    a, b = mounts
+    (a.sessions / "g").mkdir()
+    (a.sessions / "g" / "f").write_bytes(version("g", 0))
+    (a.sessions / "g" / "f").unlink()
+    c = shared_store.init(tmp_path / "store-c")
+    holder = PostgresCatalog(shared_store.catalog)
+    try:
+        assert holder.try_exclusive(MAINTENANCE)
+        for cmd in (("gc", str(c), "--grace", "0"), ("compress", str(c))):
+            r = sessionfs(*cmd, check=False)
+            assert r.returncode != 0 and "another mount of this store is running gc" in r.stderr, r.stderr
+        holder.release_exclusive(MAINTENANCE)
+        sessionfs("gc", str(c), "--grace", "0")
+        sessionfs("compress", str(c))
+    finally:
+        holder.close()
+    wait_for(lambda: (b.sessions / "g").is_dir() and not (b.sessions / "g" / "f").exists(), True,
+             "the unlinked file gone on B")
