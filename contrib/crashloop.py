@@ -423,7 +423,12 @@ class CrashLoop:
             time.sleep(0.05)
 
     def _check_other(self, i: int, seen: dict[str, str]) -> None:
-        """The second mount shows what the first does, once its notifications have arrived."""
+        """The second mount shows what the first does, once its notifications have arrived.
+        A dead second daemon is one violation (its log says why), and it is mounted again."""
+        if not process_alive(self.other.pid):
+            self._violate(i, f"mount B's daemon died; see {self.other.store / 'sessionfs.log'}")
+            self.other.kill9()
+            self.other.start()
         deadline = time.monotonic() + SETTLE_S
         while True:
             try:
