@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from contrib.bench.mount_bench import fsync_path
 from contrib.scaleout.seaweed import start_seaweed
 from mounting import FUSE_AVAILABLE, Mount, sessionfs
 from pg_server import pg_url  # noqa: F401 - a fixture
@@ -28,18 +29,19 @@ def content(name: str) -> bytes:
     return (name.encode() + b"\n") * 3000 + os.urandom(64)
 
 
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def check_all(m: Mount, written: dict[str, bytes]) -> None:
     got = {name: (m.sessions / "w" / name).read_bytes() for name in written}
     lost = [name for name, data in written.items() if got[name] != data]
     assert lost == [], f"closed files lost or wrong: {lost}"
+
+
+def check_after_remount(m: Mount, written: dict[str, bytes]) -> None:
+    """Unmounted, ``verify --data`` is clean; mounted again, every closed file is there whole."""
+    m.umount()
+    r = sessionfs("verify", str(m.store), "--data", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m.start()
+    check_all(m, written)
 
 
 @pytest.fixture
@@ -66,25 +68,21 @@ def test_seaweedfs_stopped_mid_write(tmp_path, private_weed, pg_url):
         for i in range(3):
             written[f"before{i}"] = content(f"before{i}")
             (m.sessions / "w" / f"before{i}").write_bytes(written[f"before{i}"])
-        fsync_file(m.sessions / "w" / "before2")
+        fsync_path(m.sessions / "w" / "before2")
         check_all(m, written)                                # read once: in the caches now
         private_weed.stop()
         for i in range(5):                                   # close() returns: staged locally
             written[f"during{i}"] = content(f"during{i}")
             (m.sessions / "w" / f"during{i}").write_bytes(written[f"during{i}"])
         with pytest.raises(OSError) as failed:
-            fsync_file(m.sessions / "w" / "during4")
+            fsync_path(m.sessions / "w" / "during4")
         assert failed.value.errno == errno.EIO
         check_all(m, {k: v for k, v in written.items() if k.startswith("before")})
         print(f"\nSeaweedFS down: 5 closes returned, fsync {errno.errorcode[failed.value.errno]}")
         private_weed.start()
-        fsync_file(m.sessions / "w" / "during4")             # the queued commits go through now
+        fsync_path(m.sessions / "w" / "during4")             # the queued commits go through now
         check_all(m, written)
-        m.umount()
-        r = sessionfs("verify", str(store), "--data", check=False)
-        assert r.returncode == 0, r.stdout + r.stderr
-        m.start()
-        check_all(m, written)
+        check_after_remount(m, written)
     finally:
         m.cleanup()
 
@@ -111,7 +109,7 @@ def test_postgresql_restarted_mid_commit(tmp_path, shared_store, postgres):
                     written[name] = data
                     started.set()
                     if i % 3 == 0:
-                        fsync_file(m.sessions / "w" / name)
+                        fsync_path(m.sessions / "w" / name)
                 except OSError as exc:
                     errors.append(errno.errorcode.get(exc.errno, str(exc.errno)))
                     stop.wait(0.05)          # the server is down: no busy loop
@@ -129,12 +127,8 @@ def test_postgresql_restarted_mid_commit(tmp_path, shared_store, postgres):
             thread.join(120)
         print(f"\nPostgreSQL restart: {len(written)} files closed, writer errors: {dict(Counter(errors))}")
         assert set(errors) <= {"EIO"}, Counter(errors)
-        fsync_file(m.sessions / "w" / "after")
+        fsync_path(m.sessions / "w" / "after")
         check_all(m, written)
-        m.umount()
-        r = sessionfs("verify", str(store), "--data", check=False)
-        assert r.returncode == 0, r.stdout + r.stderr
-        m.start()
-        check_all(m, written)
+        check_after_remount(m, written)
     finally:
         m.cleanup()
