@@ -27,7 +27,13 @@ age or grace limits), so kills also land during background compression and GC co
 every 5th loop the writer waits until the compressor has worked (it only runs when I/O is
 quiet), counted as ``compressed_before_kill``.
 
-Run: ``python -m contrib.crashloop --loops 1000 [--maintenance] [--workdir DIR] [--seed N]``; prints the
+With ``--shared`` the store is a shared one (SeaweedFS and PostgreSQL started in the work
+directory) with two mounts of two STORE directories: A is killed as above, B stays up the whole
+run, and after each loop B must show exactly what A shows after its remount (close-to-open
+across mounts; B may lag by the time a commit notification takes, so it is polled up to
+``SETTLE_S``). ``verify --data`` runs on A's directory, with B still mounted.
+
+Run: ``python -m contrib.crashloop --loops 1000 [--maintenance] [--shared] [--workdir DIR] [--seed N]``; prints the
 counts (loops, kills, violations, writer steps, ...) as JSON on the last line and exits 1 on violations.
 """
 
@@ -50,12 +56,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from mounting import Mount, proc_status_kb, process_alive, sessionfs  # noqa: E402
+from contrib.scaleout.both import start_servers  # noqa: E402
 
 EMPTY = hashlib.sha256(b"").hexdigest()
 # How a writer ends when the daemon under it dies: its next call on the mount fails so.
 DEAD_MOUNT_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED)
 # Maintenance as eager as it goes: cold at once, garbage at once, a whole core.
 MAINTENANCE_ARGS = ("--cold-age", "0", "--gc-grace", "0", "--cpu-share", "1")
+#: How long the second mount of a shared store may take to show what the first committed.
+SETTLE_S = 30
 
 WRITER = r'''
 import hashlib, os, random, shutil, sys
@@ -292,11 +301,18 @@ class CrashLoop:
     def __init__(self, workdir: Path, seed: int = 0, verify_every: int = 10, legacy_sessions: int = 8,
                  min_ms: int = 50, max_ms: int = 400, out=print, progress: int = 0,
                  keep_logs: bool = False, import_every: int = 7, mount_args: tuple[str, ...] = (),
-                 compress_every: int = 0):
+                 compress_every: int = 0, shared: tuple[str, str] | None = None):
+        """``shared``: (objects URL, catalog URL) of a shared store, mounted twice (see the module)."""
         self.work = Path(workdir)
         self.work.mkdir(parents=True, exist_ok=True)
         self.store = self.work / "store"
         self.mount = Mount(self.store, self.work / "mnt", *mount_args)
+        self.other: Mount | None = None
+        if shared:
+            for d in (self.store, self.work / "store-b"):
+                if not d.exists():
+                    sessionfs("init", str(d), "--objects", shared[0], "--catalog", shared[1])
+            self.other = Mount(self.work / "store-b", self.work / "mnt-b", *mount_args)
         self.rnd = random.Random(seed)
         self.seed = seed
         self.verify_every = verify_every
@@ -381,6 +397,8 @@ class CrashLoop:
         for p in check_log(lines, self.state, seen):
             self._violate(i, p)
         self.state = seen
+        if self.other is not None:
+            self._check_other(i, seen)
         if self.counts["violations"] > violations_before:
             self.out(f"writer log of loop {i} kept: {log_path}")
         elif not self.keep_logs:
@@ -401,6 +419,27 @@ class CrashLoop:
                 self.counts["compressed_before_kill"] += 1
                 return
             if c["state"] == "idle" and m["blocks_pending"] == 0:
+                return
+            time.sleep(0.05)
+
+    def _check_other(self, i: int, seen: dict[str, str]) -> None:
+        """The second mount shows what the first does, once its notifications have arrived.
+        A dead second daemon is one violation (its log says why), and it is mounted again."""
+        if not process_alive(self.other.pid):
+            self._violate(i, f"mount B's daemon died; see {self.other.store / 'sessionfs.log'}")
+            self.other.kill9()
+            self.other.start()
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            try:
+                other = observe(self.other.sessions / "w")
+            except FileNotFoundError:          # a file unlinked on A between B's listing and open
+                other = None
+            if other == seen:
+                return
+            if time.monotonic() > deadline:
+                diff = sorted(set(seen.items()) ^ set((other or {}).items()))
+                self._violate(i, f"mount B differs from mount A {SETTLE_S} s after A's remount: {diff}")
                 return
             time.sleep(0.05)
 
@@ -448,6 +487,8 @@ class CrashLoop:
                 if not (att / a.name).exists():
                     shutil.copyfile(a, att / a.name)
             m.umount()
+            if self.other is not None:
+                self.other.start()
             for i in range(loops):
                 self.loop(i)
                 if self.progress and (i + 1) % self.progress == 0:
@@ -456,6 +497,8 @@ class CrashLoop:
                 self.verify(loops)
         finally:
             self.mount.cleanup()
+            if self.other is not None:
+                self.other.cleanup()
         return dict(self.counts)
 
 
@@ -469,17 +512,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--maintenance", action="store_true",
                     help="background compression and GC compaction with no age/grace limits, so the "
                          "kills also land during them")
+    ap.add_argument("--shared", action="store_true",
+                    help="a shared store (SeaweedFS + PostgreSQL started in the work directory), two mounts")
     args = ap.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sfs-crashloop-"))
     start = time.monotonic()
-    cl = CrashLoop(work, seed=args.seed, verify_every=args.verify_every,
-                   legacy_sessions=max(8, min(60, args.loops // 7 + 1)),
-                   out=lambda text: print(text, flush=True), progress=50,
-                   mount_args=MAINTENANCE_ARGS if args.maintenance else (),
-                   compress_every=5 if args.maintenance else 0)
+    servers = []
     try:
+        shared = start_servers(work / "servers", servers) if args.shared else None
+        cl = CrashLoop(work, seed=args.seed, verify_every=args.verify_every,
+                       legacy_sessions=max(8, min(60, args.loops // 7 + 1)),
+                       out=lambda text: print(text, flush=True), progress=50,
+                       mount_args=MAINTENANCE_ARGS if args.maintenance else (),
+                       compress_every=5 if args.maintenance else 0, shared=shared)
         counts = cl.run(args.loops)
     finally:
+        for server in servers:
+            server.stop()
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     counts["seconds"] = round(time.monotonic() - start, 1)

@@ -191,13 +191,22 @@ class SessionFS(pyfuse3.Operations):
         a.entry_timeout = self.entry_timeout
         return a
 
-    @_handler
     async def forget(self, inode_list):
+        """Never raises: the kernel takes no reply, and an error here would end the session
+        loop. One inode failing (logged by the handler) leaves the others forgotten; an
+        unlinked inode left behind is deleted by the next recovery."""
         for ino, n in inode_list:
-            if self.search_views.owns(ino):
-                self.search_views.forget(ino, n)
-            elif not Views.is_virtual(ino):
-                await _run(self.store.unpin, ino, n)
+            try:
+                await self._forget_one(ino, n)
+            except pyfuse3.FUSEError:
+                pass
+
+    @_handler
+    async def _forget_one(self, ino: int, n: int) -> None:
+        if self.search_views.owns(ino):
+            self.search_views.forget(ino, n)
+        elif not Views.is_virtual(ino):
+            await _run(self.store.unpin, ino, n)
 
     @_handler
     async def getattr(self, inode, ctx=None):

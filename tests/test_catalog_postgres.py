@@ -312,3 +312,21 @@ def test_a_url_password_never_appears_in_a_message(postgres, pg_url):
         conn.execute("CREATE TABLE unrelated (x int)")
     with pytest.raises(ConflictError, match="is not empty"):
         PostgresCatalog.initialize(pg_url, "ab" * 16, "local")
+
+
+def test_an_exclusive_lock_is_held_by_one_catalog_at_a_time_and_freed_with_its_connection(two, pg_url):
+    a, b = two
+    assert a.try_exclusive("maintenance") and not b.try_exclusive("maintenance")
+    assert b.try_exclusive("other"), "locks of other names are independent"
+    assert a.try_exclusive("maintenance"), "a second holder in one process is counted"
+    a.release_exclusive("maintenance")
+    assert not b.try_exclusive("maintenance"), "released by one of two holders: still held"
+    a.release_exclusive("maintenance")
+    assert b.try_exclusive("maintenance") and not a.try_exclusive("maintenance")
+    c = PostgresCatalog(pg_url)
+    try:
+        assert not c.try_exclusive("maintenance")
+        b.close()                                     # as if b's process died: the server frees it
+        assert c.try_exclusive("maintenance")
+    finally:
+        c.close()

@@ -75,3 +75,17 @@ def test_crash_loop_during_background_maintenance(tmp_path):
     print(f"\ncrash loop with maintenance: {counts}")
     assert counts["violations"] == 0, "\n".join(loop.violations)
     assert counts["compressed_before_kill"] >= 1, "background compression never ran before a kill"
+
+
+@pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here")
+def test_crash_loop_on_a_shared_store_with_a_second_mount(tmp_path, shared_store):
+    """A shared store mounted twice: A is killed under the writer, B stays up and must show what
+    A shows after each remount; ``python -m contrib.crashloop --shared`` is the long run."""
+    loops = 5
+    loop = CrashLoop(tmp_path / "work", seed=5, verify_every=4, legacy_sessions=8, out=print,
+                     shared=(shared_store.objects, shared_store.catalog))
+    counts = loop.run(loops)
+    print(f"\nshared crash loop: {counts}")
+    assert counts["loops"] == loops and counts["kills"] == loops
+    assert counts["writer_steps"] > loops, "the writer did almost nothing before the kills"
+    assert counts["violations"] == 0, "\n".join(loop.violations)

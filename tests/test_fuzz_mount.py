@@ -41,10 +41,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from mounting import proc_status_kb
+from shared_store import on_both_stores
 
 
 EXAMPLES = int(os.environ.get("SESSIONFS_FUZZ_EXAMPLES", "30"))
 STEPS = int(os.environ.get("SESSIONFS_FUZZ_STEPS", "50"))
+#: Fewer examples on a shared store (each step crosses S3 and PostgreSQL).
+SHARED_EXAMPLES = int(os.environ.get("SESSIONFS_FUZZ_SHARED_EXAMPLES", "15"))
 
 # Paths every operation draws from: files and directories compete for the same names, so type
 # mismatches (EISDIR, ENOTDIR, ENOTEMPTY, EEXIST) come up as often as the happy paths.
@@ -534,7 +537,8 @@ def _first_diff(a: bytes, b: bytes) -> str:
     return f"first difference at +{i}: mount {a[i:i + 16]!r} reference {b[i:i + 16]!r}"
 
 
-def test_differential_fuzz(mount, tmp_path):
+@on_both_stores
+def test_differential_fuzz(mount, tmp_path, request):
     mount_dir = mount.sessions / "fuzz"
     mount_dir.mkdir()
     ref_dir = Path(tempfile.mkdtemp(prefix="ref-", dir=tmp_path))
@@ -544,10 +548,11 @@ def test_differential_fuzz(mount, tmp_path):
     FINISHED.clear()
     DIVERGENCE_LOG[:] = [tmp_path / "divergences.log"]
     rss_before = proc_status_kb(mount.pid, "VmRSS")
+    examples = SHARED_EXAMPLES if request.node.callspec.params["mount"] == "shared" else EXAMPLES
     try:
         run_state_machine_as_test(
             MountVsReference,
-            settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
+            settings=settings(max_examples=examples, stateful_step_count=STEPS, deadline=None, database=None,
                               suppress_health_check=list(HealthCheck)))
     finally:
         if DIVERGENCE_LOG[0].exists():

@@ -24,6 +24,7 @@ import pytest
 
 from checks import assert_catalog_consistent
 from mounting import FUSE_AVAILABLE, Mount, process_alive, sessionfs
+from shared_store import on_both_stores
 from fusefs.daemon import mounted_here
 from store import Store
 from store.backends.catalog.sqlite.view import sql
@@ -143,6 +144,7 @@ def ocr_line(doc: dict) -> str:
 
 
 # ---------------------------------------------------------------- tests
+@on_both_stores
 def test_cp_rsync_tar_grep_find_and_remount(mount: Mount, source, tmp_path):
     src, sids, docs = source
     mnt = mount.sessions

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from mounting import FUSE_AVAILABLE, Mount
+from shared_store import STORE_KINDS, new_shared_store
 
 pytestmark = pytest.mark.skipif(not FUSE_AVAILABLE, reason="FUSE is not available here")
 
@@ -89,17 +90,22 @@ def rss_kb(pid: int, key: str = "VmRSS") -> int:
 
 
 # -- the module's mount, users and directories ------------------------------------------
-@pytest.fixture(scope="module")
-def pmount(tmp_path_factory):
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def pmount(request, tmp_path_factory):
+    """The module's mount: every test here runs on a local store and on a shared one."""
     # The mountpoint must be reachable by the other users (pytest's own tmp dirs are 0700).
     base = Path(tempfile.mkdtemp(prefix="sessionfs-posix-", dir="/tmp"))
     os.chmod(base, 0o755)
-    m = Mount(tmp_path_factory.mktemp("posix") / "store", base / "mnt", "--allow-other")
-    try:
-        yield m.start()
-    finally:
-        m.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
+    with pytest.MonkeyPatch.context() as env:
+        store = tmp_path_factory.mktemp("posix") / "store"
+        if request.param == "shared":
+            new_shared_store(request, env).init(store)
+        m = Mount(store, base / "mnt", "--allow-other")
+        try:
+            yield m.start()
+        finally:
+            m.cleanup()
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -795,13 +801,16 @@ def _readdir_with_offsets(path, seek_to=None, limit=None):
     return out
 
 
-def test_readdir_of_10000_entries(d):
-    names = [f"entry-{i:05d}-{'x' * (i % 37)}" for i in range(10_000)]
+def test_readdir_of_thousands_of_entries(d, request):
+    """10,000 entries (2,000 on a shared store: each create is a PostgreSQL commit, and 2,000
+    already fill many readdir pages)."""
+    count = 2_000 if request.node.callspec.params["pmount"] == "shared" else 10_000
+    names = [f"entry-{i:05d}-{'x' * (i % 37)}" for i in range(count)]
     for n in names:
         os.mknod(d / n, stat.S_IFREG | 0o644)
     first = [e.name for e in os.scandir(d)]
     second = [e.name for e in os.scandir(d)]
-    assert len(first) == 10_000 and sorted(first) == sorted(names)
+    assert len(first) == count and sorted(first) == sorted(names)
     assert first == second, "two listings of an unchanged directory must come in the same order"
     # telldir/seekdir offsets are stable: resuming from the middle gives the same tail
     full = _readdir_with_offsets(d)

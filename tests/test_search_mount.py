@@ -20,6 +20,7 @@ import pytest
 
 from contrib.corpus import generate_session
 from mounting import FUSE_AVAILABLE, Mount
+from shared_store import STORE_KINDS, on_both_stores, store_dir
 from store.engine.store import Store
 from store.services.search import search
 from store.services.sessions import SessionStore
@@ -101,9 +102,11 @@ def grep_sessions(mnt: Path, word: str) -> dict[str, set[str]]:
     return found
 
 
-def test_word_search_equals_grep_over_the_mount(tmp_path):
-    root = tmp_path / "store"
-    Store.init(root)
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_word_search_equals_grep_over_the_mount(tmp_path, request, kind):
+    root = store_dir(request, tmp_path / "store", kind)
+    if kind == "local":
+        Store.init(root)
     docs = [generate_session(11, i, profile="small", attachments=False)[0] for i in range(24)]
     with Store.open(root) as store:
         api = SessionStore(store)
@@ -134,6 +137,7 @@ def test_word_search_equals_grep_over_the_mount(tmp_path):
         m.cleanup()
 
 
+@on_both_stores
 def test_views_follow_changes_through_the_mount(mount):
     top, sessions = mount.path, mount.sessions
     assert {"tags", "by-date", "search", "sessions"} <= set(os.listdir(top))

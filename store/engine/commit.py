@@ -150,6 +150,7 @@ class CommitPath:
                 else:
                     self._apply_overlay(view, item, prep, now)
                 continue
+            item.error = None                   # a rerun of the transaction starts afresh
             try:
                 with view.savepoint():
                     changed.extend(self._apply_group(view, item, prep, now))

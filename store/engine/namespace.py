@@ -21,7 +21,8 @@ class NamespaceOps:
     """The namespace part of ``Store``."""
 
     def _namespace(self, op, *, entries: Iterable[tuple[int, bytes]] = (), moved: Iterable[int] = ()):
-        """Run ``op(tree, now)`` in a write transaction and keep the session index in step."""
+        """Run ``op(tree, now)`` in a write transaction (again, if it lost a race with another
+        mount's) and keep the session index in step."""
         self._check_writable()
         entries, moved = list(entries), list(moved)
 
@@ -105,9 +106,8 @@ class NamespaceOps:
                 for ov in self._overlays.get(ino, ()):
                     ov.mtime_ns = mtime_ns
         if any(v is not None for v in (mode, uid, gid, atime_ns, mtime_ns)) or size is not None:
-            with self.catalog.write() as view:
-                view.tree.set_attrs(ino, time.time_ns(), mode=mode, uid=uid, gid=gid, atime_ns=atime_ns,
-                                    mtime_ns=mtime_ns)
+            self.catalog.transact(lambda view: view.tree.set_attrs(
+                ino, time.time_ns(), mode=mode, uid=uid, gid=gid, atime_ns=atime_ns, mtime_ns=mtime_ns))
         return self.getattr(ino)
 
     def pin(self, ino: int, n: int = 1) -> None:
@@ -136,8 +136,7 @@ class NamespaceOps:
             for ov in layers:       # under the lock: write() pwrites under it, never to a closed fd
                 if not ov.sealed:
                     ov.discard()
-        with self.catalog.write() as view:
-            view.tree.delete_if_unlinked(row.id, time.time_ns())
+        self.catalog.transact(lambda view: view.tree.delete_if_unlinked(row.id, time.time_ns()))
 
     # -- xattrs ---------------------------------------------------------------
     def getxattr(self, ino: int, name: bytes) -> bytes:
@@ -157,11 +156,10 @@ class NamespaceOps:
     def setxattr(self, ino: int, name: bytes, value: bytes, *, create: bool = False, replace: bool = False) -> None:
         self._check_writable()
         self._xattr_names.add(name)      # before the commit: a reader must never miss it
-        with self.catalog.write() as view:
-            view.tree.setxattr(ino, name, value, time.time_ns(), create=create, replace=replace)
+        self.catalog.transact(lambda view: view.tree.setxattr(ino, name, value, time.time_ns(), create=create,
+                                                              replace=replace))
 
     def removexattr(self, ino: int, name: bytes) -> None:
         self._check_writable()
-        with self.catalog.write() as view:
-            view.tree.removexattr(ino, name, time.time_ns())
+        self.catalog.transact(lambda view: view.tree.removexattr(ino, name, time.time_ns()))
 

@@ -35,7 +35,6 @@ from .search import SearchIndex
 from .sessions import Sessions
 from .tree import Tree
 
-
 T = TypeVar("T")
 
 

@@ -36,6 +36,7 @@ from ..rows import Changes
 from . import counters
 from .changes import CHANNEL, encode
 from .errors import RetryableError, store_error, transaction_error
+from .exclusive import AdvisoryLocks
 from .listener import Listener
 from .pool import Pool
 from .schema import FORMAT_VERSION, create_tables, read_identity
@@ -70,6 +71,7 @@ class PostgresCatalog(Catalog):
         self._writer_view = PostgresView(self, writable=True)
         self._hooks: list[Callable[[Changes], None]] = []
         self._listeners: list[Listener] = []
+        self._locks = AdvisoryLocks(url, self.where)
         self.commits = 0
         self._folded_at = 0
         self.upgraded_from: int | None = None
@@ -204,6 +206,15 @@ class PostgresCatalog(Catalog):
         listener.start()
         return listener
 
+    # -- one process at a time --------------------------------------------------------
+    def try_exclusive(self, name: str) -> bool:
+        """``Catalog.try_exclusive`` across every mount of the store: an advisory lock on a
+        connection of its own (``exclusive``), released by the server if this process dies."""
+        return self._locks.try_take(name)
+
+    def release_exclusive(self, name: str) -> None:
+        self._locks.release(name)
+
     # -- upkeep ------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Commits are durable on the server already; this folds the counters' delta rows when they pile up."""
@@ -225,6 +236,7 @@ class PostgresCatalog(Catalog):
         return self.pool.open_connections
 
     def close(self) -> None:
+        self._locks.close()
         for listener in self._listeners:
             listener.close()
         self._listeners.clear()
