@@ -15,6 +15,7 @@ import logging
 import stat
 import time
 
+from store.backends.catalog.content import ChunkGoneError
 from store.backends.catalog.interface import CatalogView
 from store.backends.catalog.rows import ROOT_INO, InodeRow
 from store.core.session_fields import METADATA_NAME
@@ -40,16 +41,25 @@ class CommitPath:
         return self.catalog.reader().content.chunk_by_hash(digest)
 
     def _commit_batch(self, items: list, durable: bool) -> None:
-        """Build, write and commit one batch (runs in the persistence worker)."""
-        before = self.mark_appends()
-        builder = BatchBuilder(self.packs, self.ids, self._known_chunk, self.compress_level)
-        try:
-            prepared = [self._prepare_or_drop(item, builder) for item in items]
-            self.packs.prepare_commit()
-            changed = self._apply(items, prepared, builder, durable)
-        except BaseException:
-            self.rollback_appends(before, builder.new_packs)
-            raise
+        """Build, write and commit one batch (runs in the persistence worker). A batch that
+        reused a chunk another mount's gc reclaimed meanwhile is built again, once, at once."""
+        for again in (True, False):
+            before = self.mark_appends()
+            builder = BatchBuilder(self.packs, self.ids, self._known_chunk, self.compress_level)
+            try:
+                prepared = [self._prepare_or_drop(item, builder) for item in items]
+                self.packs.prepare_commit()
+                changed = self._apply(items, prepared, builder, durable)
+            except ChunkGoneError as exc:
+                self.rollback_appends(before, builder.new_packs)
+                if not again:
+                    raise
+                log.info("building a batch again: %s", exc)
+                continue
+            except BaseException:
+                self.rollback_appends(before, builder.new_packs)
+                raise
+            break
         self.packs.committed()
         self._after_commit(items, changed)
 

@@ -13,10 +13,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
+from store.core.errors import StoreError
 from store.core.rewrite import Extent
 from .rows import BlockRow, ChunkInBlock, ChunkLocation
 
 _END = (1 << 63) - 1     # beyond any offset or chunk length
+
+
+class ChunkGoneError(StoreError):
+    """A commit names a chunk that no longer exists: another writer's gc reclaimed it after
+    the batch found it by its hash. The batch must be prepared again (it then stores the bytes
+    anew); the transaction is rolled back."""
 
 
 class Content(ABC):
@@ -100,4 +107,4 @@ class Content(ABC):
         """Make (offset, length, chunk id) ``extents`` the whole chunk list of file ``ino``
         (counts follow; chunks left unreferenced are so since ``now``) and set its size, mtime,
         ctime (never moved back) and, if given, ``content_seq``. False, changing nothing, when
-        the inode no longer exists."""
+        the inode no longer exists; ``ChunkGoneError`` when a chunk of ``extents`` does not."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from ..content import Content
+from ..content import ChunkGoneError, Content
 from ..rows import BlockRow, ChunkInBlock, ChunkLocation
 from .domain import Domain
 from .errors import translated
@@ -136,8 +136,10 @@ class PostgresContent(Domain, Content):
         if extents:
             self._touched.contents.add(ino)
         counts = Counter(cid for _, _, cid in extents)
-        self._bulk("UPDATE chunks SET refcount = chunks.refcount + u.n, unref_since = NULL "
-                   "FROM {rows} AS u(id, n) WHERE chunks.id = u.id", ("bigint", "bigint"), counts.items())
+        updated = self._bulk("UPDATE chunks SET refcount = chunks.refcount + u.n, unref_since = NULL "
+                             "FROM {rows} AS u(id, n) WHERE chunks.id = u.id", ("bigint", "bigint"), counts.items())
+        if updated != len(counts):
+            raise ChunkGoneError(f"inode {ino}: {len(counts) - updated} of its chunks no longer exist")
         self._x("UPDATE inodes SET size = %s, mtime_ns = %s, ctime_ns = greatest(ctime_ns, %s), "
                 "content_seq = coalesce(%s, content_seq) WHERE id = %s",
                 (size, mtime_ns, ctime_ns, content_seq, ino))

@@ -30,12 +30,13 @@ class Domain:
     def _touched(self) -> Touched:
         return self._view.touched
 
-    def _bulk(self, sql: str, types: tuple[str, ...], rows) -> None:
+    def _bulk(self, sql: str, types: tuple[str, ...], rows) -> int:
         """Run ``sql`` once over every row of ``rows``: its ``{rows}`` becomes the rows as a table
         (``unnest`` of one array per column, of the SQL ``types``), so a statement trigger
-        fires once, not once per row as with ``executemany``."""
+        fires once, not once per row as with ``executemany``. Returns the rows it changed."""
         rows = list(rows)
-        if rows:
-            columns = [list(c) for c in zip(*rows)]
-            table = "unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
-            self._x(sql.format(rows=table), columns)
+        if not rows:
+            return 0
+        columns = [list(c) for c in zip(*rows)]
+        table = "unnest(" + ", ".join(f"%s::{t}[]" for t in types) + ")"
+        return self._x(sql.format(rows=table), columns).rowcount

@@ -7,7 +7,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 
-from ..content import Content
+from ..content import ChunkGoneError, Content
 from ..rows import BlockRow, ChunkInBlock, ChunkLocation
 from store.core.errors import IntegrityError
 from store.core.rewrite import Extent
@@ -132,8 +132,10 @@ class SqliteContent(Content):
         self._db.executemany("INSERT INTO file_chunks (ino, off, chunk_id) VALUES (?, ?, ?)",
                              [(ino, off, cid) for off, _, cid in extents])
         counts = Counter(cid for _, _, cid in extents)
-        self._db.executemany("UPDATE chunks SET refcount = refcount + ?, unref_since = NULL WHERE id = ?",
-                             [(n, cid) for cid, n in counts.items()])
+        updated = self._db.executemany("UPDATE chunks SET refcount = refcount + ?, unref_since = NULL WHERE id = ?",
+                                       [(n, cid) for cid, n in counts.items()]).rowcount
+        if counts and updated != len(counts):
+            raise ChunkGoneError(f"inode {ino}: {len(counts) - updated} of its chunks no longer exist")
         self._db.execute("UPDATE inodes SET size = ?, mtime_ns = ?, ctime_ns = max(ctime_ns, ?), "
                          "content_seq = coalesce(?, content_seq) WHERE id = ?",
                          (size, mtime_ns, ctime_ns, content_seq, ino))
