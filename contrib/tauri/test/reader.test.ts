@@ -185,8 +185,12 @@ describe("SessionReader on a sessionfs mount", { skip, timeout: 30_000 }, () => 
       const deadline = written + 60_000;
       while (events.length < 2 && Date.now() < deadline) {
         await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, Math.max(0, deadline - Date.now()));
+          // The bound's timer goes with the wait: one left pending keeps Node alive until it fires.
+          const bound = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+          wake = () => {
+            clearTimeout(bound);
+            resolve();
+          };
         });
       }
       const seen = events.map((e) => `${e.event.kind}:${e.event.index}:${e.event.name}`).sort();
