@@ -24,6 +24,7 @@ from contrib.corpus import generate_session
 from checks import sigkill_at
 from store import Store
 from store.services import gc as gcmod
+from store.services import switch_over
 from store.cli.main import main
 from store.services.gc import BackgroundGC, GcOptions, collect
 from store.backends.objects.packs import local_packer
@@ -177,7 +178,7 @@ POINTS = ("appended", "synced", "committed", "deleted")
 
 def _child(root: str, point: str | None, nth: int, pipe) -> None:
     """Run a gc in small steps; SIGKILL ourselves at the nth passage of ``point``."""
-    gcmod._hook = sigkill_at(point, nth)
+    switch_over._hook = sigkill_at(point, nth)
     store = open_store(Path(root), SMALL_PACKS)
     os.write(pipe, b"s")
     collect(store, GcOptions(grace=0, step_bytes=48 * 1024))

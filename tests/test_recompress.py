@@ -21,6 +21,7 @@ from checks import sigkill_at
 from store import Store
 from store.core import codec
 from store.services import gc as gcmod
+from store.services import switch_over
 from store.cli.main import main
 from store.services.background import maintenance
 from store.services.gc import GcOptions, collect
@@ -248,7 +249,7 @@ POINTS = ("appended", "synced", "committed", "deleted")
 
 
 def _child(root: str, point: str | None, nth: int, pipe) -> None:
-    gcmod._hook = sigkill_at(point, nth)
+    switch_over._hook = sigkill_at(point, nth)
     import store.services.recompress as rc
     rc.BATCH_BLOCKS = 8                     # many small switch-overs
     store = open_store(Path(root))

@@ -67,9 +67,9 @@ from store.core.errors import IntegrityError, SearchIndexError
 from store.core.units import human_bytes
 from store.backends.catalog.maintenance import AgedBlock, PackLiveness
 from store.backends.catalog.rows import ChunkInBlock
-from store.engine.ingest import append_frame
 from .audio_layout import trimmed_layout
 from .exclusive import MAINTENANCE, required_turn
+from .switch_over import Appender, after_commit, drop_empty_packs
 
 log = logging.getLogger("sessionfs.gc")
 
@@ -129,10 +129,6 @@ class GcResult:
 
 
 
-def _hook(point: str) -> None:
-    """Crash-test hook (tests replace it to SIGKILL at a chosen step); does nothing."""
-
-
 # -- planning (any thread, read-only) ----------------------------------------------------------
 def ns_ago(seconds: float) -> int:
     """The time ``seconds`` before now, in ns (the cut-off of a grace period or a cold age)."""
@@ -172,63 +168,6 @@ def aged_packs(liveness: list[PackLiveness], options: GcOptions) -> set[int]:
     compacted with every block that holds a dead chunk re-encoded."""
     cutoff = ns_ago(options.max_dead_age)
     return {p.pack_id for p in liveness if p.created <= cutoff and p.size - _exact(p) >= 1}
-
-
-# -- switch-over machinery shared with recompression (persistence worker only) ------------------
-class Appender:
-    """New copies of blocks for one switch-over: appended to the write pack, fsynced, then
-    recorded in the catalog transaction that points at them; ``undo`` cuts them away when
-    anything fails before that commit (the catalog never saw them)."""
-
-    def __init__(self, store):
-        self.store = store
-        self.before = store.mark_appends()
-        self.new_packs: list[int] = []
-        self.pack_ends: dict[int, int] = {}
-        self.bytes = 0
-
-    def new_block_id(self) -> int:
-        return self.store.ids.take("block")
-
-    def append(self, framed: bytes) -> tuple[int, int]:
-        pid, off, created = append_frame(self.store.packs, self.store.ids, framed)
-        if created:
-            self.new_packs.append(pid)
-        self.pack_ends[pid] = off + len(framed)
-        self.bytes += len(framed)
-        return pid, off
-
-    def sync(self) -> None:
-        _hook("appended")
-        self.store.packs.prepare_commit()
-        _hook("synced")
-
-    def record(self, txn) -> None:
-        """Inside the switch-over transaction: the new packs and their committed sizes."""
-        self.store.record_packs(txn, self.new_packs, self.pack_ends)
-
-    def undo(self) -> None:
-        self.store.rollback_appends(self.before, self.new_packs)
-
-
-def drop_empty_packs(store, txn, pack_ids=None) -> list[int]:
-    """Inside a switch-over transaction: delete the rows of packs left without blocks (all of
-    them, or those of ``pack_ids``) but the write pack (it fills up and is compacted later);
-    their objects go after the commit (``after_commit``)."""
-    return txn.maintenance.drop_empty_packs(pack_ids, keep=store.packs.write_position[0])
-
-
-def after_commit(store, dropped_blocks, deleted_packs) -> None:
-    """After a switch-over commit: racing reads retry, stale cache entries go, old packs go."""
-    if dropped_blocks or deleted_packs:
-        store.maintenance_epoch += 1          # before files go: racing reads retry
-    for bid in dropped_blocks:
-        store.cache.discard(bid)
-    _hook("committed")
-    store.packs.committed()                   # sealed packs into the object store
-    for pid in deleted_packs:
-        store.packs.delete(pid)
-    _hook("deleted")
 
 
 # -- the work (persistence worker only) ---------------------------------------------------------

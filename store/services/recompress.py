@@ -74,7 +74,8 @@ from store.backends.catalog.maintenance import AgedBlock
 from .audio_layout import pcm_layout
 from .dictionary_training import SMALL_BLOCK, ensure_dictionary, looks_like_text
 from .exclusive import required_turn
-from .gc import Appender, after_commit, drop_empty_packs, ns_ago
+from .gc import ns_ago
+from .switch_over import Appender, after_commit, drop_empty_packs
 
 log = logging.getLogger("sessionfs.recompress")
 
