@@ -58,8 +58,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     path = store_path(args.store)
     if path.exists() and not path.is_dir():
         raise CliError(f"{args.store} exists and is not a directory")
-    config = make_config(args.objects, args.catalog, args.endpoint or os.environ.get("AWS_ENDPOINT_URL")
-                         if args.objects else args.endpoint)
+    endpoint = args.endpoint or (os.environ.get("AWS_ENDPOINT_URL") if args.objects else None)
+    config = make_config(args.objects, args.catalog, endpoint)
     root = Store.init(path, config=config)
     if not config.shared:
         write_out(f"initialized an empty sessionfs store in {root.resolve()}\n")

@@ -33,10 +33,6 @@ class StoreConfig:
     writer_id: str | None = None
 
     @property
-    def is_default(self) -> bool:
-        return self.objects == LOCAL_OBJECTS and self.catalog == SQLITE_CATALOG and self.endpoint is None
-
-    @property
     def shared(self) -> bool:
         """Other mounts may use the same catalog and objects (a scale-out catalog)."""
         return self.catalog != SQLITE_CATALOG

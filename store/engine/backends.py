@@ -20,7 +20,7 @@ import orjson
 from store.backends.catalog.interface import Catalog
 from store.backends.catalog.sqlite.catalog import SqliteCatalog
 from store.backends.objects.packs import Packer, local_packer
-from store.core.config import StoreConfig, parse_config, s3_location
+from store.core.config import LOCAL_OBJECTS, StoreConfig, parse_config, s3_location
 from store.core.errors import FormatError
 
 CONFIG_NAME = "config.json"
@@ -67,8 +67,8 @@ def open_packer(root: Path, config: StoreConfig, *, seal_every_commit: bool = Fa
                 disk_cache: int = DEFAULT_DISK_CACHE) -> Packer:
     """The packer over the store's objects: local ones, or S3 objects behind the local disk
     cache (every commit's pack put before the commit: other mounts read the objects)."""
-    if config.objects == "local":
-        return local_packer(root, seal_every_commit=seal_every_commit or config.shared)
+    if config.objects == LOCAL_OBJECTS:
+        return local_packer(root, seal_every_commit=seal_every_commit)
     from store.backends.objects.disk_cache import DiskCachedObjects
     from store.backends.objects.s3 import S3_PACK_TARGET_SIZE, S3ObjectStore
     bucket, prefix = s3_location(config.objects)
