@@ -123,7 +123,8 @@ class GcResult:
         else:
             lines.append(f"compacted {self.packs_compacted} packs: copied {self.blocks_copied:,} blocks "
                          f"({human_bytes(self.bytes_copied)}), re-encoded {self.blocks_reencoded:,} mostly dead blocks; "
-                         f"deleted {self.packs_deleted} packs and {self.orphan_objects_deleted} orphan objects")
+                         f"deleted {self.packs_deleted} packs and "
+                         f"{self.orphan_objects_deleted} orphan objects")
             lines.append(f"stored bytes: {human_bytes(self.stored_before)} -> {human_bytes(self.stored_after)}; "
                          f"catalog pages released: {self.catalog_pages_released:,}")
         return "\n".join(lines)

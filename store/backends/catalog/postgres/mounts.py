@@ -51,8 +51,8 @@ class PostgresMounts(Domain, Mounts):
         return alive
 
     def expire(self, writer: str) -> list[str]:
-        return [r[0] for r in self._x(f"DELETE FROM mounts WHERE NOT ({_LIVE}) AND writer <> %s RETURNING writer",
-                                      (writer, writer))]
+        return [r[0] for r in self._x(f"DELETE FROM mounts WHERE writer <> %s AND heartbeat + expiry_ns < {NOW_NS} "
+                                      "RETURNING writer", (writer,))]
 
     def deletable(self, writer: str, inos: Iterable[int] | None) -> list[int]:
         self._x("SELECT 1 FROM meta WHERE key = %s FOR SHARE", (GUARD_KEY,))
@@ -61,13 +61,14 @@ class PostgresMounts(Domain, Mounts):
                     "WHERE nlink = 0 AND id <> %s ON CONFLICT DO NOTHING", (ROOT_INO,))
             candidates = [r[0] for r in self._x("SELECT id FROM inodes WHERE nlink = 0 AND id <> %s", (ROOT_INO,))]
         else:
-            candidates = [r[0] for r in self._x("SELECT id FROM inodes WHERE id = ANY(%s::bigint[]) AND nlink = 0 AND id <> %s",
-                                                (list(inos), ROOT_INO))]
+            candidates = [r[0] for r in self._x(
+                "SELECT id FROM inodes WHERE id = ANY(%s::bigint[]) AND nlink = 0 AND id <> %s",
+                (list(inos), ROOT_INO))]
         if not candidates or self._one(f"SELECT 1 FROM mounts WHERE {_LIVE} LIMIT 1", (writer,)) is None:
             return candidates
         return [r[0] for r in self._x(
             "SELECT n.ino FROM unlinked_noted n WHERE n.ino = ANY(%s::bigint[]) "
             f"AND n.noted < (SELECT min(scanned) FROM mounts WHERE {_LIVE}) "
-            f"AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.ino = n.ino "
+            "AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.ino = n.ino "
             f"                AND l.writer IN (SELECT writer FROM mounts WHERE {_LIVE}))",
             (candidates, writer, writer))]
