@@ -49,6 +49,11 @@ class CatalogError(StoreError):
         self.errno = errno
 
 
+class RetryableError(CatalogError):
+    """A write transaction of a catalog shared by many writers lost a race with another's
+    (serialization failure, deadlock) and was rolled back whole; it may be run again."""
+
+
 class SearchIndexError(CatalogError):
     """The search index could not be read or updated (damaged or missing): it needs a rebuild."""
 

@@ -267,7 +267,7 @@ class CommitPath:
                     if not ov.sealed:
                         ov.discard()
         if not pinned:
-            view.tree.delete_inode(row.id, now)
+            self.liveness.delete_unheld(view, [row.id], now)
 
     def _after_commit(self, items: list, changed: list[int]) -> None:
         for item in items:

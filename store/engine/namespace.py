@@ -136,7 +136,7 @@ class NamespaceOps:
             for ov in layers:       # under the lock: write() pwrites under it, never to a closed fd
                 if not ov.sealed:
                     ov.discard()
-        self.catalog.transact(lambda view: view.tree.delete_if_unlinked(row.id, time.time_ns()))
+        self.catalog.transact(lambda view: self.liveness.delete_unheld(view, [row.id], time.time_ns()))
 
     # -- xattrs ---------------------------------------------------------------
     def getxattr(self, ino: int, name: bytes) -> bytes:

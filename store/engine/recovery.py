@@ -1,7 +1,8 @@
 """Bringing a store to a consistent state when it is opened for writing.
 
 In order: packs cut back to what the catalog committed (and sealed ones put into the
-object store), inodes left without a name by a crash removed, the id counters read, and
+object store), inodes left without a name by a crash removed (on a shared catalog: this
+mount registered first, and only those no other live mount holds: ``liveness``), the id counters read, and
 the overlays sealed before the last stop (closed files whose commit had not landed)
 committed again; unsealed ones (files never closed) are dropped.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import time
 from pathlib import Path
 
 import orjson
@@ -31,9 +31,9 @@ class Recovery:
         to_seal = self.packs.recover(catalog.reader().content.packs())
         with catalog.write() as view:
             view.content.seal_packs(to_seal)
-            now = time.time_ns()
-            for ino in view.tree.unlinked_inodes():
-                view.tree.delete_inode(ino, now)
+        if self.config.shared:
+            self.liveness.start()
+        catalog.transact(self.liveness.sweep)
         self.packs.committed()                  # sealed packs still local go into the object store
         self.ids = self._load_ids()
         self._seq = max(int(catalog.meta(self.config.seq_key) or 0), _max_staged_seq(self.staging))

@@ -43,6 +43,7 @@ from .backends import (DEFAULT_DISK_CACHE, create_catalog, install_catalog, join
                        open_packer, read_config, write_config)
 from .cache import ByteLRU
 from .commit import CommitPath
+from .liveness import Liveness, mount_expiry
 from .lock import StoreLock
 from .memory import MemoryPlan
 from .namespace import NamespaceOps
@@ -194,6 +195,9 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             self.maintenance_epoch = 0
             self.background = None
             self.persister: Persister | None = None
+            # This mount among those sharing the catalog: who may delete an unlinked inode.
+            self.liveness = Liveness(self.catalog, self.config.writer_id or "local", self._holds, self.pinned_inodes,
+                                     mount_expiry() if self.config.shared else 0.0)
             # The full-text index, kept in step by the hooks below.
             self.text_index = TextIndex(self.catalog, self.sessions_ino, self.root, readonly=readonly,
                                         read_chunk=lambda loc, view: self.chunk_bytes(loc, None, view))
@@ -213,7 +217,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         """Undo a failed open: stop what it started (the search rebuild, the persistence worker,
         maintenance), close the catalog and the packs, then release the lock, so nothing keeps
         writing to a store this process no longer holds."""
-        for part in ("background", "text_index", "persister", "readahead"):
+        for part in ("background", "text_index", "persister", "readahead", "liveness"):
             running = getattr(self, part, None)
             if running is not None:
                 try:
@@ -247,6 +251,7 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
                         os.close(ov.fd)
                         ov.fd = -1
             self._overlays.clear()
+        self.liveness.stop()
         self.packs.close()
         self.catalog.close()
         self._lock.release()
@@ -377,6 +382,11 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         """The inodes the kernel holds references to (``pin``): what may be cached there."""
         with self._ov_lock:
             return list(self._pins)
+
+    def _holds(self, ino: int) -> bool:
+        """The kernel holds a reference to ``ino`` (``pin``)."""
+        with self._ov_lock:
+            return bool(self._pins.get(ino))
 
     # -- statistics --------------------------------------------------------------
     def inode_count(self) -> int:

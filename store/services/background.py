@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Callable
 
+from store.core.errors import RetryableError
 from store.services.exclusive import maintenance_turn
 from store.services.gc import DEFAULT_GRACE, BackgroundGC, GcOptions
 from store.services.dictionary_training import ensure_dictionary
@@ -105,6 +106,10 @@ class Compressor:
         while not self._stop.is_set():
             try:
                 worked = self._round()
+            except RetryableError as exc:
+                # Another mount's commit touched the same blocks (a shared catalog): not a failure.
+                log.debug("background compression lost a race with another writer (%s); retrying later", exc)
+                worked = None
             except Exception as exc:  # noqa: BLE001 - keep the daemon alive; try again later
                 log.exception("background compression failed; retrying later")
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -98,6 +98,7 @@ class GcResult:
     blocks_dropped: int = 0
     dictionaries_dropped: int = 0
     packs_deleted: int = 0
+    orphan_objects_deleted: int = 0
     packs_compacted: int = 0
     blocks_copied: int = 0
     blocks_reencoded: int = 0
@@ -122,7 +123,8 @@ class GcResult:
         else:
             lines.append(f"compacted {self.packs_compacted} packs: copied {self.blocks_copied:,} blocks "
                          f"({human_bytes(self.bytes_copied)}), re-encoded {self.blocks_reencoded:,} mostly dead blocks; "
-                         f"deleted {self.packs_deleted} packs")
+                         f"deleted {self.packs_deleted} packs and "
+                         f"{self.orphan_objects_deleted} orphan objects")
             lines.append(f"stored bytes: {human_bytes(self.stored_before)} -> {human_bytes(self.stored_after)}; "
                          f"catalog pages released: {self.catalog_pages_released:,}")
         return "\n".join(lines)
@@ -201,6 +203,20 @@ class Collector:
             store.dictionaries.forget(d)
         self._after_commit(dead_blocks, deleted_packs)
         return len(rows) == limit
+
+    def drop_orphan_objects(self) -> int:
+        """Delete the pack objects of a shared store that no commit names and that are older
+        than the grace period (a writer died between their put and its commit); how many."""
+        store = self.store
+        if not store.config.shared:
+            return 0        # a local store's recovery deletes them at open (one writer)
+        orphans = store.packs.unnamed_objects(lambda: set(store.catalog.reader().content.packs()),
+                                              time.time() - self.options.grace)
+        for pid in orphans:
+            log.info("gc deletes pack object %08d: older than the grace period and named by no commit", pid)
+            store.packs.delete(pid)
+        self.result.orphan_objects_deleted += len(orphans)
+        return len(orphans)
 
     def _after_commit(self, dropped_blocks, deleted_packs) -> None:
         after_commit(self.store, dropped_blocks, deleted_packs)
@@ -366,6 +382,7 @@ def _collect(store, options: GcOptions, progress) -> GcResult:
     collector.result.stored_before = store.catalog.reader().maintenance.stored_bytes()
     while store.run_in_worker(collector.reclaim_step):
         pass
+    store.run_in_worker(collector.drop_orphan_objects)
     plan = store.run_in_worker(collector.plan)
     collector.result.compaction_plan = plan
     total = int(sum(size * share for _, size, share in plan))
@@ -411,6 +428,7 @@ class BackgroundGC:
         if self._phase == "reclaim":
             if self.collector.reclaim_step():
                 return 0.0
+            self.collector.drop_orphan_objects()
             self._plan = [p[0] for p in self.collector.plan()]
             self._phase = "compact"
             return 0.0

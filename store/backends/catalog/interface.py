@@ -11,6 +11,7 @@ object implementing that domain's interface (a module of this package):
 ``sessions``     the session index;  ``search``: the full-text index
 ``maintenance``  gc, recompression and dictionary state;  ``audit``: verify and repair
 ``migration``    the record of imported legacy sessions
+``mounts``       the mounts sharing the catalog, their heartbeats and leases (``mounts``)
 
 Readers never block on a writer and see one committed state inside ``snapshot()``.
 After every write transaction, committed or not, the catalog calls its commit hooks with
@@ -30,6 +31,7 @@ from .content import Content
 from .maintenance import Maintenance
 from .meta import Meta
 from .migration import Migration
+from .mounts import Mounts
 from .rows import BlockRow, Changes, ChunkLocation, InodeRow
 from .search import SearchIndex
 from .sessions import Sessions
@@ -50,6 +52,7 @@ class CatalogView(ABC):
     maintenance: Maintenance
     audit: Audit
     migration: Migration
+    mounts: Mounts
 
     @property
     @abstractmethod

@@ -201,6 +201,9 @@ class DiskCachedObjects:
     def list(self, prefix: str = "") -> dict[str, int]:
         return self.inner.list(prefix)
 
+    def modified(self, prefix: str = "") -> dict[str, float]:
+        return self.inner.modified(prefix)
+
     def close(self) -> None:
         self.inner.close()
 

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 from store.core.errors import StoreError
 from .store import (FdTable, LocalObjectStore, ObjectMissingError, ObjectStore, fsync_dir, open_regular,
@@ -247,6 +248,16 @@ class Packer:
         """Remove a pack, local or in the object store (its catalog rows are gone)."""
         self._drop_local(pack_id)
         self.objects.delete(pack_name(pack_id))
+
+    def unnamed_objects(self, known: Callable[[], set[int]], put_before: float) -> list[int]:
+        """Ids of the pack objects put before ``put_before`` (s since the epoch) that are not in
+        ``known()`` (the catalog's packs, read after the listing): put by a writer that died
+        before its commit, or left by a deletion that never finished. A live writer's pack is
+        named by its commit moments after its put, so gc's grace period keeps those."""
+        listed = {pid: when for name, when in self.objects.modified(PACK_PREFIX).items()
+                  if (pid := pack_id_of(name)) is not None}
+        known_now = known()
+        return [pid for pid, when in sorted(listed.items()) if when < put_before and pid not in known_now]
 
     # -- recovery (at open, before any write) -----------------------------------
     def recover(self, catalog: dict[int, tuple[int, bool]]) -> list[int]:

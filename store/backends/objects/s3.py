@@ -186,6 +186,13 @@ class S3ObjectStore:
             raise err from None
 
     def list(self, prefix: str = "") -> dict[str, int]:
+        return {name: meta["size"] for name, meta in self._listing(prefix).items()}
+
+    def modified(self, prefix: str = "") -> dict[str, float]:
+        return {name: meta["last_modified"].timestamp() for name, meta in self._listing(prefix).items()}
+
+    def _listing(self, prefix: str) -> dict[str, dict]:
+        """Name -> obstore's metadata of the objects whose name starts with ``prefix``, by name."""
         out = {}
         try:
             # obstore lists by whole path segments: list the prefix's folder, match the rest here.
@@ -194,7 +201,7 @@ class S3ObjectStore:
                 for meta in batch:
                     name = meta["path"][len(self.prefix):]
                     if name.startswith(prefix) and not name.startswith(PROBE_PREFIX):
-                        out[name] = meta["size"]
+                        out[name] = meta
         except Exception as exc:
             raise self._error(exc, "list", prefix or "(all)") from None
         return dict(sorted(out.items()))

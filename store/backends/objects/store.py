@@ -15,6 +15,7 @@ surface as ``OSError`` with that errno.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -56,6 +57,10 @@ class ObjectStore(Protocol):
 
     def list(self, prefix: str = "") -> dict[str, int]:
         """Name -> size of every object whose name starts with ``prefix``, sorted by name."""
+
+    def modified(self, prefix: str = "") -> dict[str, float]:
+        """Name -> when it was put (s since the epoch) of every object whose name starts with
+        ``prefix``: gc's grace period for objects no commit names."""
 
     def delete(self, name: str) -> None:
         """Remove ``name``; deleting a missing object is not an error."""
@@ -229,6 +234,13 @@ class LocalObjectStore:
                 if size is not None:
                     out[name] = size
         return dict(sorted(out.items()))
+
+    def modified(self, prefix: str = "") -> dict[str, float]:
+        out = {}
+        for name in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                out[name] = os.stat(self.path(name), follow_symlinks=False).st_mtime
+        return out
 
     def delete(self, name: str) -> None:
         self._reads.drop(name)

@@ -39,7 +39,7 @@ from .errors import RetryableError, store_error, transaction_error
 from .exclusive import AdvisoryLocks
 from .listener import Listener
 from .pool import Pool
-from .schema import FORMAT_VERSION, create_tables, read_identity
+from .schema import FORMAT_VERSION, create_mount_tables, create_tables, read_identity
 from .view import PostgresView
 from store.core.errors import CatalogError, ConflictError, FormatError
 
@@ -93,6 +93,20 @@ class PostgresCatalog(Catalog):
                               f"reads format {FORMAT_VERSION}")
         self.format_version = FORMAT_VERSION
         self.store_id = identity["store_id"]
+        if not readonly:
+            self._add_mount_tables()
+
+    def _add_mount_tables(self) -> None:
+        """The mounts register (``schema.create_mount_tables``) in a catalog made before it."""
+        try:
+            with self.pool.borrow() as conn:
+                if conn.execute("SELECT to_regclass('unlinked_noted')").fetchone()[0] is None:
+                    with conn.transaction():
+                        with conn.cursor() as cur:
+                            create_mount_tables(cur)
+        except psycopg.Error as exc:
+            self.pool.close()
+            raise CatalogError(f"cannot open the catalog {self.where}: {exc}") from exc
 
     # -- creating and joining ----------------------------------------------------------
     @staticmethod

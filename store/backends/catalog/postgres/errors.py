@@ -19,14 +19,9 @@ import psycopg
 from psycopg import errors as pg
 
 from store.backends.catalog.methods import marked, public_methods
-from store.core.errors import CatalogError, ConflictError, FormatError, StoreError
+from store.core.errors import CatalogError, ConflictError, FormatError, RetryableError, StoreError
 
 Classify = Callable[[psycopg.Error, str], StoreError]
-
-
-class RetryableError(CatalogError):
-    """A write transaction lost a race with another writer (serialization failure, deadlock)
-    and was rolled back whole; it may be run again."""
 
 
 def is_retryable(exc: BaseException) -> bool:

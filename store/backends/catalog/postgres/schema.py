@@ -47,7 +47,8 @@ def create_tables(cur: psycopg.Cursor) -> None:
         ``count_<table>_<event>`` on the summed tables append one row per changed total,
         so concurrent commits never touch a shared row. ``counters.fold`` compacts them.
 
-    The search tables come from ``search_schema.create_search_tables``.
+    The search tables come from ``search_schema.create_search_tables``; the mounts register
+    from ``create_mount_tables``.
 
     Every change of a write transaction takes effect at once or not at all, and write
     transactions run SERIALIZABLE: the invariants the SQLite catalog keeps by running one
@@ -59,7 +60,31 @@ def create_tables(cur: psycopg.Cursor) -> None:
             cur.execute(statement)
     cur.execute("SELECT setval('inodes_id_seq', 1)")
     counters.create(cur)
+    create_mount_tables(cur)
     _create_search_tables(cur)
+
+
+def create_mount_tables(cur: psycopg.Cursor) -> None:
+    """The register of the mounts sharing the catalog (``mounts``: the ``mounts`` domain), made
+    if missing: a catalog created before it gets it at its next writable open.
+
+    ``mounts(writer, heartbeat, scanned, expiry_ns)``
+        One row per registered mount (its STORE directory's ``writer_id``): its last
+        heartbeat, the stamp of its last scan for unlinked inodes it holds (the server's
+        clock before that scan's transaction), both ns, and how long after a heartbeat it is
+        dead. ``meta`` row ``mount_registrations`` counts registrations (a lock point).
+
+    ``leases(writer, ino)``
+        Mount ``writer`` holds unlinked inode ``ino``; it goes with its mount or its inode.
+
+    ``unlinked_noted(ino, noted)``
+        When a sweep first saw inode ``ino`` unlinked (ns); it goes with its inode. An
+        unlinked inode is deleted once every other live mount scanned after ``noted``
+        and none holds a lease on it.
+    """
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (0x5E55_1012,))
+    for statement in _MOUNT_TABLES.split(";\n"):
+        cur.execute(statement)
 
 
 def _create_search_tables(cur: psycopg.Cursor) -> None:
@@ -223,6 +248,26 @@ CREATE TABLE recompressed (
 CREATE SEQUENCE block_ids;
 CREATE SEQUENCE chunk_ids;
 CREATE SEQUENCE pack_ids
+"""
+
+_MOUNT_TABLES = """
+CREATE TABLE IF NOT EXISTS mounts (
+    writer    text PRIMARY KEY,
+    heartbeat bigint NOT NULL,
+    scanned   bigint NOT NULL,
+    expiry_ns bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    writer text NOT NULL REFERENCES mounts(writer) ON DELETE CASCADE,
+    ino    bigint NOT NULL REFERENCES inodes(id) ON DELETE CASCADE,
+    PRIMARY KEY (writer, ino)
+);
+CREATE INDEX IF NOT EXISTS leases_by_ino ON leases(ino);
+CREATE TABLE IF NOT EXISTS unlinked_noted (
+    ino   bigint PRIMARY KEY REFERENCES inodes(id) ON DELETE CASCADE,
+    noted bigint NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('mount_registrations', '0') ON CONFLICT DO NOTHING
 """
 
 

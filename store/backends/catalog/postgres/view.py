@@ -25,6 +25,7 @@ from .errors import on_connection, store_error
 from .maintenance import PostgresMaintenance
 from .meta import PostgresMeta
 from .migration import PostgresMigration
+from .mounts import PostgresMounts
 from .sessions import PostgresSessions
 from .tree import PostgresTree
 
@@ -146,6 +147,10 @@ class PostgresView(CatalogView):
     @functools.cached_property
     def migration(self) -> PostgresMigration:
         return PostgresMigration(self)
+
+    @functools.cached_property
+    def mounts(self) -> PostgresMounts:
+        return PostgresMounts(self)
 
     @functools.cached_property
     def audit(self) -> PostgresAudit:

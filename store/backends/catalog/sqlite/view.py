@@ -3,7 +3,7 @@
 ``Catalog.reader()`` gives this thread's read view; ``Catalog.write()`` yields a
 transaction view (``writable``) over the one writer connection. A view carries
 one attribute per domain of the catalog interface (``tree``, ``content``,
-``sessions``, ``search``, ``maintenance``, ``audit``, ``migration``): each is
+``sessions``, ``search``, ``maintenance``, ``audit``, ``migration``, ``mounts``): each is
 the SQLite implementation of that domain, a class of its own module in this
 package, built on first use and bound to this view's connection. Nothing
 outside this package sees the connection.
@@ -23,6 +23,7 @@ from .meta import SqliteMeta
 from .tree import SqliteTree
 from .maintenance import SqliteMaintenance
 from .migration import SqliteMigration
+from .mounts import SqliteMounts
 from .sessions import SqliteSessions
 from .search import SqliteSearch
 from .audit import SqliteAudit
@@ -67,6 +68,10 @@ class SqliteView(CatalogView):
     def in_transaction(self) -> bool:
         """True inside ``snapshot()`` or a write transaction (reads see one point in time)."""
         return self._db.in_transaction
+
+    @functools.cached_property
+    def mounts(self) -> SqliteMounts:
+        return SqliteMounts(self._db)
 
     @functools.cached_property
     def audit(self) -> SqliteAudit:
