@@ -146,6 +146,7 @@ class CommitPath:
         now = time.time_ns()
         changed: list[int] = []
         self._names_changed = []
+        self._texts_changed: list[int] = []
         self.record_packs(view, builder.new_packs, builder.pack_ends)
         view.content.add_blocks(builder.new_blocks)
         view.content.add_chunks(builder.new_chunks, now)
@@ -167,6 +168,7 @@ class CommitPath:
             except (FsError, BadInputError) as exc:
                 item.error = exc
                 log.error("write group failed and was dropped: %s", exc)
+        self.text_index.content_changed(view, self._texts_changed)
         view.meta.put(self.config.seq_key, self._seq)
         return changed
 
@@ -189,10 +191,12 @@ class CommitPath:
             self._refresh_for_file(view, ov.ino)
 
     def _refresh_for_file(self, view: CatalogView, ino: int) -> None:
+        """The session row of a committed metadata.json now; its search documents at the end
+        of the batch (``_apply_in``: one guarded index update for all the batch's files)."""
         for parent, name in view.tree.names_of(ino):
             if name == METADATA_NAME:
                 self._refresh_sessions(view, [(parent, name)], [])
-        self.text_index.content_changed(view, ino)
+        self._texts_changed.append(ino)
 
     def _apply_group(self, view: CatalogView, group: PathGroup, prep, now: int) -> list[int]:
         changed = []
