@@ -37,15 +37,15 @@ class CommitPath:
     uses them."""
 
     # -- the persistence worker's commit ----------------------------------------
-    def _known_chunk(self, digest: bytes) -> tuple[int, int] | None:
-        return self.catalog.reader().content.chunk_by_hash(digest)
+    def _known_chunks(self, digests: list[bytes]) -> dict[bytes, tuple[int, int]]:
+        return self.catalog.reader().content.chunks_by_hash(digests)
 
     def _commit_batch(self, items: list, durable: bool) -> None:
         """Build, write and commit one batch (runs in the persistence worker). A batch that
         reused a chunk another mount's gc reclaimed meanwhile is built again, once, at once."""
         for again in (True, False):
             before = self.mark_appends()
-            builder = BatchBuilder(self.packs, self.ids, self._known_chunk, self.compress_level)
+            builder = BatchBuilder(self.packs, self.ids, self._known_chunks, self.compress_level)
             try:
                 prepared = [self._prepare_or_drop(item, builder) for item in items]
                 self.packs.prepare_commit()

@@ -77,6 +77,12 @@ class PostgresContent(Domain, Content):
         row = self._one("SELECT id, length FROM chunks WHERE hash = %s", (digest,))
         return (row[0], row[1]) if row else None
 
+    def chunks_by_hash(self, digests: list[bytes]) -> dict[bytes, tuple[int, int]]:
+        if not digests:
+            return {}
+        return {bytes(h): (cid, n) for h, cid, n in self._x(
+            "SELECT hash, id, length FROM chunks WHERE hash = ANY(%s)", (list(digests),))}
+
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         found = dict.fromkeys(inos, 0)
         found.update((ino, int(n)) for ino, n in self._x(

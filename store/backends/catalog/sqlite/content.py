@@ -81,6 +81,14 @@ class SqliteContent(Content):
         row = self._db.execute("SELECT id, length FROM chunks WHERE hash = ?", (digest,)).fetchone()
         return (row[0], row[1]) if row else None
 
+    def chunks_by_hash(self, digests: list[bytes]) -> dict[bytes, tuple[int, int]]:
+        found = {}
+        for i in range(0, len(digests), _IN_BATCH):
+            part = digests[i:i + _IN_BATCH]
+            found.update((bytes(h), (cid, n)) for h, cid, n in self._db.execute(
+                f"SELECT hash, id, length FROM chunks WHERE hash IN ({','.join('?' * len(part))})", part))
+        return found
+
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         found = dict.fromkeys(inos, 0)
         for i in range(0, len(inos), _IN_BATCH):
