@@ -209,7 +209,9 @@ class ReadPath:
             if row is not None and row.codec == codec.CODEC_RAW:
                 return self._raw_chunk(row, loc, ino, view)
             block = self._load_block(loc.block_id, view, row, check=False)
-            if not block.broken or self.maintenance_epoch == epoch:   # else maybe a stale location
+            # A block that failed is cached only if its row is known fresh: one read with the
+            # location may be older than a move by maintenance (the reader then reads again).
+            if not block.broken or (loc.block is None and self.maintenance_epoch == epoch):
                 self.cache.put(loc.block_id, block)
         return self._checked(block, loc, ino, view)
 
