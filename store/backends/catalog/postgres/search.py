@@ -46,7 +46,6 @@ class PostgresSearch(PostgresSearchQueries, SearchIndex):
         super().__init__(view)
         self._state_seen: tuple[int, bool] | None = None   # (view epoch, maintained) read then
 
-
     @property
     def writable(self) -> bool:
         return self._view.writable
