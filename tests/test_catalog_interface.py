@@ -85,6 +85,24 @@ def test_every_write_transaction_reports_the_inodes_and_contents_it_changed(cata
     assert catalog.reader().meta.totals()[0]["unreferenced_bytes"] == 0
 
 
+def test_the_reads_a_mount_makes_per_file_come_whole_in_one_statement(catalog):
+    """``entry`` is lookup + inode + data bytes, ``locations`` carry their blocks' rows, and
+    ``chunks_by_hash`` finds many chunks at once: what the separate reads give."""
+    ino = make(catalog, b"f")
+    now = time.time_ns()
+    with catalog.write() as view:
+        view.content.add_blocks([(7, 1, 0, 10, 5300, 0, 0, now)])
+        view.content.add_chunks([(7, b"c" * 32, 5000, 7, 0), (8, b"d" * 32, 300, 7, 5000)], now)
+        view.content.commit_file(ino, [(0, 5000, 7), (9000, 300, 8)], size=9300, mtime_ns=now, ctime_ns=now, now=now)
+    view = catalog.reader()
+    assert view.tree.entry(sessions(catalog), b"f") == (view.tree.inode(ino), 5300)
+    assert view.content.data_bytes([ino]) == {ino: 5300}
+    assert view.tree.entry(sessions(catalog), b"g") is None
+    assert [loc.block for loc in view.content.all_locations(ino)] == [view.content.block(7)] * 2
+    assert view.content.chunks_by_hash([b"c" * 32, b"e" * 32, b"d" * 32]) == {b"c" * 32: (7, 5000),
+                                                                               b"d" * 32: (8, 300)}
+
+
 def test_readdir_cookies_resume_a_listing_without_skipping_or_repeating(catalog):
     d = sessions(catalog)
     for name in (b"a", b"b", b"c"):

@@ -236,21 +236,22 @@ def test_read_racing_with_compaction_retries(half_deleted, tmp_path):
         ino = store.resolve(path)
         loc = store.catalog.locations(ino, 0, 1, 1 << 20)[0]
         pack_id = store.catalog.block(loc.block_id).pack_id
-        real_block = store.catalog.block
+        real_locations = store.catalog.locations
         moved = []
 
-        def block_then_move(block_id, db=None):
-            row = real_block(block_id, db)
-            if block_id == loc.block_id and not moved:
-                moved.append(row.pack_id)               # the reader holds the old location now
+        def locations_then_move(of, start, end, max_chunk, view=None):
+            found = real_locations(of, start, end, max_chunk, view)
+            if of == ino and not moved:
+                assert any(f.block == store.catalog.block(loc.block_id) for f in found)
+                moved.append(pack_id)           # the reader holds the old locations (and block rows) now
                 while store.run_in_worker(lambda: collector.compact_step(pack_id)):
                     pass
-            return row
-        store.catalog.block = block_then_move
+            return found
+        store.catalog.locations = locations_then_move
         try:
             data = store.read_path(path)
         finally:
-            store.catalog.block = real_block
+            store.catalog.locations = real_locations
         assert moved == [pack_id] and store.packs.size(pack_id) is None     # really gone
         assert hashlib.sha256(data).hexdigest() == hashes[path]
         assert file_hashes(store) == hashes

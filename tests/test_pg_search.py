@@ -33,7 +33,10 @@ CATALOG_TABLES = """
 
 
 class StandInView:
-    """What the index uses of a catalog view."""
+    """What the index uses of a catalog view (outside a pinned transaction: nothing is remembered)."""
+
+    in_transaction = False
+    epoch = 0
 
     def __init__(self, conn: psycopg.Connection, *, writable: bool = True):
         self.conn, self.writable = conn, writable

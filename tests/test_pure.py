@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import threading
+import time
 import tracemalloc
 
 import pytest
@@ -591,6 +593,39 @@ def test_without_a_window_items_commit_as_they_come():
             p.barrier(durable=False).wait(timeout=20)
         assert batches == [[0], [1], [2]]
     finally:
+        p.stop()
+
+
+def test_with_bursts_a_lone_item_commits_at_once_and_items_queued_meanwhile_together():
+    """A shared store's worker: an item queued while the worker is idle commits without the
+    window (300 s would hold it until stop); those queued while that commit runs commit
+    together after it."""
+    release = threading.Event()
+    batches: list[list] = []
+
+    def commit(items, durable):
+        batches.append([i.gen for i in items])
+        if len(batches) == 1:
+            release.wait(20)
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 20
+        while len(batches) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    p = Persister(commit, lambda: None, gather=300.0, bursts=True)
+    p.start()
+    try:
+        p.submit(PathGroup(0, [("sessions/s/f0", b"x")]))
+        wait_for(1)
+        assert batches == [[0]]
+        for gen in range(1, 5):
+            p.submit(PathGroup(gen, [(f"sessions/s/f{gen}", b"x")]))
+        release.set()
+        wait_for(2)
+        assert batches == [[0], [1, 2, 3, 4]]
+    finally:
+        release.set()
         p.stop()
 
 

@@ -37,15 +37,15 @@ class CommitPath:
     uses them."""
 
     # -- the persistence worker's commit ----------------------------------------
-    def _known_chunk(self, digest: bytes) -> tuple[int, int] | None:
-        return self.catalog.reader().content.chunk_by_hash(digest)
+    def _known_chunks(self, digests: list[bytes]) -> dict[bytes, tuple[int, int]]:
+        return self.catalog.reader().content.chunks_by_hash(digests)
 
     def _commit_batch(self, items: list, durable: bool) -> None:
         """Build, write and commit one batch (runs in the persistence worker). A batch that
         reused a chunk another mount's gc reclaimed meanwhile is built again, once, at once."""
         for again in (True, False):
             before = self.mark_appends()
-            builder = BatchBuilder(self.packs, self.ids, self._known_chunk, self.compress_level)
+            builder = BatchBuilder(self.packs, self.ids, self._known_chunks, self.compress_level)
             try:
                 prepared = [self._prepare_or_drop(item, builder) for item in items]
                 self.packs.prepare_commit()
@@ -146,6 +146,7 @@ class CommitPath:
         now = time.time_ns()
         changed: list[int] = []
         self._names_changed = []
+        self._texts_changed: list[int] = []
         self.record_packs(view, builder.new_packs, builder.pack_ends)
         view.content.add_blocks(builder.new_blocks)
         view.content.add_chunks(builder.new_chunks, now)
@@ -167,6 +168,7 @@ class CommitPath:
             except (FsError, BadInputError) as exc:
                 item.error = exc
                 log.error("write group failed and was dropped: %s", exc)
+        self.text_index.content_changed(view, self._texts_changed)
         view.meta.put(self.config.seq_key, self._seq)
         return changed
 
@@ -189,10 +191,12 @@ class CommitPath:
             self._refresh_for_file(view, ov.ino)
 
     def _refresh_for_file(self, view: CatalogView, ino: int) -> None:
+        """The session row of a committed metadata.json now; its search documents at the end
+        of the batch (``_apply_in``: one guarded index update for all the batch's files)."""
         for parent, name in view.tree.names_of(ino):
             if name == METADATA_NAME:
                 self._refresh_sessions(view, [(parent, name)], [])
-        self.text_index.content_changed(view, ino)
+        self._texts_changed.append(ino)
 
     def _apply_group(self, view: CatalogView, group: PathGroup, prep, now: int) -> list[int]:
         changed = []

@@ -1,7 +1,8 @@
 """Turning byte streams into chunk references for one persistence batch.
 
 ``BatchBuilder`` cuts streams with content-defined chunking, looks every
-chunk up by hash (in the catalog, then among the batch's own new chunks),
+chunk up by hash (among the batch's own new chunks, then in the catalog, a
+group of chunks per read),
 and packs the new ones, in file order, into blocks of up to BLOCK_TARGET raw
 bytes that are compressed as one frame and appended to the current pack.
 Nothing here writes the catalog: the worker inserts ``new_blocks`` and
@@ -13,20 +14,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from store.core import chunker, codec
 from store.backends.objects.packs import Packer
 from .ids import IdRanges
 
 BLOCK_TARGET = 1024 * 1024
+#: Chunks cut before they are looked up in the catalog together (one read per group).
+LOOKUP_GROUP = 64
 
 
 @dataclass
 class BatchBuilder:
     packs: Packer
     ids: IdRanges
-    known_chunk: Callable[[bytes], "tuple[int, int] | None"]   # hash -> (chunk id, length)
+    known_chunks: Callable[[list[bytes]], "dict[bytes, tuple[int, int]]"]   # hashes -> {hash: (id, length)}
     level: int = 3
     new_blocks: list[tuple] = field(default_factory=list)       # rows for ``blocks``
     new_chunks: list[tuple] = field(default_factory=list)       # rows for ``chunks`` (refcount set later)
@@ -48,21 +51,22 @@ class BatchBuilder:
         out = []
         pos = start
         try:
-            for data in chunker.cut_stream(pieces):
-                length = len(data)
-                self.logical_bytes += length
-                if not chunker.is_zero(data):
-                    out.append((pos, length, self._chunk_id(data)))
-                pos += length
+            for group in _groups(chunker.cut_stream(pieces)):
+                digests = [None if chunker.is_zero(data) else chunker.chunk_hash(data) for data in group]
+                known = self.known_chunks([d for d in digests if d is not None and d not in self._batch_chunks])
+                for data, digest in zip(group, digests):
+                    if digest is not None:
+                        out.append((pos, len(data), self._chunk_id(data, digest, known)))
+                    self.logical_bytes += len(data)
+                    pos += len(data)
         finally:
             # Also when ``pieces`` fails part way (the caller may go on with the batch):
             # every chunk in ``new_chunks`` must have its block written.
             self._flush_block()
         return out
 
-    def _chunk_id(self, data: bytes) -> int:
-        digest = chunker.chunk_hash(data)
-        hit = self._batch_chunks.get(digest) or self.known_chunk(digest)
+    def _chunk_id(self, data: bytes, digest: bytes, known: dict) -> int:
+        hit = self._batch_chunks.get(digest) or known.get(digest)
         if hit is not None:
             return hit[0]
         if self._buf_len + len(data) > BLOCK_TARGET:
@@ -91,6 +95,18 @@ class BatchBuilder:
         self.stored_bytes += len(framed)
         self._buf = []
         self._buf_len = 0
+
+
+def _groups(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """``chunks`` in lists of up to LOOKUP_GROUP."""
+    group = []
+    for data in chunks:
+        group.append(data)
+        if len(group) == LOOKUP_GROUP:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def append_frame(packs: Packer, ids: IdRanges, framed: bytes) -> tuple[int, int, bool]:

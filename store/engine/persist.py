@@ -38,6 +38,11 @@ BATCH_MAX_BYTES = 64 * 1024 * 1024
 BARRIER_COMPANY = 2 * 1024 * 1024   # bytes queued behind a barrier that may still join its batch
 RETRY_DELAY = 1.0
 GATHER = 0.01       # seconds a batch waits for more items (none once a barrier or call is queued)
+#: ``bursts`` (a shared store): an item queued while the worker is idle commits at once; items
+#: queued while it commits (a burst) wait for company until BURST_GAP passes with none,
+#: BURST_GATHER at most.
+BURST_GAP = 0.02
+BURST_GATHER = 0.05
 
 
 @dataclass
@@ -123,7 +128,8 @@ class PersistStatistics:
 
 
 class Persister:
-    def __init__(self, commit_batch, checkpoint, sync_interval: float = 5.0, gather: float = GATHER):
+    def __init__(self, commit_batch, checkpoint, sync_interval: float = 5.0, gather: float = GATHER, *,
+                 bursts: bool = False):
         self._commit_batch = commit_batch      # (list of items, durable) -> None, raises on failure
         self._checkpoint = checkpoint
         self._sync_interval = sync_interval
@@ -132,7 +138,12 @@ class Persister:
         # of small files otherwise commits one by one, each commit competing with the FUSE
         # handlers for the 2 cores and the GIL. Closed files are safe in staging meanwhile.
         self._gather = gather
+        # On a shared store every commit puts a pack object and other mounts wait for it: a file
+        # closed alone commits at once (no gather), files closed in a burst share one pack.
+        self._bursts = bursts
         self._first_queued = 0.0                # when the oldest queued item arrived (0: long ago)
+        self._last_queued = 0.0                 # when the newest one did
+        self._alone = False                     # the oldest came while the worker was idle
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._stop = False
@@ -150,8 +161,11 @@ class Persister:
         with self._cond:
             if self._stop:
                 raise StoreError("the store is closing")
+            now = time.monotonic()
             if not self._queue:
-                self._first_queued = time.monotonic()
+                self._first_queued = now
+                self._alone = not self._busy
+            self._last_queued = now
             self._queue.append(item)
             self._queued_bytes += _item_bytes(item)
             self._cond.notify_all()
@@ -278,7 +292,11 @@ class Persister:
         if (len(self._queue) >= BATCH_MAX_ITEMS or self._queued_bytes >= BATCH_MAX_BYTES
                 or any(isinstance(i, (Barrier, Call)) for i in self._queue)):
             return 0.0
-        return self._first_queued + self._gather - now
+        if not self._bursts:
+            return self._first_queued + self._gather - now
+        if self._alone and len(self._queue) == 1:
+            return 0.0
+        return min(self._first_queued + BURST_GATHER, self._last_queued + BURST_GAP) - now
 
     def _due_idle_task(self) -> IdleTask | None:
         return min(self._idle_tasks, key=lambda t: t.due, default=None)

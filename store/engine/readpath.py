@@ -12,7 +12,7 @@ import hashlib
 import logging
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from store.backends.catalog.interface import CatalogView
@@ -30,10 +30,16 @@ READ_WINDOW = 4 * 1024 * 1024    # bytes assembled at once when rebuilding a ran
 
 @dataclass
 class DecodedBlock:
-    """A decoded block in the cache, with the chunks in it that failed their hash and why."""
+    """A decoded block in the cache (``where``: its place, for messages). ``broken``: it could
+    not be decoded (``raw`` empty, ``why`` says why). A chunk is checked against its SHA-256 on
+    its first use (``good``: the chunks checked so far), so a read needs no list of the block's
+    chunks; read-ahead checks them all at once (``bad``: those that failed, ``why``)."""
     raw: bytes
-    bad: frozenset
+    where: str
+    broken: bool = False
     why: str = ""
+    bad: frozenset = frozenset()
+    good: set = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -139,7 +145,7 @@ class ReadPath:
 
     def _prefetched(self, block_id: int, block: DecodedBlock) -> None:
         """A block read ahead: cached if sound (a failing one is loaded and reported by its reader)."""
-        if not block.bad:
+        if not block.bad and not block.broken:
             self.cache.put(block_id, block)
 
     def read_all(self, ino: int) -> bytes:
@@ -199,15 +205,33 @@ class ReadPath:
             block = self.cache.get(loc.block_id)
         if block is None:
             epoch = self.maintenance_epoch
-            row = self.catalog.block(loc.block_id, view)
+            row = loc.block or self.catalog.block(loc.block_id, view)
             if row is not None and row.codec == codec.CODEC_RAW:
                 return self._raw_chunk(row, loc, ino, view)
-            block = self._load_block(loc.block_id, view, row)
-            if not block.bad or self.maintenance_epoch == epoch:   # else maybe a stale location
+            block = self._load_block(loc.block_id, view, row, check=False)
+            # A block that failed is cached only if its row is known fresh: one read with the
+            # location may be older than a move by maintenance (the reader then reads again).
+            if not block.broken or (loc.block is None and self.maintenance_epoch == epoch):
                 self.cache.put(loc.block_id, block)
-        if loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw):
-            raise self._corrupt(loc, ino, view, block.why)
-        return memoryview(block.raw)[loc.block_off:loc.block_off + loc.length]
+        return self._checked(block, loc, ino, view)
+
+    def _checked(self, block: DecodedBlock, loc: ChunkLocation, ino: int | None,
+                 view: CatalogView | None) -> memoryview:
+        """The chunk ``loc`` in ``block``, checked against its SHA-256 on its first use."""
+        data = memoryview(block.raw)[loc.block_off:loc.block_off + loc.length]
+        if loc.chunk_id in block.good:
+            return data
+        if block.broken or loc.chunk_id in block.bad:
+            why = block.why
+        elif len(data) != loc.length:
+            why = f"{block.where}: the chunk lies outside its block"
+        elif chunk_hash(data) != loc.hash:
+            why = f"{block.where}: the chunk fails its SHA-256"
+            log.error("%s", why)
+        else:
+            block.good.add(loc.chunk_id)
+            return data
+        raise self._corrupt(loc, ino, view, why)
 
     def _raw_chunk(self, row: BlockRow, loc: ChunkLocation, ino: int | None, view: CatalogView | None) -> memoryview:
         """One chunk of a block stored raw, read and verified alone: a read that misses the
@@ -235,9 +259,11 @@ class ReadPath:
             + (f"; file {where!r} cannot be read there" if where else ""),
             chunk=loc.hash.hex(), path=where)
 
-    def _load_block(self, block_id: int, view: CatalogView | None, b: BlockRow | None = None) -> DecodedBlock:
-        """Read, decode and verify one block (``b``: its row, if read already); chunks failing
-        their hash are marked bad."""
+    def _load_block(self, block_id: int, view: CatalogView | None, b: BlockRow | None = None, *,
+                    check: bool = True) -> DecodedBlock:
+        """Read and decode one block (``b``: its row, if read already); ``check``: check every
+        chunk in it now (read-ahead), marking those failing their hash bad; else each reader
+        checks the chunk it uses (``_checked``)."""
         b = b or self.catalog.block(block_id, view)
         if b is None:
             if block_id == LOST_BLOCK:
@@ -245,28 +271,40 @@ class ReadPath:
                                      "the file under lost+found)")
             raise IntegrityError(f"block {block_id} is missing from the catalog")
         where = f"pack {b.pack_id:08d} offset {b.offset} (block {block_id})"
-        chunks = (view or self.catalog.reader()).content.chunks_in_block(block_id)
         try:
             raw = codec.decode_block(self.packs.read(b.pack_id, b.offset, b.length), where, self.dictionaries)
         except IntegrityError as exc:
             log.error("%s", exc)
-            return DecodedBlock(b"", frozenset(c.id for c in chunks), str(exc))
+            return DecodedBlock(b"", where, broken=True, why=str(exc))
         if len(raw) != b.raw_length:
             why = f"{where}: decodes to {len(raw)} bytes, catalog says {b.raw_length}"
             log.error("%s", why)
-            return DecodedBlock(b"", frozenset(c.id for c in chunks), why)
-        bad = frozenset(c.id for c in chunks
-                        if chunk_hash(memoryview(raw)[c.block_off:c.block_off + c.length]) != c.hash)
-        why = f"{where}: {len(bad)} chunk(s) fail their SHA-256" if bad else ""
-        if bad:
-            log.error("%s", why)
-        return DecodedBlock(raw, bad, why)
+            return DecodedBlock(b"", where, broken=True, why=why)
+        block = DecodedBlock(raw, where)
+        if check:
+            bad = set()
+            for c in (view or self.catalog.reader()).content.chunks_in_block(block_id):
+                sound = chunk_hash(memoryview(raw)[c.block_off:c.block_off + c.length]) == c.hash
+                (block.good if sound else bad).add(c.id)
+            if bad:
+                block.bad, block.why = frozenset(bad), f"{where}: {len(bad)} chunk(s) fail their SHA-256"
+                log.error("%s", block.why)
+        return block
 
     def lookup(self, parent: int, name: bytes) -> InodeRow:
-        ino = self.catalog.lookup(parent, name)
-        if ino is None:
+        """The inode named ``name`` in ``parent``, as ``getattr`` shows it: one catalog read
+        (``Tree.entry``) that also fills the attribute cache with its row and data bytes."""
+        cacheable = not self.catalog.in_snapshot()
+        epoch = self.attrs.epoch
+        found = self.catalog.reader().tree.entry(parent, name)
+        if found is None:
             raise FsError(errno.ENOENT, f"{name.decode(errors='replace')} does not exist")
-        return self.getattr(ino)
+        row, data = found
+        layers = self._layers(row.id)
+        if cacheable:
+            self.attrs.fill_row(epoch, row.id, row.values())
+            self.attrs.fill_data_bytes(epoch, {row.id: data})
+        return self._overlaid(row, layers)
 
     def readdir(self, ino: int, after: int, limit: int = 1000) -> list[tuple[int, bytes, InodeRow]]:
         """(cookie, name, inode) of up to ``limit`` entries after cookie ``after``

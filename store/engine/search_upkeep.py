@@ -3,7 +3,7 @@
 The index (the catalog's ``SearchIndex``, ``view.search``) holds one document per
 indexed name of a session's file, with the text ``text_index.extract`` gives for it.
 ``TextIndex`` keeps it in step from inside the engine's write transactions:
-``content_changed`` when a file's bytes commit, ``namespace_changed`` when names are
+``content_changed`` when files' bytes commit, ``namespace_changed`` when names are
 created, renamed or removed, so a search never sees a file's new bytes without its new
 documents, or the reverse. An index error (``SearchIndexError``) never fails the commit of
 the files: the index is marked unusable and rebuilt (``search_rebuild``) at the next
@@ -105,9 +105,13 @@ class TextIndex(IndexRebuild):
             log.error("search index update failed (%s); searches are refused until it is rebuilt at the "
                       "next open or by 'sessionfs reindex'", failed)
 
-    def content_changed(self, view, ino: int) -> None:
-        """The committed bytes of ``ino`` changed."""
-        self._guarded(view, lambda: self._refresh_inode(view, ino, True))
+    def content_changed(self, view, inos: Iterable[int]) -> None:
+        """The committed bytes of each of ``inos`` changed: one guarded update for them all
+        (a failure damages the index whole either way)."""
+        inos = list(dict.fromkeys(inos))
+        if inos:
+            dirs: dict = {}
+            self._guarded(view, lambda: [self._refresh_inode(view, ino, True, dirs) for ino in inos])
 
     def namespace_changed(self, view, entries: Iterable[tuple[int, bytes]], moved: Iterable[int]) -> None:
         """The names ``entries`` (parent, name) were created, removed or replaced; ``moved`` are
@@ -119,21 +123,22 @@ class TextIndex(IndexRebuild):
     def _namespace_changed(self, view, entries: set[tuple[int, bytes]], moved: set[int]) -> None:
         index = view.search
         done: set[int] = set()
+        dirs: dict = {}
         for parent, name in entries:
             for ino in index.indexed_at(parent, name):
                 if ino not in done and view.tree.lookup(parent, name) != ino:
                     done.add(ino)
-                    self._refresh_inode(view, ino, False)
+                    self._refresh_inode(view, ino, False, dirs)
         for ino in moved - done:
             node = view.tree.inode(ino)
             if node is not None and stat.S_ISDIR(node.mode):
                 for child in self._files_below(view, ino, indexed_subdirs=True):
                     if child not in done:
                         done.add(child)
-                        self._refresh_inode(view, child, False)
+                        self._refresh_inode(view, child, False, dirs)
             else:
                 done.add(ino)
-                self._refresh_inode(view, ino, False)
+                self._refresh_inode(view, ino, False, dirs)
 
     def _files_below(self, view, ino: int, *, indexed_subdirs: bool) -> list[int]:
         """Files of directory ``ino`` and of its chunk directories (the files of a session
@@ -179,11 +184,18 @@ class TextIndex(IndexRebuild):
             current = parent
         return None
 
-    def _locations(self, view, ino: int) -> dict[tuple[int, bytes], tuple[int, str]]:
-        """{(parent, name): (session dir, path inside it)} for each indexed name of ``ino``."""
+    def _locations(self, view, ino: int, dirs: dict | None = None) -> dict[tuple[int, bytes], tuple[int, str]]:
+        """{(parent, name): (session dir, path inside it)} for each indexed name of ``ino``;
+        ``dirs``: ``_session_dir_of`` of the directories seen so far by one update (names of
+        directories do not change during it), filled as it goes."""
         out = {}
         for parent, name in view.tree.names_of(ino):
-            where = self._session_dir_of(view, parent)
+            if dirs is None:
+                where = self._session_dir_of(view, parent)
+            elif parent in dirs:
+                where = dirs[parent]
+            else:
+                where = dirs[parent] = self._session_dir_of(view, parent)
             if where is None:
                 continue
             try:
@@ -194,11 +206,12 @@ class TextIndex(IndexRebuild):
                 out[(parent, name)] = (where[0], path)
         return out
 
-    def _refresh_inode(self, view, ino: int, content_changed: bool) -> int:
-        """Make the documents of ``ino`` match its names and content; returns documents added."""
+    def _refresh_inode(self, view, ino: int, content_changed: bool, dirs: dict | None = None) -> int:
+        """Make the documents of ``ino`` match its names and content; returns documents added
+        (``dirs``: see ``_locations``)."""
         index = view.search
         existing = index.documents_of(ino)
-        wanted = self._locations(view, ino)
+        wanted = self._locations(view, ino, dirs)
         if not content_changed and {(d.parent, d.name): (d.session_dir, d.path) for d in existing} == wanted:
             return 0
         for doc in existing:

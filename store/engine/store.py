@@ -204,7 +204,8 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
             if not readonly:
                 self._recover()
                 self.text_index.rebuild_if_needed()
-                self.persister = Persister(self._commit_batch, self.catalog.checkpoint, sync_interval)
+                self.persister = Persister(self._commit_batch, self.catalog.checkpoint, sync_interval,
+                                           bursts=self.config.shared)
                 self.persister.start()
                 if maintenance is not None:
                     self.background = maintenance(self)

@@ -62,6 +62,11 @@ class Content(ABC):
         """(id, length) of the chunk whose SHA-256 is ``digest``, or None."""
 
     @abstractmethod
+    def chunks_by_hash(self, digests: list[bytes]) -> dict[bytes, tuple[int, int]]:
+        """{digest: (id, length)} of the chunks whose SHA-256 is among ``digests``
+        (``chunk_by_hash`` for many in one read: a commit looks up every chunk it cuts)."""
+
+    @abstractmethod
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         """For each file of ``inos``: its bytes that hold data, not holes (0 for none)."""
 

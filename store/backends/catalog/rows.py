@@ -39,17 +39,6 @@ class InodeRow:
 
 
 @dataclass(slots=True, frozen=True)
-class ChunkLocation:
-    """Where one chunk reference of a file lives: the chunk and its place in a block."""
-    off: int          # offset of the chunk in the file
-    length: int
-    chunk_id: int
-    hash: bytes
-    block_id: int
-    block_off: int
-
-
-@dataclass(slots=True, frozen=True)
 class BlockRow:
     """One framed block in a pack."""
     id: int
@@ -59,6 +48,19 @@ class BlockRow:
     raw_length: int
     codec: int
     dict_id: int
+
+
+@dataclass(slots=True, frozen=True)
+class ChunkLocation:
+    """Where one chunk reference of a file lives: the chunk and its place in a block;
+    ``block``: that block's row when the read that found the chunk joined it (``locations``)."""
+    off: int          # offset of the chunk in the file
+    length: int
+    chunk_id: int
+    hash: bytes
+    block_id: int
+    block_off: int
+    block: BlockRow | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True, frozen=True)

@@ -53,6 +53,12 @@ class Tree(ABC):
         """The inode named ``name`` in directory ``parent``, or None."""
 
     @abstractmethod
+    def entry(self, parent: int, name: bytes) -> tuple[InodeRow, int] | None:
+        """(inode, its bytes that hold data, not holes) of the entry ``name`` in directory
+        ``parent``, or None: ``lookup``, ``inode`` and ``Content.data_bytes`` in one read (a
+        mount's lookup needs all three; on a shared catalog each is a round trip)."""
+
+    @abstractmethod
     def readdir(self, parent: int, after: int, limit: int) -> list[tuple[int, bytes, InodeRow]]:
         """Up to ``limit`` entries of ``parent`` as (cookie, name, inode), cookies > ``after``,
         in cookie order (``after`` = 0 starts the listing)."""

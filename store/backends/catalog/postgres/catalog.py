@@ -231,7 +231,9 @@ class PostgresCatalog(Catalog):
 
     # -- upkeep ------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """Commits are durable on the server already; this folds the counters' delta rows when they pile up."""
+        """Commits are durable on the server already; this folds the counters' delta rows when
+        they pile up, and vacuums the folded ones away (their dead rows would stay until
+        autovacuum came by, which a table this small rarely draws)."""
         if self.readonly or self.commits == self._folded_at:
             return
         done = self.commits
@@ -240,7 +242,9 @@ class PostgresCatalog(Catalog):
                 try:
                     with conn.transaction():
                         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                        counters.fold(conn)
+                        folded = counters.fold(conn)
+                    if folded:
+                        conn.execute("VACUUM counter_deltas")
                 except psycopg.Error as exc:
                     raise store_error(exc, "fold the counters") from exc
         self._folded_at = done

@@ -3,7 +3,6 @@ and the id sequences (``reserve_ids``)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
 from ..content import ChunkGoneError, Content
@@ -20,13 +19,13 @@ _ID_TABLES = {"block": "blocks", "chunk": "chunks", "pack": "packs"}
 
 
 def release_content(domain: Domain, ino: int, now: int) -> None:
-    """Drop every chunk reference of ``ino`` (its content becomes empty)."""
-    domain._x(
-        "UPDATE chunks SET refcount = chunks.refcount - r.n, "
-        "unref_since = CASE WHEN chunks.refcount - r.n = 0 THEN %s ELSE chunks.unref_since END "
-        "FROM (SELECT chunk_id, count(*) AS n FROM file_chunks WHERE ino = %s GROUP BY chunk_id) AS r "
-        "WHERE chunks.id = r.chunk_id", (now, ino))
-    if domain._x("DELETE FROM file_chunks WHERE ino = %s", (ino,)).rowcount:
+    """Drop every chunk reference of ``ino`` (its content becomes empty), in one statement."""
+    if domain._one(
+            "WITH gone AS (DELETE FROM file_chunks WHERE ino = %s RETURNING chunk_id), "
+            "dropped AS (UPDATE chunks SET refcount = chunks.refcount - r.n, "
+            "unref_since = CASE WHEN chunks.refcount - r.n = 0 THEN %s ELSE chunks.unref_since END "
+            "FROM (SELECT chunk_id, count(*) AS n FROM gone GROUP BY chunk_id) AS r WHERE chunks.id = r.chunk_id) "
+            "SELECT count(*) FROM gone", (ino, now))[0]:
         domain._touched.contents.add(ino)
 
 
@@ -42,15 +41,18 @@ class PostgresContent(Domain, Content):
 
     def locations(self, ino: int, start: int, end: int, max_chunk: int) -> list[ChunkLocation]:
         rows = self._x(
-            "SELECT f.off, c.length, f.chunk_id, c.hash, c.block_id, c.block_off "
-            "FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
+            "SELECT f.off, c.length, f.chunk_id, c.hash, c.block_id, c.block_off, "
+            'b.pack_id, b."offset", b.length, b.raw_length, b.codec, b.dict_id '
+            "FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id LEFT JOIN blocks b ON b.id = c.block_id "
             "WHERE f.ino = %s AND f.off > %s AND f.off < %s ORDER BY f.off",
             (ino, start - max_chunk, end)).fetchall()
         for r in rows:
             if r[1] is None:
                 raise IntegrityError(f"file inode {ino} refers to chunk {r[2]} at offset {r[0]}, "
                                      "which the catalog does not have")
-        return [ChunkLocation(*r) for r in rows if r[0] + r[1] > start]
+        return [ChunkLocation(r[0], r[1], r[2], r[3], r[4], r[5],
+                              None if r[6] is None else BlockRow(r[4], *r[6:]))
+                for r in rows if r[0] + r[1] > start]
 
     def chunks(self, extents: Iterable[tuple[int, int]]) -> list[ChunkLocation] | None:
         extents = list(extents)
@@ -74,6 +76,12 @@ class PostgresContent(Domain, Content):
     def chunk_by_hash(self, digest: bytes) -> tuple[int, int] | None:
         row = self._one("SELECT id, length FROM chunks WHERE hash = %s", (digest,))
         return (row[0], row[1]) if row else None
+
+    def chunks_by_hash(self, digests: list[bytes]) -> dict[bytes, tuple[int, int]]:
+        if not digests:
+            return {}
+        return {bytes(h): (cid, n) for h, cid, n in self._x(
+            "SELECT hash, id, length FROM chunks WHERE hash = ANY(%s)", (list(digests),))}
 
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         found = dict.fromkeys(inos, 0)
@@ -128,20 +136,24 @@ class PostgresContent(Domain, Content):
 
     def commit_file(self, ino: int, extents: list[tuple[int, int, int]], *, size: int, mtime_ns: int,
                     ctime_ns: int, now: int, content_seq: int | None = None) -> bool:
-        if self._one("SELECT 1 FROM inodes WHERE id = %s", (ino,)) is None:
+        """Three statements: the inode's row, the old chunk list released, the new one added with
+        its counts (a round trip each on a shared catalog)."""
+        if self._one("UPDATE inodes SET size = %s, mtime_ns = %s, ctime_ns = greatest(ctime_ns, %s), "
+                     "content_seq = coalesce(%s, content_seq) WHERE id = %s RETURNING 1",
+                     (size, mtime_ns, ctime_ns, content_seq, ino)) is None:
             return False
-        release_content(self, ino, now)
-        self._bulk("INSERT INTO file_chunks (ino, off, chunk_id) SELECT * FROM {rows}", ("bigint",) * 3,
-                   [(ino, off, cid) for off, _, cid in extents])
-        if extents:
-            self._touched.contents.add(ino)
-        counts = Counter(cid for _, _, cid in extents)
-        updated = self._bulk("UPDATE chunks SET refcount = chunks.refcount + u.n, unref_since = NULL "
-                             "FROM {rows} AS u(id, n) WHERE chunks.id = u.id", ("bigint", "bigint"), counts.items())
-        if updated != len(counts):
-            raise ChunkGoneError(f"inode {ino}: {len(counts) - updated} of its chunks no longer exist")
-        self._x("UPDATE inodes SET size = %s, mtime_ns = %s, ctime_ns = greatest(ctime_ns, %s), "
-                "content_seq = coalesce(%s, content_seq) WHERE id = %s",
-                (size, mtime_ns, ctime_ns, content_seq, ino))
         self._touched.inodes.add(ino)
+        release_content(self, ino, now)
+        if not extents:
+            return True
+        self._touched.contents.add(ino)
+        wanted = len({cid for _, _, cid in extents})
+        updated = self._bulk("WITH added AS (INSERT INTO file_chunks (ino, off, chunk_id) SELECT * FROM {rows} "
+                             "RETURNING chunk_id) "
+                             "UPDATE chunks SET refcount = chunks.refcount + u.n, unref_since = NULL "
+                             "FROM (SELECT chunk_id, count(*) AS n FROM added GROUP BY chunk_id) AS u "
+                             "WHERE chunks.id = u.chunk_id", ("bigint",) * 3,
+                             [(ino, off, cid) for off, _, cid in extents])
+        if updated != wanted:
+            raise ChunkGoneError(f"inode {ino}: {wanted - updated} of its chunks no longer exist")
         return True

@@ -91,8 +91,9 @@ _RECOUNT = {
     "lost_files": "SELECT count(DISTINCT ino) FROM lost_found",
 }
 
-#: How many delta rows a checkpoint lets pile up before it folds them.
-FOLD_AFTER = 10_000
+#: How many delta rows a checkpoint lets pile up before it folds them (a commit of a few files
+#: adds tens; at this bound the table stays a few pages, read whole by every ``stats``).
+FOLD_AFTER = 1_000
 
 
 def _sum(aggregate: str, rows: str) -> str:

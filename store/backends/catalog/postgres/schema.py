@@ -35,7 +35,8 @@ def create_tables(cur: psycopg.Cursor) -> None:
     ``dentries.cookie``
         The readdir cookie: a bigserial, so an entry made later has a larger cookie than
         every entry that exists when it is made, and a cookie never changes (an update
-        of an entry keeps its row). ``name`` is ``bytea``, as every name (file names are
+        of an entry keeps its row). It has no index of its own (no read finds an entry by
+        it; readdir goes through ``dentries_by_parent``). ``name`` is ``bytea``, as every name (file names are
         bytes) and every hash.
 
     ``blocks``, ``chunks``, ``packs`` ids
@@ -120,7 +121,7 @@ CREATE TABLE inodes (
 );
 CREATE INDEX inodes_unlinked ON inodes(id) WHERE nlink = 0;
 CREATE TABLE dentries (
-    cookie bigserial PRIMARY KEY,
+    cookie bigserial NOT NULL,
     parent bigint NOT NULL,
     name   bytea NOT NULL,
     ino    bigint NOT NULL,

@@ -44,12 +44,14 @@ class PostgresSearch(PostgresSearchQueries, SearchIndex):
 
     def __init__(self, view):
         super().__init__(view)
+        self._state_seen: tuple[int, bool] | None = None   # (view epoch, maintained) read then
 
     @property
     def writable(self) -> bool:
         return self._view.writable
 
     def _run(self, sql: str, args=()) -> None:
+        self._state_seen = None
         self._view.cursor().execute(sql, args)
 
     # -- state ------------------------------------------------------------------------------
@@ -76,8 +78,17 @@ class PostgresSearch(PostgresSearchQueries, SearchIndex):
         return SearchIndexStatistics(state, done, total) if state == REBUILDING else SearchIndexStatistics(state)
 
     def maintained(self) -> bool:
+        """Read once per transaction (its snapshot does not change; a rollback to a savepoint
+        and this object's own writes of the state forget what it read): a commit asks before
+        each file it indexes."""
+        view = self._view
+        if view.in_transaction and self._state_seen is not None and self._state_seen[0] == view.epoch:
+            return self._state_seen[1]
         rows = self._rows("SELECT state FROM search_state")
-        return bool(rows) and rows[0][0] in ("ok", REBUILDING)
+        maintained = bool(rows) and rows[0][0] in ("ok", REBUILDING)
+        if view.in_transaction:
+            self._state_seen = (view.epoch, maintained)
+        return maintained
 
     def orphans(self) -> int:
         """Always 0 (parts go with their document); reads the index's structure on the way."""
@@ -107,6 +118,7 @@ class PostgresSearch(PostgresSearchQueries, SearchIndex):
         self._run("UPDATE search_state SET state = %s", (reason,))
 
     def reset(self) -> None:
+        self._state_seen = None
         cur = self._view.cursor()
         drop_search_tables(cur)
         create_search_tables(cur, REBUILDING)
@@ -133,6 +145,7 @@ class PostgresSearch(PostgresSearchQueries, SearchIndex):
         except SearchIndexError as exc:
             cur.execute("ROLLBACK TO SAVEPOINT search_index")
             cur.execute("RELEASE SAVEPOINT search_index")
+            self._state_seen = None
             cur.execute("UPDATE search_state SET state = %s", (f"damaged: an update failed: {exc}",))
             return str(exc)
         except BaseException:

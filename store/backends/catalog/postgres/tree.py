@@ -34,6 +34,13 @@ class PostgresTree(Domain, PosixTree):
         row = self._one("SELECT ino FROM dentries WHERE parent = %s AND name = %s", (parent, name))
         return row[0] if row else None
 
+    def entry(self, parent: int, name: bytes) -> tuple[InodeRow, int] | None:
+        row = self._one(
+            f"SELECT {_JOINED_COLUMNS}, (SELECT coalesce(sum(c.length), 0) FROM file_chunks f "
+            "JOIN chunks c ON c.id = f.chunk_id WHERE f.ino = i.id) "
+            "FROM dentries d JOIN inodes i ON i.id = d.ino WHERE d.parent = %s AND d.name = %s", (parent, name))
+        return (InodeRow(*row[:-1]), int(row[-1])) if row else None
+
     def readdir(self, parent: int, after: int, limit: int) -> list[tuple[int, bytes, InodeRow]]:
         rows = self._x(
             f"SELECT d.cookie, d.name, {_JOINED_COLUMNS} FROM dentries d JOIN inodes i ON i.id = d.ino "

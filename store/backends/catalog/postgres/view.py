@@ -40,6 +40,9 @@ class PostgresView(CatalogView):
         self.conn: psycopg.Connection | None = None
         self._pinned = False
         self.touched = Touched()
+        #: Bumped at each BEGIN and ROLLBACK TO SAVEPOINT: a value read in the transaction under
+        #: the same ``epoch`` still holds (unless this view wrote it since).
+        self.epoch = 0
 
     @property
     def holding(self) -> bool:
@@ -73,6 +76,7 @@ class PostgresView(CatalogView):
                         continue
                     raise
                 self.conn, self._pinned = conn, True
+                self.epoch += 1
                 try:
                     yield conn
                 finally:
@@ -113,6 +117,7 @@ class PostgresView(CatalogView):
         try:
             yield self
         except BaseException:
+            self.epoch += 1
             try:
                 self.conn.execute("ROLLBACK TO SAVEPOINT part")
                 self.conn.execute("RELEASE SAVEPOINT part")

@@ -43,15 +43,18 @@ class SqliteContent(Content):
 
     def locations(self, ino: int, start: int, end: int, max_chunk: int) -> list[ChunkLocation]:
         rows = self._db.execute(
-            "SELECT f.off, c.length, f.chunk_id, c.hash, c.block_id, c.block_off "
-            "FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id "
+            "SELECT f.off, c.length, f.chunk_id, c.hash, c.block_id, c.block_off, "
+            'b.pack_id, b."offset", b.length, b.raw_length, b.codec, b.dict_id '
+            "FROM file_chunks f LEFT JOIN chunks c ON c.id = f.chunk_id LEFT JOIN blocks b ON b.id = c.block_id "
             "WHERE f.ino = ? AND f.off > ? AND f.off < ? ORDER BY f.off",
             (ino, start - max_chunk, end)).fetchall()
         for r in rows:
             if r[1] is None:
                 raise IntegrityError(f"file inode {ino} refers to chunk {r[2]} at offset {r[0]}, "
                                      "which the catalog does not have")
-        return [ChunkLocation(r[0], r[1], r[2], bytes(r[3]), r[4], r[5]) for r in rows if r[0] + r[1] > start]
+        return [ChunkLocation(r[0], r[1], r[2], bytes(r[3]), r[4], r[5],
+                              None if r[6] is None else BlockRow(r[4], *r[6:]))
+                for r in rows if r[0] + r[1] > start]
 
     def chunks(self, extents: Iterable[tuple[int, int]]) -> list[ChunkLocation] | None:
         extents = list(extents)
@@ -77,6 +80,14 @@ class SqliteContent(Content):
     def chunk_by_hash(self, digest: bytes) -> tuple[int, int] | None:
         row = self._db.execute("SELECT id, length FROM chunks WHERE hash = ?", (digest,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def chunks_by_hash(self, digests: list[bytes]) -> dict[bytes, tuple[int, int]]:
+        found = {}
+        for i in range(0, len(digests), _IN_BATCH):
+            part = digests[i:i + _IN_BATCH]
+            found.update((bytes(h), (cid, n)) for h, cid, n in self._db.execute(
+                f"SELECT hash, id, length FROM chunks WHERE hash IN ({','.join('?' * len(part))})", part))
+        return found
 
     def data_bytes(self, inos: list[int]) -> dict[int, int]:
         found = dict.fromkeys(inos, 0)

@@ -38,6 +38,13 @@ class SqliteTree(PosixTree):
         row = self._db.execute("SELECT ino FROM dentries WHERE parent = ? AND name = ?", (parent, name)).fetchone()
         return row[0] if row else None
 
+    def entry(self, parent: int, name: bytes) -> tuple[InodeRow, int] | None:
+        row = self._db.execute(
+            f"SELECT {_JOINED_COLUMNS}, (SELECT coalesce(sum(c.length), 0) FROM file_chunks f "
+            "JOIN chunks c ON c.id = f.chunk_id WHERE f.ino = i.id) "
+            "FROM dentries d JOIN inodes i ON i.id = d.ino WHERE d.parent = ? AND d.name = ?", (parent, name)).fetchone()
+        return (InodeRow(*row[:-1]), row[-1]) if row else None
+
     def readdir(self, parent: int, after: int, limit: int) -> list[tuple[int, bytes, InodeRow]]:
         rows = self._db.execute(
             f"SELECT d.rowid, d.name, {_JOINED_COLUMNS} FROM dentries d JOIN inodes i ON i.id = d.ino "
