@@ -395,8 +395,16 @@ class SessionFS(pyfuse3.Operations):
     @_handler
     async def create(self, parent_inode, name, mode, flags, ctx):
         self._check_root_write(parent_inode)
-        row = await _run(self.store.make_node, parent_inode, name, stat.S_IFREG | (mode & ~ctx.umask & 0o7777),
-                         ctx.uid, ctx.gid)
+        try:
+            row = await _run(self.store.make_node, parent_inode, name, stat.S_IFREG | (mode & ~ctx.umask & 0o7777),
+                             ctx.uid, ctx.gid)
+        except FsError as exc:
+            if exc.errno != errno.EEXIST or flags & os.O_EXCL:
+                raise
+            # The name appeared behind the kernel's negative entry (another mount, the session
+            # API). ESTALE makes the kernel look the name up again and open what is there, as
+            # open(2) without O_EXCL does, with its permission checks.
+            raise FsError(errno.ESTALE, "the name was created elsewhere meanwhile") from None
         fh = self._new_handle(Handle(row.id, True))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._pinned(row)
 

@@ -130,6 +130,28 @@ def test_an_atomic_save_on_a_is_seen_whole_on_b(mounts):
     assert not (b.sessions / "s" / "summary.json.tmp").exists()
 
 
+def test_open_o_creat_on_a_opens_what_b_created_behind_a_negative_entry(mounts):
+    """A looked a name up (absent: its kernel caches that for the entry timeout), B creates it
+    (a name is committed when create returns), A opens it at once with O_CREAT and no O_EXCL: as on one local file system A opens B's file, it does
+    not fail with EEXIST; with O_EXCL it does."""
+    a, b = mounts
+    (a.sessions / "n").mkdir()
+    wait_for(lambda: (b.sessions / "n").is_dir(), True, "the directory made on A, on B")
+    for i in range(30):
+        name = f"f{i}"
+        assert not (a.sessions / "n" / name).exists()
+        os.close(os.open(b.sessions / "n" / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        fd = os.open(a.sessions / "n" / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, b", then A")
+        finally:
+            os.close(fd)
+        assert (a.sessions / "n" / name).read_bytes() == b", then A"
+        with pytest.raises(FileExistsError):
+            os.open(a.sessions / "n" / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    verify_clean(a.store)
+
+
 def test_writers_on_both_mounts_in_parallel(mounts):
     a, b = mounts
     (a.sessions / "p").mkdir()
