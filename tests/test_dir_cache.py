@@ -1,0 +1,128 @@
+"""Names and small files served from memory (store.engine.dir_cache, the attribute cache's
+locations, ``Store.cached_read``), and that nothing cached outlives a change.
+
+test_attr_cache's random sequence of changes checks every cached name against the catalog
+file after each step, as it checks attributes. The mount test change names and
+contents behind the kernel and read them through the mount, where a stale entry would show
+a missing name, a wrong file, or old bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from mounting import FUSE_AVAILABLE, served
+from store import Store
+from store.backends.catalog.rows import Changes
+from store.engine.dir_cache import ABSENT, MAX_UNKNOWN, DirCache
+
+
+
+# ---------------------------------------------------------------- the cache alone
+def test_a_directory_filled_across_a_change_of_names_is_not_kept():
+    cache = DirCache()
+    epoch = cache.epoch
+    cache.changed(Changes(entries=frozenset({(5, b"a")})))
+    cache.fill_dir(epoch, 5, {b"a": 9})
+    assert cache.entry(5, b"a") is None and not cache.listed(5)
+    cache.changed(Changes(inodes=frozenset({5}), contents=frozenset({9})))   # no names: kept
+    cache.fill_dir(epoch + 1, 5, {b"a": 9})
+    assert cache.entry(5, b"a") == 9 and cache.entry(5, b"b") == ABSENT
+
+
+def test_a_changed_name_is_unknown_until_read_again():
+    cache = DirCache()
+    cache.fill_dir(cache.epoch, 5, {b"a": 9, b"b": 10})
+    cache.changed(Changes(entries=frozenset({(5, b"a"), (5, b"c"), (6, b"a")})))
+    assert (cache.entry(5, b"a"), cache.entry(5, b"c"), cache.entry(5, b"b")) == (None, None, 10)
+    epoch = cache.epoch
+    cache.fill_name(epoch, 5, b"c", 11)
+    cache.fill_name(epoch, 5, b"a", ABSENT)
+    assert (cache.entry(5, b"a"), cache.entry(5, b"c")) == (ABSENT, 11)
+    cache.fill_name(epoch, 5, b"b", 99)          # not unknown: a fill never overrides a known name
+    assert cache.entry(5, b"b") == 10
+    cache.changed(Changes(entries=frozenset((5, b"n%d" % i) for i in range(MAX_UNKNOWN + 1))))
+    assert not cache.listed(5)
+    cache.fill_dir(cache.epoch, 5, {b"a": 9})
+    cache.changed(Changes(everything=True))
+    assert not cache.listed(5)
+
+
+def test_the_cache_is_bounded_and_capacity_zero_keeps_nothing():
+    cache = DirCache(capacity=10, largest=6)
+    cache.fill_dir(cache.epoch, 1, {b"%d" % i: i + 100 for i in range(7)})   # larger than ``largest``
+    assert not cache.listed(1)
+    for parent in (2, 3, 4):
+        cache.fill_dir(cache.epoch, parent, {b"%d" % i: i + 100 for i in range(4)})
+    assert [cache.listed(p) for p in (2, 3, 4)] == [False, True, True]
+    assert cache.statistics().names == 8
+    off = DirCache(capacity=0)
+    off.fill_dir(off.epoch, 1, {})
+    assert off.entry(1, b"a") is None
+
+
+# ---------------------------------------------------------------- against the catalog
+def test_a_small_file_read_from_memory_is_its_current_content(tmp_path):
+    store = Store.open(tmp_path / "s", create=True)
+    try:
+        store.write_files({"sessions/s1/metadata.json": b'{"v": 1}'})
+        store.settle()
+        ino = store.resolve("sessions/s1/metadata.json")
+        assert store.cached_read(ino, 0, 4096) is None          # nothing located yet
+        assert store.read(ino, 0, 4096) == b'{"v": 1}'
+        assert store.cached_read(ino, 0, 4096) == b'{"v": 1}'
+        assert store.cached_read(ino, 2, 3) == b'v":'
+        store.write(ino, 1, b"XY")                                # pending writes: not from memory
+        assert store.cached_read(ino, 0, 4096) is None
+        store.fsync(ino)
+        assert store.read(ino, 0, 4096) == b'{XY": 1}'
+        assert store.cached_read(ino, 0, 4096) == b'{XY": 1}'
+        store.write_files({"sessions/s1/metadata.json": b'{"v": 2}'})
+        store.settle()
+        assert store.cached_read(ino, 0, 4096) in (None, b'{"v": 2}')
+        store.setattr(ino, size=20)                               # a hole past the data
+        assert store.cached_read(ino, 0, 4096) is None
+        store.fsync(ino)
+        assert store.read(ino, 0, 4096) == b'{"v": 2}' + bytes(12)
+        assert store.cached_read(ino, 0, 4096) == b'{"v": 2}' + bytes(12)
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- through the mount
+def test_names_and_contents_changed_behind_the_kernel_show_through_the_mount(tmp_path):
+    """The session API (no kernel) creates, rewrites and removes names, and moves a directory,
+    in directories the mount answers from memory: each change shows at once, never a name that
+    is gone, a missing one, or old bytes."""
+    if not FUSE_AVAILABLE:
+        pytest.skip("FUSE is not available here (/dev/fuse or fusermount3 missing)")
+    store = Store.open(tmp_path / "s", create=True)
+    try:
+        with served(store, tmp_path / "mnt") as mnt:
+            s1 = mnt / "sessions" / "s1"
+            s1.mkdir()
+            (s1 / "metadata.json").write_bytes(b'{"v": 0}')
+            for n in range(1, 4):
+                assert (s1 / "metadata.json").read_bytes() == b'{"v": %d}' % (n - 1)
+                assert (s1 / "metadata.json").read_bytes() == b'{"v": %d}' % (n - 1)   # from memory
+                assert not (s1 / f"new-{n}.json").exists()
+                store.write_files({"sessions/s1/metadata.json": b'{"v": %d}' % n,
+                                   f"sessions/s1/new-{n}.json": b"%d" % n})
+                store.settle()
+                assert (s1 / f"new-{n}.json").read_bytes() == b"%d" % n
+                assert (s1 / "metadata.json").read_bytes() == b'{"v": %d}' % n
+            store.write_files({"sessions/s1/new-1.json": None})
+            store.settle()
+            assert not (s1 / "new-1.json").exists()
+            assert sorted(os.listdir(s1)) == ["metadata.json", "new-2.json", "new-3.json"]
+            sessions = store.resolve("sessions")
+            store.rename(sessions, b"s1", sessions, b"s9")            # behind the kernel, as a session rename
+            store.settle()
+            time.sleep(0.1)
+            assert (mnt / "sessions" / "s9" / "new-2.json").read_bytes() == b"2"
+            assert sorted(os.listdir(mnt / "sessions")) == ["s9"]
+    finally:
+        store.close()
