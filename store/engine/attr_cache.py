@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from store.backends.catalog.rows import Changes
 
 CAPACITY = 16384      # ~500 bytes an inode (row and data count): 8 MiB when full
-LOCATED_CHUNKS = 4    # chunks of the largest file whose locations are kept (~150 bytes each)
+LOCATED_CHUNKS = 2    # chunks of the largest file whose locations are kept (~200 bytes each: 6 MiB at most)
 
 
 @dataclass(slots=True)

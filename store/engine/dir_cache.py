@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from store.backends.catalog.rows import Changes
 
-CAPACITY = 65536     # names in all: ~150 bytes each, about 10 MiB when full
+CAPACITY = 32768     # names in all: ~150 bytes each, about 5 MiB when full
 LARGEST = 4096       # names of the largest directory kept
 MAX_UNKNOWN = 64     # names of a cached directory changed since it was listed, before it is dropped
 ABSENT = 0           # ``entry``: the name does not exist (no inode is 0)
