@@ -134,7 +134,8 @@ class ReadPath:
         if end <= offset:
             return b""
         # A whole file read at one commit: its locations serve the next reads from memory.
-        return self.read_committed(ino, offset, end - offset, located=epoch if offset == 0 and end == row.size else None)
+        whole = offset == 0 and end == row.size
+        return self.read_committed(ino, offset, end - offset, located=epoch if whole else None)
 
     def cached_read(self, ino: int, offset: int, length: int) -> bytes | None:
         """``read`` from memory only (no I/O: safe on an event loop): a committed file without
@@ -148,20 +149,15 @@ class ReadPath:
         end = min(InodeRow(*row).size, offset + length)
         if end <= offset:
             return b""
-        blocks = {}
+        chunks = {}
         for loc in locations:
-            if loc.off < end and loc.off + loc.length > offset and loc.block_id not in blocks:
+            if loc.off < end and loc.off + loc.length > offset:
                 block = self.cache.get(loc.block_id)
-                if block is None:
-                    return None
-                blocks[loc.block_id] = block
-        for loc in locations:
-            block = blocks.get(loc.block_id)
-            if block is not None and (loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw)):
-                return None
+                if block is None or loc.chunk_id in block.bad or loc.block_off + loc.length > len(block.raw):
+                    return None     # a failing chunk is reported by ``read``, on a thread
+                chunks[loc] = memoryview(block.raw)[loc.block_off:loc.block_off + loc.length]
         self.last_activity = time.monotonic()
-        return self._assemble(locations, offset, end,
-                              lambda loc: memoryview(blocks[loc.block_id].raw)[loc.block_off:loc.block_off + loc.length])
+        return self._assemble(locations, offset, end, chunks.__getitem__)
 
     def _read_ahead(self, ino: int, offset: int, end: int) -> None:
         """Start decoding the blocks a sequential reader of ``ino`` wants next (``readahead``)."""
