@@ -36,7 +36,6 @@ import trio
 from store import Store
 from store.core.errors import LockedError, StoreError
 from store.engine.memory import MAX_TASKS, MemoryPlan, tune_malloc
-from store.engine.warmup import Warmup
 from store.services.serving import Serving
 
 from .ops import SessionFS
@@ -289,16 +288,15 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
     if ready:
         ready(None)
     log.info("mounted %s at %s (pid %d)", store.root, mountpoint, os.getpid())
-    serving.start()                     # legacy files dropped into import/ migrate in the background
-    warmup = Warmup(store).start()      # sessions' metadata into memory (store.engine.warmup)
+    serving.start()                     # import/ drops migrate, sessions' metadata is warmed, in the background
     max_tasks = store.memory.max_tasks if store.memory is not None else MAX_TASKS
     try:
         trio.run(_main, signals, max_tasks)
     except BaseException:
-        _stop_helpers(serving, invalidator, web, warmup)
+        _stop_helpers(serving, invalidator, web)
         pyfuse3.close(unmount=False)    # after a failure pyfuse3 advises not to unmount: stale until cleaned up
         raise
-    _stop_helpers(serving, invalidator, web, warmup)   # before the session goes: no invalidation may reach it
+    _stop_helpers(serving, invalidator, web)   # before the session goes: no invalidation may reach it
     pyfuse3.close(unmount=True)         # after fusermount -u a no-op; after a signal this unmounts
 
 
@@ -320,8 +318,7 @@ def _webdav_server(store: Store, serving: Serving, options, ready):
     return server
 
 
-def _stop_helpers(serving: Serving, invalidator: Invalidator, web, warmup: Warmup) -> None:
-    warmup.stop()
+def _stop_helpers(serving: Serving, invalidator: Invalidator, web) -> None:
     if web is not None:
         web.stop()
     serving.stop()

@@ -2,9 +2,9 @@
 locations, ``Store.cached_read``), and that nothing cached outlives a change.
 
 test_attr_cache's random sequence of changes checks every cached name against the catalog
-file after each step, as it checks attributes. The mount test change names and
-contents behind the kernel and read them through the mount, where a stale entry would show
-a missing name, a wrong file, or old bytes.
+file after each step, as it checks attributes. The mount tests change names and contents
+behind the kernel and read them through the mount, where a stale entry would show a missing
+name, a wrong file, or old bytes, and check that a mount warms its sessions' metadata.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 
+import orjson
 import pytest
 
 from mounting import FUSE_AVAILABLE, served
@@ -124,5 +125,33 @@ def test_names_and_contents_changed_behind_the_kernel_show_through_the_mount(tmp
             time.sleep(0.1)
             assert (mnt / "sessions" / "s9" / "new-2.json").read_bytes() == b"2"
             assert sorted(os.listdir(mnt / "sessions")) == ["s9"]
+    finally:
+        store.close()
+
+
+def test_a_mount_warms_the_metadata_of_its_sessions(tmp_path):
+    """After a mount, the warm-up loads each session's names and metadata.json into memory:
+    the mount then answers their lookups and reads without a query (and the right bytes)."""
+    if not FUSE_AVAILABLE:
+        pytest.skip("FUSE is not available here (/dev/fuse or fusermount3 missing)")
+    store = Store.open(tmp_path / "s", create=True)
+    try:
+        meta = {f"s{i}": b'{"id": "s%d", "title": "%s"}' % (i, b"x" * i) for i in range(12)}
+        store.write_files({f"sessions/{sid}/metadata.json": data for sid, data in meta.items()})
+        store.write_files({"sessions/s3/summary.json": b"{}"})
+        store.settle()
+        with served(store, tmp_path / "mnt") as mnt:
+            deadline = time.monotonic() + 60
+            while (warm := orjson.loads((mnt / ".sessionfs" / "stats.json").read_bytes())["warmup"])["state"] != "done":
+                assert time.monotonic() < deadline, f"the warm-up did not finish: {warm}"
+                time.sleep(0.05)
+            assert warm["sessions"] == 12
+            sessions = store.resolve("sessions")
+            for sid, data in meta.items():
+                ino = store.cached_entry(sessions, sid.encode())
+                meta_ino = store.cached_entry(ino, b"metadata.json")
+                assert store.cached_entry(ino, b"nothing-here") == ABSENT
+                assert store.cached_read(meta_ino, 0, 4096) == data
+                assert (mnt / "sessions" / sid / "metadata.json").read_bytes() == data
     finally:
         store.close()
