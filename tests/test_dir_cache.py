@@ -9,6 +9,7 @@ name, a wrong file, or old bytes, and check that a mount warms its sessions' met
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -18,6 +19,7 @@ import pytest
 from mounting import FUSE_AVAILABLE, served
 from store import Store
 from store.backends.catalog.rows import Changes
+from store.core.errors import FsError
 from store.engine.dir_cache import ABSENT, MAX_UNKNOWN, DirCache
 
 
@@ -55,11 +57,13 @@ def test_a_changed_name_is_unknown_until_read_again():
 def test_the_cache_is_bounded_and_capacity_zero_keeps_nothing():
     cache = DirCache(capacity=10, largest=6)
     cache.fill_dir(cache.epoch, 1, {b"%d" % i: i + 100 for i in range(7)})   # larger than ``largest``
-    assert not cache.listed(1)
+    assert not cache.listed(1) and cache.too_large(1)      # remembered: not listed at every miss
     for parent in (2, 3, 4):
         cache.fill_dir(cache.epoch, parent, {b"%d" % i: i + 100 for i in range(4)})
     assert [cache.listed(p) for p in (2, 3, 4)] == [False, True, True]
     assert cache.statistics().names == 8
+    cache.changed(Changes(everything=True))
+    assert not cache.too_large(1)
     off = DirCache(capacity=0)
     off.fill_dir(off.epoch, 1, {})
     assert off.entry(1, b"a") is None
@@ -89,6 +93,25 @@ def test_a_small_file_read_from_memory_is_its_current_content(tmp_path):
         store.fsync(ino)
         assert store.read(ino, 0, 4096) == b'{"v": 2}' + bytes(12)
         assert store.cached_read(ino, 0, 4096) == b'{"v": 2}' + bytes(12)
+    finally:
+        store.close()
+
+
+def test_lookups_in_a_directory_too_large_to_cache_read_single_names(tmp_path):
+    store = Store.open(tmp_path / "s", create=True)
+    try:
+        store.dirs = DirCache(largest=4)
+        store.write_files({f"sessions/s1/f{i}": b"%d" % i for i in range(6)})
+        store.settle()
+        s1 = store.resolve("sessions/s1")
+        assert store.lookup(s1, b"f5").size == 1
+        assert store.dirs.too_large(s1) and store.cached_entry(s1, b"f5") is None
+        store.write_files({"sessions/s1/f5": None, "sessions/s1/g": b"gg"})
+        store.settle()
+        assert store.lookup(s1, b"g").size == 2
+        with pytest.raises(FsError) as exc:
+            store.lookup(s1, b"f5")
+        assert exc.value.errno == errno.ENOENT
     finally:
         store.close()
 

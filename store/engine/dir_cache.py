@@ -6,7 +6,9 @@ The contract, that of the attribute cache (``attr_cache``) for names:
 - A cached directory is what the catalog listed for it at some commit: name -> inode for
   every name in it, so a name it does not hold does not exist there (a negative entry).
   It is filled a whole directory at a time (``fill_dir``, one catalog call), and only for
-  directories of at most ``largest`` names; lookups in larger ones go to the catalog.
+  directories of at most ``largest`` names; lookups in larger ones go to the catalog, and
+  such a directory is remembered (``too_large``, up to ``LARGE_KEPT`` of them, until
+  everything is dropped) so that it is not listed again at every miss.
 - Invalidation is exact: every write transaction reports the names it created or removed
   (``Changes.entries``); ``changed`` (a commit hook, and the listener of other mounts'
   commits on a shared catalog) marks each such name unknown in its directory, so the next
@@ -32,6 +34,7 @@ CAPACITY = 32768     # names in all: ~150 bytes each, about 5 MiB when full
 LARGEST = 4096       # names of the largest directory kept
 MAX_UNKNOWN = 64     # names of a cached directory changed since it was listed, before it is dropped
 ABSENT = 0           # ``entry``: the name does not exist (no inode is 0)
+LARGE_KEPT = 1024    # directories remembered as too large to cache
 
 
 @dataclass(slots=True)
@@ -54,6 +57,7 @@ class DirCache:
         self.largest = largest
         self._dirs: dict[int, _Directory] = {}
         self._names = 0
+        self._large: dict[int, None] = {}
         self._lock = threading.Lock()
         self._epoch = 0
         self.hits = self.misses = 0
@@ -79,11 +83,22 @@ class DirCache:
         with self._lock:
             return parent in self._dirs
 
+    def too_large(self, parent: int) -> bool:
+        """Whether ``parent`` was found too large to cache (lookups in it read single names)."""
+        with self._lock:
+            return parent in self._large
+
     def fill_dir(self, epoch: int, parent: int, names: dict[bytes, int]) -> None:
-        """``names``: all of ``parent`` as read at ``epoch``."""
-        if not self.capacity or len(names) > min(self.largest, self.capacity):
+        """``names``: all of ``parent`` as read at ``epoch`` (or its first ``largest + 1``)."""
+        if not self.capacity:
             return
         with self._lock:
+            if len(names) > min(self.largest, self.capacity):
+                self._large.pop(parent, None)
+                self._large[parent] = None
+                if len(self._large) > LARGE_KEPT:
+                    del self._large[next(iter(self._large))]
+                return
             if epoch != self._epoch:
                 return
             self._drop(parent)
@@ -116,6 +131,7 @@ class DirCache:
             self._epoch += 1
             if changes.everything:
                 self._dirs.clear()
+                self._large.clear()
                 self._names = 0
                 return
             for parent, name in changes.entries:

@@ -324,7 +324,7 @@ class ReadPath:
         if ino is not None:
             return ino
         epoch = self.dirs.epoch
-        if not self.dirs.listed(parent):
+        if not self.dirs.listed(parent) and not self.dirs.too_large(parent):
             names = self.list_directory(parent)
             if names is not None:
                 return names.get(name, ABSENT)
@@ -337,10 +337,10 @@ class ReadPath:
         into the attribute cache; the names, or None for a directory too large to cache."""
         epoch, attr_epoch = self.dirs.epoch, self.attrs.epoch
         entries = self.catalog.readdir(parent, 0, self.dirs.largest + 1)
-        if len(entries) > self.dirs.largest:
-            return None
         names = {name: row.id for _, name, row in entries}
         self.dirs.fill_dir(epoch, parent, names)
+        if len(entries) > self.dirs.largest:
+            return None
         for _, _, row in entries:
             self.attrs.fill_row(attr_epoch, row.id, row.values())
         files = [row.id for _, _, row in entries if stat.S_ISREG(row.mode) and row.size]
