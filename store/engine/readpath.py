@@ -318,7 +318,7 @@ class ReadPath:
     def _lookup_ino(self, parent: int, name: bytes) -> int:
         """``name``'s inode in ``parent`` (``ABSENT``: none), through the directory cache: a miss
         in a cached directory reads that name, a miss in another lists the directory once."""
-        if self.catalog.in_snapshot():
+        if self.catalog.in_snapshot() or not self.dirs.capacity:
             return self.catalog.lookup(parent, name) or ABSENT
         ino = self.dirs.entry(parent, name)
         if ino is not None:
