@@ -46,8 +46,9 @@ class AttrCacheStatistics:
 
 
 class AttrCache:
-    def __init__(self, capacity: int = CAPACITY):
+    def __init__(self, capacity: int = CAPACITY, located_chunks: int = LOCATED_CHUNKS):
         self.capacity = capacity
+        self.located_chunks = located_chunks
         self._rows: dict[int, tuple] = {}
         self._data: dict[int, int] = {}
         self._locations: dict[int, tuple] = {}
@@ -95,7 +96,7 @@ class AttrCache:
                     self._put(self._data, ino, n)
 
     def fill_locations(self, epoch: int, ino: int, locations: tuple) -> None:
-        if len(locations) > LOCATED_CHUNKS:
+        if not locations or len(locations) > self.located_chunks:
             return
         with self._lock:
             if epoch == self._epoch:

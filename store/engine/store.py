@@ -38,7 +38,7 @@ from store.backends.catalog.dictionaries import Dictionaries
 from store.backends.objects.packs import Packer
 from store.core.config import StoreConfig
 from store.core.errors import FormatError, FsError
-from .attr_cache import CAPACITY, AttrCache
+from .attr_cache import CAPACITY, LOCATED_CHUNKS, AttrCache
 from .dir_cache import DirCache
 from .backends import (DEFAULT_DISK_CACHE, create_catalog, install_catalog, join_or_create_shared, open_catalog,
                        open_packer, read_config, write_config)
@@ -163,8 +163,12 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         try:
             self.catalog = open_catalog(root, self.config, readonly=readonly,
                                         reader_cache_kib=memory.reader_cache_kib if memory else None)
-            self.attrs = AttrCache(0 if readonly else CAPACITY)     # read-only: others commit unseen
-            self.dirs = DirCache(0) if readonly else DirCache()
+            self.attrs = AttrCache(0 if readonly else CAPACITY,     # read-only: others commit unseen
+                                   located_chunks=0 if self.config.shared else LOCATED_CHUNKS)
+            # Names and chunk locations are not cached when other mounts commit too: their
+            # commits are heard of a moment later, while a cached name could still lead to a
+            # file they replaced and deleted (a read of it would find its chunks gone).
+            self.dirs = DirCache(0) if readonly or self.config.shared else DirCache()
             self.catalog.add_commit_hook(self._forget_changed)
             self.packs = packs
             self.cache = ByteLRU(memory.cache_bytes if memory else cache_bytes)
