@@ -288,7 +288,7 @@ def serve_store(store: Store, mountpoint: str, *, allow_other: bool = False, deb
     if ready:
         ready(None)
     log.info("mounted %s at %s (pid %d)", store.root, mountpoint, os.getpid())
-    serving.start()                     # legacy files dropped into import/ migrate in the background
+    serving.start()                     # import/ drops migrate, sessions' metadata is warmed, in the background
     max_tasks = store.memory.max_tasks if store.memory is not None else MAX_TASKS
     try:
         trio.run(_main, signals, max_tasks)

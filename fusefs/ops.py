@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import pyfuse3
 
 from store import Store
+from store.engine.dir_cache import ABSENT
 from store.backends.catalog.rows import ROOT_INO, InodeRow
 from store.core.errors import CatalogError, FsError, IntegrityError, StoreError, errno_of
 from store.backends.catalog.tree import NAME_MAX
@@ -81,6 +82,7 @@ class Handle:
     ino: int
     writable: bool
     snapshot: bytes | None = None   # virtual files: the content rendered at open
+    wrote: bool = False             # created, truncated or written through this handle
 
 
 class SessionFS(pyfuse3.Operations):
@@ -164,7 +166,23 @@ class SessionFS(pyfuse3.Operations):
             raise FsError(errno.ENOENT)
         if len(name) > NAME_MAX:
             raise FsError(errno.ENAMETOOLONG)
+        entry = self._cached_lookup(parent_inode, name)
+        if entry is not None:
+            return entry
         return await _run(self._lookup_pin, parent_inode, name)
+
+    def _cached_lookup(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes | None:
+        """A lookup answered from the store's memory (no thread hop), its inode pinned; None when
+        not all of it is cached."""
+        if name in (b".", b".."):
+            return None
+        ino = self.store.cached_entry(parent, name)
+        if ino == ABSENT:
+            return self._negative_entry()
+        entry = None if ino is None else self._cached_entry(ino)
+        if entry is not None:
+            self.store.pin(ino)
+        return entry
 
     def _lookup_pin(self, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
         if name == b".":
@@ -249,6 +267,8 @@ class SessionFS(pyfuse3.Operations):
             kw["mtime_ns"] = _clamp_ns(attr.st_mtime_ns)
         if fields.update_size:
             kw["size"] = attr.st_size
+            if fh is not None and fh in self._handles:
+                self._handles[fh].wrote = True
         if not kw:
             # chown(f, -1, -1) and the like arrive with no field set: like ext4, only ctime changes.
             kw["mode"] = (await _run(self.store.getattr, inode)).mode
@@ -390,7 +410,8 @@ class SessionFS(pyfuse3.Operations):
             # libfuse negotiates atomic_o_trunc: the kernel leaves O_TRUNC to us (and has already
             # checked write permission). Like ext4, mtime/ctime change even if the file was empty.
             await _run(self.store.setattr, inode, size=0)
-        return pyfuse3.FileInfo(fh=self._new_handle(Handle(inode, writable)), keep_cache=True)
+        handle = Handle(inode, writable, wrote=bool(flags & os.O_TRUNC))
+        return pyfuse3.FileInfo(fh=self._new_handle(handle), keep_cache=True)
 
     @_handler
     async def create(self, parent_inode, name, mode, flags, ctx):
@@ -405,7 +426,7 @@ class SessionFS(pyfuse3.Operations):
             # API). ESTALE makes the kernel look the name up again and open what is there, as
             # open(2) without O_EXCL does, with its permission checks.
             raise FsError(errno.ESTALE, "the name was created elsewhere meanwhile") from None
-        fh = self._new_handle(Handle(row.id, True))
+        fh = self._new_handle(Handle(row.id, True, wrote=True))
         return pyfuse3.FileInfo(fh=fh, keep_cache=True), self._pinned(row)
 
     @_handler
@@ -413,6 +434,9 @@ class SessionFS(pyfuse3.Operations):
         handle = self._handles[fh]
         if handle.snapshot is not None:
             return handle.snapshot[off:off + size]
+        data = self.store.cached_read(handle.ino, off, size)
+        if data is not None:
+            return data
         return await _run(self.store.read, handle.ino, off, size)
 
     @_handler
@@ -420,18 +444,22 @@ class SessionFS(pyfuse3.Operations):
         handle = self._handles[fh]
         if not handle.writable:
             raise FsError(errno.EBADF)
+        handle.wrote = True
         return await _run(self.store.write, handle.ino, off, buf)
 
     @_handler
     async def flush(self, fh):
+        """close(2) waits for this: it seals the file's writes, on a thread only if there are any."""
         handle = self._handles.get(fh)
-        if handle is not None and handle.writable:
+        if handle is not None and handle.writable and self.store.has_unsealed(handle.ino):
             await _run(self.store.seal, handle.ino)
 
     @_handler
     async def release(self, fh):
+        """The last reference to a handle: a file written through it is sealed and may be an
+        import/ drop (a thread's work); a handle that changed nothing costs nothing."""
         handle = self._handles.pop(fh, None)
-        if handle is not None and handle.writable:
+        if handle is not None and handle.writable and (handle.wrote or self.store.has_unsealed(handle.ino)):
             await _run(self._closed, handle.ino)
 
     def _closed(self, ino: int) -> None:

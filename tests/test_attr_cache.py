@@ -1,6 +1,6 @@
 """What is cached about inodes and names, and that nothing cached outlives a change: the
-in-memory attribute cache (store.engine.attr_cache) with its invalidation by the changes
-every catalog transaction reports, and the kernel's entries (negative ones included) for names created behind it.
+in-memory attribute and directory caches (store.engine.attr_cache, dir_cache) with their
+invalidation by the changes every catalog transaction reports, and the kernel's entries (negative ones included) for names created behind it.
 
 The store tests compare every cached entry with a fresh read of the catalog file (its own
 connection, no cache) after each step of a random sequence of namespace and content
@@ -22,6 +22,7 @@ from store import Store
 from store.backends.catalog.rows import Changes
 from store.backends.catalog.sqlite.tree import INODE_COLUMNS
 from store.engine.attr_cache import AttrCache
+from store.engine.dir_cache import ABSENT
 from store.core.errors import FsError
 
 UID, GID = os.getuid(), os.getgid()
@@ -94,16 +95,40 @@ def _check_cached(store: Store, inos) -> int:
     return cached
 
 
-def test_cached_attributes_follow_every_kind_of_change(tmp_path):
+def _names(store: Store, parent: int) -> dict[bytes, int]:
+    db = sqlite3.connect(store.catalog.path)
+    try:
+        return dict(db.execute("SELECT name, ino FROM dentries WHERE parent = ?", (parent,)).fetchall())
+    finally:
+        db.close()
+
+
+def _check_names(store: Store, dirs, probes: list[bytes]) -> int:
+    """Every cached name (and absence of one) in ``dirs`` equals the catalog's (the directory
+    cache, store.engine.dir_cache); returns how many were cached."""
+    hits = 0
+    for parent in dirs:
+        truth = _names(store, parent)
+        for name in set(truth) | set(probes):
+            cached = store.cached_entry(parent, name)
+            if cached is not None:
+                hits += 1
+                assert cached == truth.get(name, ABSENT), \
+                    f"{parent}/{name!r}: cached {cached}, catalog {truth.get(name)}"
+    return hits
+
+
+def test_cached_attributes_and_names_follow_every_kind_of_change(tmp_path):
     rnd = random.Random(8)
     store = Store.open(tmp_path / "s", create=True)
     try:
         top = store.make_node(store.sessions_ino, b"s1", DIR, UID, GID).id
         dirs, files = [top], []
-        cached = 0
+        probes = [b"f%d" % i for i in range(0, 400, 9)] + [b"api-%d.json" % i for i in range(7)] + [b"sub"]
+        cached = named = 0
         for step in range(400):
             op = rnd.choice(["create", "mkdir", "write", "truncate", "chmod", "utime", "rename",
-                             "unlink", "link", "setxattr", "api"])
+                             "unlink", "link", "setxattr", "api", "api-delete", "rmtree"])
             try:
                 if op == "create" or not files:
                     files.append(store.make_node(rnd.choice(dirs), b"f%d" % step, REG, UID, GID).id)
@@ -122,7 +147,7 @@ def test_cached_attributes_follow_every_kind_of_change(tmp_path):
                 elif op == "rename":
                     ino = rnd.choice(files)
                     parent, name = store.catalog.names_of(ino)[0]
-                    store.rename(parent, name, rnd.choice(dirs), b"r%d" % step)
+                    store.rename(parent, name, rnd.choice(dirs), rnd.choice([b"r%d" % step, *probes]))
                 elif op == "unlink":
                     ino = rnd.choice(files)
                     names = store.catalog.names_of(ino)
@@ -134,16 +159,31 @@ def test_cached_attributes_follow_every_kind_of_change(tmp_path):
                     store.link(rnd.choice(files), rnd.choice(dirs), b"l%d" % step)
                 elif op == "setxattr":
                     store.setxattr(rnd.choice(files), b"user.k", b"v")
+                elif op == "api":
+                    store.write_files({f"sessions/s1/api-{step % 7}.json": b'{"n": %d}' % step,
+                                       f"sessions/s2/sub/x{step % 3}": b"x"})
+                elif op == "api-delete":
+                    store.write_files({f"sessions/s1/api-{step % 7}.json": None})
                 else:
-                    store.write_files({f"sessions/s1/api-{step % 7}.json": b'{"n": %d}' % step})
+                    store.write_files({}, delete_trees=["sessions/s2"])
             except FsError as exc:
-                assert exc.errno in (errno.ENOENT, errno.EEXIST), exc
+                assert exc.errno in (errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTEMPTY), exc
             # Ask through the caching paths, as the mount does, then compare with the catalog.
             for ino in rnd.sample(files + dirs, min(8, len(files + dirs))):
                 store.getattr(ino)
                 store.stored_bytes([ino])
             cached += _check_cached(store, files + dirs)
-        assert cached > 1000, "the cache was hardly used: the test checked nothing"
+            s2 = store.catalog.lookup(store.sessions_ino, b"s2")
+            parents = [store.sessions_ino, *dirs, *([s2] if s2 else [])]
+            for parent in rnd.sample(parents, min(4, len(parents))):
+                for name in rnd.sample(probes, 5):
+                    try:
+                        store.lookup(parent, name)
+                    except FsError as exc:
+                        assert exc.errno == errno.ENOENT
+            named += _check_names(store, parents, probes)
+        assert cached > 1000, "the attribute cache was hardly used: the test checked nothing"
+        assert named > 2000, "the directory cache was hardly used: the test checked nothing"
     finally:
         store.close()
 

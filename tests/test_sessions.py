@@ -81,7 +81,7 @@ def screenshot(i: int, sid: str = SID, size: int = 300, seed: int | None = None)
 def sizes(store: Store) -> dict:
     """Statistics that describe stored content (not the cache or queue counters)."""
     stats = store.statistics().as_dict()
-    return {k: v for k, v in stats.items() if k not in ("cache", "queue", "attr_cache")}
+    return {k: v for k, v in stats.items() if k not in ("cache", "queue", "attr_cache", "dir_cache")}
 
 
 def tree(store: Store, path: str = "sessions") -> dict:

@@ -4,8 +4,10 @@ without a thread hop (about 100 us on this kind of machine) or a query.
 The contract:
 
 - An entry is what the catalog held for one inode at some commit: its row (the fields of
-  ``InodeRow``, as ``InodeRow.values()``) and, once asked for, the bytes of its content that are data, not holes
-  (for ``st_blocks``). Uncommitted writes (overlays) are never in it; the store lays them
+  ``InodeRow``, as ``InodeRow.values()``), once asked for, the bytes of its content that are data, not holes
+  (for ``st_blocks``), and, once a small file was read whole, where all its chunks lie (so a
+  read whose blocks are in the block cache needs no query; block ids are never reused, so a
+  location stays right for its block's bytes even after maintenance moved the chunk). Uncommitted writes (overlays) are never in it; the store lays them
   on top, as it does on a row read from SQLite.
 - Invalidation is exact: every write transaction of the catalog reports what it changed
   (``Changes``: inode rows, file chunk lists, or everything when a chunk's length changed
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from store.backends.catalog.rows import Changes
 
 CAPACITY = 16384      # ~500 bytes an inode (row and data count): 8 MiB when full
+LOCATED_CHUNKS = 2    # chunks of the largest file whose locations are kept (~200 bytes each: 6 MiB at most)
 
 
 @dataclass(slots=True)
@@ -43,10 +46,12 @@ class AttrCacheStatistics:
 
 
 class AttrCache:
-    def __init__(self, capacity: int = CAPACITY):
+    def __init__(self, capacity: int = CAPACITY, located_chunks: int = LOCATED_CHUNKS):
         self.capacity = capacity
+        self.located_chunks = located_chunks
         self._rows: dict[int, tuple] = {}
         self._data: dict[int, int] = {}
+        self._locations: dict[int, tuple] = {}
         self._lock = threading.Lock()
         self._epoch = 0
         self.hits = self.misses = self.invalidations = 0
@@ -68,6 +73,11 @@ class AttrCache:
         self._count(n is not None)
         return n
 
+    def locations(self, ino: int) -> tuple | None:
+        """Every ``ChunkLocation`` of the file ``ino``, in order (holes have none)."""
+        with self._lock:
+            return self._locations.get(ino)
+
     def _count(self, hit: bool) -> None:
         if hit:
             self.hits += 1
@@ -84,6 +94,13 @@ class AttrCache:
             if epoch == self._epoch:
                 for ino, n in values.items():
                     self._put(self._data, ino, n)
+
+    def fill_locations(self, epoch: int, ino: int, locations: tuple) -> None:
+        if not locations or len(locations) > self.located_chunks:
+            return
+        with self._lock:
+            if epoch == self._epoch:
+                self._put(self._locations, ino, locations)
 
     def _put(self, table: dict, ino: int, value) -> None:
         if not self.capacity:
@@ -103,11 +120,13 @@ class AttrCache:
             if changes.everything:
                 self._rows.clear()
                 self._data.clear()
+                self._locations.clear()
                 return
             for ino in changes.inodes:
                 self._rows.pop(ino, None)
             for ino in changes.contents:
                 self._data.pop(ino, None)
+                self._locations.pop(ino, None)
 
     def statistics(self) -> AttrCacheStatistics:
         with self._lock:

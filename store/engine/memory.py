@@ -16,7 +16,8 @@ Where a mount's memory goes, and what bounds each part under ``--memory-limit``
   reports larger ones as failed, naming the bound;
 - the rest (``BASE_BYTES``): the interpreter, SQLite's writer cache, the
   persistence worker's block being built, the background compressor's block,
-  the inode attribute cache (``attr_cache``, 8 MiB when full).
+  the inode attribute cache (``attr_cache``, 8 MiB when full), the directory cache
+  (``dir_cache``, about 5 MiB) and small files' chunk locations (about 3 MiB, 6 at most).
 
 ``MemoryGovernor`` is the safety net for what the plan can only estimate: it
 samples the resident set (``/proc/self/statm``) and, above ``HIGH`` of the limit,
@@ -42,8 +43,8 @@ log = logging.getLogger("sessionfs.memory")
 
 MiB = 1024 * 1024
 DEFAULT_LIMIT = 512 * MiB
-BASE_BYTES = 64 * MiB         # interpreter and libraries (~31 MiB), SQLite writer (16 MiB), worker blocks,
-                              # attribute cache (8 MiB)
+BASE_BYTES = 72 * MiB         # interpreter and libraries (~31 MiB), SQLite writer (16 MiB), worker blocks,
+                              # attribute cache (8 MiB), directory cache and small files' locations (~8 MiB)
 MIN_HEADROOM = 24 * MiB       # beyond base and cache: requests in flight, queued writes, imports
 TASK_BYTES = 3 * MiB // 2     # one request in flight: thread stack, catalog pages, request buffers
 MIN_TASKS, MAX_TASKS = 4, 64

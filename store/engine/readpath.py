@@ -21,11 +21,13 @@ from store.core import codec
 from store.core.chunker import MAX_CHUNK, chunk_hash
 from store.core.errors import FsError, IntegrityError
 from store.core.intervals import split_by
+from .dir_cache import ABSENT
 from .overlay import Overlay
 
 log = logging.getLogger("sessionfs.store")
 
 READ_WINDOW = 4 * 1024 * 1024    # bytes assembled at once when rebuilding a range
+SMALL_BLOCK = 64 * 1024          # a raw block up to this size is read and cached whole, as a coded one
 
 
 @dataclass
@@ -128,13 +130,40 @@ class ReadPath:
                 continue
             if all(ov.fd >= 0 for ov in layers):
                 return data
+        epoch = None if self.catalog.in_snapshot() else self.attrs.epoch
         row = self.committed_inode(ino)
         if row is None:
             raise FsError(errno.ENOENT, f"inode {ino} does not exist")
         end = min(row.size, offset + length)
         if end < row.size:
             self._read_ahead(ino, offset, end)
-        return self.read_committed(ino, offset, end - offset) if end > offset else b""
+        if end <= offset:
+            return b""
+        # A whole file read at one commit: its locations serve the next reads from memory.
+        whole = offset == 0 and end == row.size
+        return self.read_committed(ino, offset, end - offset, located=epoch if whole else None)
+
+    def cached_read(self, ino: int, offset: int, length: int) -> bytes | None:
+        """``read`` from memory only (no I/O: safe on an event loop): a committed file without
+        pending writes whose attributes, locations and decoded blocks are all cached; else None."""
+        if self._layers(ino):
+            return None
+        row = self.attrs.row(ino)
+        locations = self.attrs.locations(ino)
+        if row is None or locations is None:
+            return None
+        end = min(InodeRow(*row).size, offset + length)
+        if end <= offset:
+            return b""
+        chunks = {}
+        for loc in locations:
+            if loc.off < end and loc.off + loc.length > offset:
+                block = self.cache.get(loc.block_id)
+                if block is None or loc.chunk_id not in block.good:
+                    return None     # checked (and a failing chunk reported) by ``read``, on a thread
+                chunks[loc] = memoryview(block.raw)[loc.block_off:loc.block_off + loc.length]
+        self.last_activity = time.monotonic()
+        return self._assemble(locations, offset, end, chunks.__getitem__)
 
     def _read_ahead(self, ino: int, offset: int, end: int) -> None:
         """Start decoding the blocks a sequential reader of ``ino`` wants next (``readahead``)."""
@@ -169,28 +198,41 @@ class ReadPath:
                 parts.append(bytes(stop - max(start, low_end)))
         return b"".join(parts)
 
-    def read_committed(self, ino: int, offset: int, length: int, view: CatalogView | None = None) -> bytes:
+    def read_committed(self, ino: int, offset: int, length: int, view: CatalogView | None = None, *,
+                       located: int | None = None) -> bytes:
         """Committed bytes [offset, offset+length); holes are zeros. Verifies every chunk.
-        ``view``: read inside that transaction (else this thread's reader)."""
+        ``view``: read inside that transaction (else this thread's reader). ``located``: the
+        range is the whole file, read since that attribute-cache epoch: keep its locations."""
         if length <= 0:
             return b""
         while True:
             epoch = self.maintenance_epoch
             try:
-                return self._read_committed(ino, offset, length, view)
+                return self._read_committed(ino, offset, length, view, located)
             except IntegrityError:
                 # Maintenance (gc, recompression) moved blocks and deleted their old pack while
                 # we read: our locations were stale, not the data bad. Read them again.
                 if view is not None or self.maintenance_epoch == epoch:
                     raise
 
-    def _read_committed(self, ino: int, offset: int, length: int, view: CatalogView | None) -> bytes:
-        end = offset + length
-        out = bytearray(length)
-        for loc in self.catalog.locations(ino, offset, end, MAX_CHUNK, view):
-            data = self.chunk_view(loc, ino, view)
+    def _read_committed(self, ino: int, offset: int, length: int, view: CatalogView | None,
+                        located: int | None) -> bytes:
+        locations = self.catalog.locations(ino, offset, offset + length, MAX_CHUNK, view)
+        data = self._assemble(locations, offset, offset + length, lambda loc: self.chunk_view(loc, ino, view))
+        if located is not None:
+            self.attrs.fill_locations(located, ino, tuple(locations))
+        return data
+
+    @staticmethod
+    def _assemble(locations, offset: int, end: int, chunk) -> bytes:
+        """Bytes [offset, end) of a file from its chunks at ``locations`` (``chunk(loc)``: the
+        chunk's bytes); what no chunk covers is a hole, zeros."""
+        out = bytearray(end - offset)
+        for loc in locations:
             lo, hi = max(offset, loc.off), min(end, loc.off + loc.length)
-            out[lo - offset:hi - offset] = data[lo - loc.off:hi - loc.off]
+            if lo < hi:
+                data = chunk(loc)
+                out[lo - offset:hi - offset] = data[lo - loc.off:hi - loc.off]
         return bytes(out)
 
     def chunk_bytes(self, loc: ChunkLocation, ino: int | None, view: CatalogView | None = None) -> bytes:
@@ -206,7 +248,7 @@ class ReadPath:
         if block is None:
             epoch = self.maintenance_epoch
             row = loc.block or self.catalog.block(loc.block_id, view)
-            if row is not None and row.codec == codec.CODEC_RAW:
+            if row is not None and row.codec == codec.CODEC_RAW and row.raw_length > SMALL_BLOCK:
                 return self._raw_chunk(row, loc, ino, view)
             block = self._load_block(loc.block_id, view, row, check=False)
             # A block that failed is cached only if its row is known fresh: one read with the
@@ -234,7 +276,7 @@ class ReadPath:
         raise self._corrupt(loc, ino, view, why)
 
     def _raw_chunk(self, row: BlockRow, loc: ChunkLocation, ino: int | None, view: CatalogView | None) -> memoryview:
-        """One chunk of a block stored raw, read and verified alone: a read that misses the
+        """One chunk of a large block stored raw, read and verified alone: a read that misses the
         caches costs its chunk, not the whole block (the kernel asks for single pages where
         reclaim punched holes into its cache of a file; each cost a 1 MiB block and the SHA-256
         of every chunk in it). Sequential readers get whole blocks from ``readahead``."""
@@ -292,8 +334,14 @@ class ReadPath:
         return block
 
     def lookup(self, parent: int, name: bytes) -> InodeRow:
-        """The inode named ``name`` in ``parent``, as ``getattr`` shows it: one catalog read
-        (``Tree.entry``) that also fills the attribute cache with its row and data bytes."""
+        """The inode named ``name`` in ``parent``, as ``getattr`` shows it: through the directory
+        cache where names are cached, else one catalog read (``Tree.entry``) that also fills the
+        attribute cache with its row and data bytes."""
+        if self.dirs.capacity and not self.catalog.in_snapshot():
+            ino = self._lookup_ino(parent, name)
+            if ino == ABSENT:
+                raise FsError(errno.ENOENT, f"{name.decode(errors='replace')} does not exist")
+            return self.getattr(ino)
         cacheable = not self.catalog.in_snapshot()
         epoch = self.attrs.epoch
         found = self.catalog.reader().tree.entry(parent, name)
@@ -305,6 +353,44 @@ class ReadPath:
             self.attrs.fill_row(epoch, row.id, row.values())
             self.attrs.fill_data_bytes(epoch, {row.id: data})
         return self._overlaid(row, layers)
+
+    def cached_entry(self, parent: int, name: bytes) -> int | None:
+        """``name``'s inode in ``parent`` from memory only (no I/O: safe on an event loop):
+        ``ABSENT`` if there is no such name, None if not cached."""
+        return self.dirs.entry(parent, name)
+
+    def _lookup_ino(self, parent: int, name: bytes) -> int:
+        """``name``'s inode in ``parent`` (``ABSENT``: none), through the directory cache: a miss
+        in a cached directory reads that name, a miss in another lists the directory once."""
+        if self.catalog.in_snapshot() or not self.dirs.capacity:
+            return self.catalog.lookup(parent, name) or ABSENT
+        ino = self.dirs.entry(parent, name)
+        if ino is not None:
+            return ino
+        epoch = self.dirs.epoch
+        if not self.dirs.listed(parent) and not self.dirs.too_large(parent):
+            names = self.list_directory(parent)
+            if names is not None:
+                return names.get(name, ABSENT)
+        ino = self.catalog.lookup(parent, name) or ABSENT
+        self.dirs.fill_name(epoch, parent, name, ino)
+        return ino
+
+    def list_directory(self, parent: int) -> dict[bytes, int] | None:
+        """Read the names of ``parent`` into the directory cache, and the attributes they name
+        into the attribute cache; the names, or None for a directory too large to cache."""
+        epoch, attr_epoch = self.dirs.epoch, self.attrs.epoch
+        entries = self.catalog.readdir(parent, 0, self.dirs.largest + 1)
+        names = {name: row.id for _, name, row in entries}
+        self.dirs.fill_dir(epoch, parent, names)
+        if len(entries) > self.dirs.largest:
+            return None
+        for _, _, row in entries:
+            self.attrs.fill_row(attr_epoch, row.id, row.values())
+        files = [row.id for _, _, row in entries if stat.S_ISREG(row.mode) and row.size]
+        if files:
+            self.attrs.fill_data_bytes(attr_epoch, self.catalog.reader().content.data_bytes(files))
+        return names
 
     def readdir(self, ino: int, after: int, limit: int = 1000) -> list[tuple[int, bytes, InodeRow]]:
         """(cookie, name, inode) of up to ``limit`` entries after cookie ``after``

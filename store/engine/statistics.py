@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from store.backends.catalog.search import SearchIndexStatistics
 from store.engine.attr_cache import AttrCacheStatistics
+from store.engine.dir_cache import DirCacheStatistics
 from store.engine.cache import CacheStatistics
 from store.engine.persist import PersistStatistics
 
@@ -44,7 +45,8 @@ class StoreStatistics:
     not holes; ``unique``: distinct chunk bytes still referenced; ``stored``: pack bytes
     on disk (committed); ``dedup_ratio`` = referenced / unique; ``compression_ratio`` =
     decoded / encoded block bytes. ``maintenance``: garbage collection and background
-    compression; ``attr_cache``: inode attributes served from memory; ``search``: the
+    compression; ``attr_cache``: inode attributes served from memory; ``dir_cache``: directory
+    entries served from memory; ``search``: the
     full-text index; ``counted_by``: ``counters`` (O(1)) or ``scan`` (a catalog not yet
     upgraded, opened read-only)."""
     files: int
@@ -64,6 +66,7 @@ class StoreStatistics:
     queue: PersistStatistics | None
     maintenance: MaintenanceStatistics
     attr_cache: AttrCacheStatistics
+    dir_cache: DirCacheStatistics
     search: SearchIndexStatistics
     counted_by: str = "counters"
 
@@ -88,4 +91,5 @@ def store_statistics(store) -> StoreStatistics:
         space_saving=1 - c["pack_bytes"] / logical if logical else 0.0,
         cache=store.cache.statistics(), queue=store.persister.statistics() if store.persister else None,
         maintenance=maintenance, attr_cache=store.attrs.statistics(),
+        dir_cache=store.dirs.statistics(),
         search=store.text_index.statistics(), counted_by=counted_by)

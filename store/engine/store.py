@@ -38,7 +38,8 @@ from store.backends.catalog.dictionaries import Dictionaries
 from store.backends.objects.packs import Packer
 from store.core.config import StoreConfig
 from store.core.errors import FormatError, FsError
-from .attr_cache import CAPACITY, AttrCache
+from .attr_cache import CAPACITY, LOCATED_CHUNKS, AttrCache
+from .dir_cache import DirCache
 from .backends import (DEFAULT_DISK_CACHE, create_catalog, install_catalog, join_or_create_shared, open_catalog,
                        open_packer, read_config, write_config)
 from .cache import ByteLRU
@@ -163,8 +164,13 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         try:
             self.catalog = open_catalog(root, self.config, readonly=readonly,
                                         reader_cache_kib=memory.reader_cache_kib if memory else None)
-            self.attrs = AttrCache(0 if readonly else CAPACITY)     # read-only: others commit unseen
-            self.catalog.add_commit_hook(self.attrs.changed)
+            self.attrs = AttrCache(0 if readonly else CAPACITY,     # read-only: others commit unseen
+                                   located_chunks=0 if self.config.shared else LOCATED_CHUNKS)
+            # Names and chunk locations are not cached when other mounts commit too: their
+            # commits are heard of a moment later, while a cached name could still lead to a
+            # file they replaced and deleted (a read of it would find its chunks gone).
+            self.dirs = DirCache(0) if readonly or self.config.shared else DirCache()
+            self.catalog.add_commit_hook(self._forget_changed)
             self.packs = packs
             self.cache = ByteLRU(memory.cache_bytes if memory else cache_bytes)
             self.readahead = ReadAhead(lambda block_id: self._load_block(block_id, None), self._prefetched)
@@ -325,6 +331,12 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
                 ov.truncate(size, time.time_ns())
                 return
 
+    def has_unsealed(self, ino: int) -> bool:
+        """Whether ``ino`` has writes ``seal`` would queue (no I/O: safe on an event loop)."""
+        with self._ov_lock:
+            layers = self._overlays.get(ino)
+            return bool(layers) and not layers[-1].sealed
+
     def seal(self, ino: int) -> bool:
         """Queue the file's unsealed writes for commit (close(2)); True when there were any."""
         with self._ov_lock:
@@ -371,8 +383,13 @@ class Store(ReadPath, NamespaceOps, PathFace, CommitPath, Recovery):
         invalidates its kernel's caches (close-to-open consistency across mounts)."""
         self._remote_listeners.append(fn)
 
+    def _forget_changed(self, changes: Changes) -> None:
+        """What a transaction changed leaves the attribute and directory caches."""
+        self.attrs.changed(changes)
+        self.dirs.changed(changes)
+
     def _others_committed(self, changes: Changes | None) -> None:
-        self.attrs.changed(changes if changes is not None else Changes(everything=True))
+        self._forget_changed(changes if changes is not None else Changes(everything=True))
         for fn in self._remote_listeners:
             try:
                 fn(changes)

@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 from store.core.errors import RetryableError
+from store.engine.idle import wait_until_quiet
 from store.services.exclusive import maintenance_turn
 from store.services.gc import DEFAULT_GRACE, BackgroundGC, GcOptions
 from store.services.dictionary_training import ensure_dictionary
@@ -83,15 +84,10 @@ class Compressor:
 
     def _wait_quiet(self) -> bool:
         """Wait until foreground I/O has been quiet for ``quiet`` seconds; False when stopping."""
-        store = self.store
-        while not self._stop.is_set():
-            idle_for = time.monotonic() - store.last_activity
-            persister = store.persister
-            if persister is not None and persister.idle and idle_for >= self.options.quiet:
-                return True
-            self.state = "paused"
-            self._stop.wait(max(0.02, self.options.quiet - idle_for))
-        return False
+        return wait_until_quiet(self.store, self._stop, self.options.quiet, self._paused)
+
+    def _paused(self) -> None:
+        self.state = "paused"
 
     def _throttle(self, worked: float) -> None:
         self.busy_seconds += worked

@@ -77,8 +77,8 @@ class Changes:
     """What one write transaction changed, as the attribute cache needs it: the inodes whose
     rows changed, the files whose chunk lists changed, and ``everything`` when a chunk's
     length changed or a chunk went away (any file's byte count may have changed).
-    ``entries``: the names (parent, name) created or removed, which other mounts of a shared
-    catalog must drop from their kernels' caches (a catalog with one writer leaves it empty)."""
+    ``entries``: the names (parent, name) created or removed (the engine's directory cache
+    forgets them; other mounts of a shared catalog drop them from their kernels' caches)."""
     inodes: frozenset[int] = field(default_factory=frozenset)
     contents: frozenset[int] = field(default_factory=frozenset)
     everything: bool = False

@@ -95,7 +95,7 @@ class SqliteCatalog(Catalog):
     def _watch_changes(self, db: sqlite3.Connection) -> None:
         """Temporary triggers (this connection only, nothing stored) report every change the
         commit hooks hear of (``Changes``): inode rows, a file's chunk list, a chunk's length or
-        removal. ``write`` hands what a transaction touched to the hooks when it ends."""
+        removal, and names created or removed. ``write`` hands what a transaction touched to the hooks when it ends."""
         db.create_function("sessionfs_changed", 2, self._touched.note)
         for table, key, kind in (("inodes", "id", _Touched.ROW), ("file_chunks", "ino", _Touched.DATA)):
             db.execute(f"CREATE TEMP TRIGGER watch_{table}_insert AFTER INSERT ON main.{table} "
@@ -108,6 +108,13 @@ class SqliteCatalog(Catalog):
                    f"BEGIN SELECT sessionfs_changed({_Touched.EVERYTHING}, 0); END")
         db.execute("CREATE TEMP TRIGGER watch_chunks_delete AFTER DELETE ON main.chunks "
                    f"BEGIN SELECT sessionfs_changed({_Touched.EVERYTHING}, 0); END")
+        db.create_function("sessionfs_entry", 2, self._touched.entry)
+        db.execute("CREATE TEMP TRIGGER watch_dentries_insert AFTER INSERT ON main.dentries "
+                   "BEGIN SELECT sessionfs_entry(NEW.parent, NEW.name); END")
+        db.execute("CREATE TEMP TRIGGER watch_dentries_update AFTER UPDATE ON main.dentries "
+                   "BEGIN SELECT sessionfs_entry(OLD.parent, OLD.name), sessionfs_entry(NEW.parent, NEW.name); END")
+        db.execute("CREATE TEMP TRIGGER watch_dentries_delete AFTER DELETE ON main.dentries "
+                   "BEGIN SELECT sessionfs_entry(OLD.parent, OLD.name); END")
 
     @staticmethod
     def initialize(path: Path, store_id: str) -> None:
@@ -226,7 +233,11 @@ class _Touched:
     def __init__(self):
         self.inodes: set[int] = set()
         self.contents: set[int] = set()
+        self.entries: set[tuple[int, bytes]] = set()
         self.everything = False
+
+    def entry(self, parent: int, name: bytes) -> None:
+        self.entries.add((parent, bytes(name)))
 
     def note(self, kind: int, ino: int) -> None:
         if kind == self.ROW:
@@ -237,8 +248,9 @@ class _Touched:
             self.everything = True
 
     def take(self) -> Changes:
-        changes = Changes(frozenset(self.inodes), frozenset(self.contents), self.everything)
-        self.inodes, self.contents, self.everything = set(), set(), False
+        changes = Changes(frozenset(self.inodes), frozenset(self.contents), self.everything,
+                          frozenset(self.entries))
+        self.inodes, self.contents, self.entries, self.everything = set(), set(), set(), False
         return changes
 
 
