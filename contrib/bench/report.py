@@ -585,7 +585,8 @@ def markdown(res: dict, plots: dict | None = None, media: str = "") -> str:
 MEDIA_RESULTS = "media.json"
 #: Results kept beside report.json by other benchmarks' ``--json``, and the module rendering each
 #: one's section (``section(data)``), in the report's order.
-GENERATED = ((MEDIA_RESULTS, "contrib.bench.media_bench"), ("scaleout.json", "contrib.bench.scaleout_bench"))
+GENERATED = ((MEDIA_RESULTS, "contrib.bench.media_bench"), ("audio.json", "contrib.bench.audio_bench"),
+             ("scaleout.json", "contrib.bench.scaleout_bench"))
 
 
 def generated_section(out: Path, results: str, module: str) -> str:
