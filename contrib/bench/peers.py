@@ -113,11 +113,15 @@ def tool_versions() -> dict[str, str | None]:
 
 # ---------------------------------------------------------------- sizes
 def tree_size(root: Path) -> tuple[int, int]:
-    """(files, bytes): apparent sizes of every regular file under root."""
+    """(files, bytes): apparent sizes of every regular file under root. A file that goes
+    while it is counted (a peer's cache renames its temporary files) is not counted."""
     files = total = 0
     for dirpath, _, names in os.walk(root):
         for n in names:
-            st = os.lstat(os.path.join(dirpath, n))
+            try:
+                st = os.lstat(os.path.join(dirpath, n))
+            except FileNotFoundError:
+                continue
             if st.st_mode & 0o170000 == 0o100000:
                 files += 1
                 total += st.st_size
