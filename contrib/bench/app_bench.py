@@ -156,8 +156,8 @@ def run(args) -> int:
         for name, source in sources.items():
             store = work / f"store-{name}"
             subprocess.run([sys.executable, "-m", "store.cli", "init", str(store)], check=True, capture_output=True,
-                           env=source_env(source))
-            m = Mounted(store, work / f"mnt-{name}", source_env(source))
+                           env=source_env(source), cwd=source)
+            m = Mounted(store, work / f"mnt-{name}", source_env(source), cwd=source)
             m.mnt.mkdir()
             m.mount()
             mounts[name] = m

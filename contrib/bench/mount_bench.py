@@ -112,15 +112,16 @@ def write_plain(root: Path, files: dict[str, bytes]) -> None:
 
 # ---------------------------------------------------------------- the mount
 class Mounted:
-    """``sessionfs mount`` of ``store`` at ``mnt``; ``env``: the CLI's environment (None: ours)."""
+    """``sessionfs mount`` of ``store`` at ``mnt``; ``env``: the CLI's environment (None: ours);
+    ``cwd``: its working directory (``python -m`` imports from there before PYTHONPATH)."""
 
-    def __init__(self, store: Path, mnt: Path, env: dict | None = None):
-        self.store, self.mnt, self.env = store, mnt, env
+    def __init__(self, store: Path, mnt: Path, env: dict | None = None, cwd: Path | None = None):
+        self.store, self.mnt, self.env, self.cwd = store, mnt, env, cwd
         self.up = False
 
     def _cli(self, *args: str) -> None:
         r = subprocess.run([sys.executable, "-m", "store.cli", *args], capture_output=True, text=True, timeout=600,
-                           env=self.env)
+                           env=self.env, cwd=self.cwd)
         if r.returncode != 0:
             raise RuntimeError(f"sessionfs {' '.join(args)}: {r.stderr.strip()}")
 
