@@ -14,7 +14,6 @@ store; ``forget`` unpins. An unlinked file stays readable while pinned.
 from __future__ import annotations
 
 import errno
-import functools
 import itertools
 import logging
 import os
@@ -27,11 +26,13 @@ import pyfuse3
 from store import Store
 from store.engine.dir_cache import ABSENT
 from store.backends.catalog.rows import ROOT_INO, InodeRow
-from store.core.errors import CatalogError, FsError, IntegrityError, StoreError, errno_of
+from store.core.errors import FsError
 from store.backends.catalog.tree import NAME_MAX
 from store.services.serving import Serving
 
 from .search_views import SearchViews
+from .handler import handler as _handler
+from .statfs import statvfs
 from .threads import run as _run
 from .views import VirtualNode, Views
 
@@ -49,32 +50,6 @@ def _clamp_ns(ns: int) -> int:
     """Timestamps are stored as 64-bit nanoseconds (1677..2262); like ext4 at its own limits,
     a time beyond the range is clamped to it, not refused."""
     return max(-(1 << 63), min((1 << 63) - 1, ns))
-
-
-def _handler(fn):
-    """Let only FUSEError leave a handler; log what is not a plain errno."""
-    @functools.wraps(fn)
-    async def wrapper(*args, **kwargs):
-        try:
-            return await fn(*args, **kwargs)
-        except pyfuse3.FUSEError:
-            raise
-        except (FsError, CatalogError, OSError) as exc:
-            if isinstance(exc, CatalogError):
-                log.error("%s: %s", fn.__name__, exc)
-            raise pyfuse3.FUSEError(errno_of(exc)) from None
-        except IntegrityError as exc:
-            log.error("%s: %s", fn.__name__, exc)
-            raise pyfuse3.FUSEError(errno.EIO) from None
-        except StoreError as exc:
-            log.error("%s: %s", fn.__name__, exc)
-            raise pyfuse3.FUSEError(errno.EIO) from None
-        except Exception:  # noqa: BLE001 - must not kill the mount
-            log.exception("unexpected error in %s", fn.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
-    return wrapper
-
-
 
 
 @dataclass
@@ -515,19 +490,4 @@ class SessionFS(pyfuse3.Operations):
     # -- the filesystem ------------------------------------------------------------
     @_handler
     async def statfs(self, ctx):
-        return await _run(self._statfs)
-
-    def _statfs(self) -> pyfuse3.StatvfsData:
-        host = os.statvfs(self.store.root)
-        files = self.store.inode_count()
-        s = pyfuse3.StatvfsData()
-        s.f_bsize = host.f_bsize
-        s.f_frsize = host.f_frsize
-        s.f_blocks = host.f_blocks
-        s.f_bfree = host.f_bfree
-        s.f_bavail = host.f_bavail
-        s.f_files = files + host.f_ffree
-        s.f_ffree = host.f_ffree
-        s.f_favail = host.f_favail
-        s.f_namemax = NAME_MAX
-        return s
+        return await _run(statvfs, self.store)

@@ -19,7 +19,7 @@ by all the views that list it). A node lives while the kernel holds it (lookups 
 readdirplus entries minus ``forget``), so the table stays as small as what is cached.
 
 Called from ``ops.SessionFS`` on the trio loop; every catalog access runs in a worker
-thread. Only store errors leave these methods (``ops._handler`` turns them into FUSEError).
+thread. Only store errors leave these methods (``fusefs.handler`` turns them into FUSEError).
 """
 
 from __future__ import annotations
