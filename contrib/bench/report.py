@@ -364,7 +364,7 @@ def _storage(res: dict) -> str:
                      fmt_time(secs) if secs else "-", f"{logical / secs / MB:.1f}" if secs else "-"])
     text = (f"Tree: {st['tree']}, {fmt_bytes(logical)} of files. Bytes are what each system keeps on disk "
             "(sessionfs: pack bytes + trained dictionaries; its catalog is listed below; borg and restic: the "
-            "whole repository directory). Ingest: until durable; sessionfs through the mount (copy every file "
+            "whole repository directory; JuiceFS: its bucket plus its metadata database). Ingest: until durable; sessionfs through the mount (copy every file "
             "in, then fsync). " + (f"Ingest times are single runs." if st.get("repeats", 1) == 1 else
                                    f"Ingest times: median of {st['repeats']} runs.") + "\n\n")
     text += _table(["system", "bytes", "/ logical", "sessionfs / this", "ingest / step", "MB/s"], rows)

