@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import logging
 import os
 import stat
 import time
@@ -36,7 +35,6 @@ from .statfs import statvfs
 from .threads import run as _run
 from .views import VirtualNode, Views
 
-log = logging.getLogger("sessionfs.fuse")
 
 CACHE_TIMEOUT = 60.0       # seconds the kernel keeps names and attributes (one writer: exact)
 #: A store shared with other mounts: their commits invalidate this kernel's caches as they are

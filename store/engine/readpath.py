@@ -360,10 +360,9 @@ class ReadPath:
         return self.dirs.entry(parent, name)
 
     def _lookup_ino(self, parent: int, name: bytes) -> int:
-        """``name``'s inode in ``parent`` (``ABSENT``: none), through the directory cache: a miss
-        in a cached directory reads that name, a miss in another lists the directory once."""
-        if self.catalog.in_snapshot() or not self.dirs.capacity:
-            return self.catalog.lookup(parent, name) or ABSENT
+        """``name``'s inode in ``parent`` (``ABSENT``: none), through the directory cache (the
+        caller checks that names are cached and that no snapshot is open): a miss in a cached
+        directory reads that name, a miss in another lists the directory once."""
         ino = self.dirs.entry(parent, name)
         if ino is not None:
             return ino
